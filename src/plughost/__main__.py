@@ -1,0 +1,3 @@
+from plughost.cli import main
+
+main()

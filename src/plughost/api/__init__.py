@@ -1,0 +1,1 @@
+"""HTTP layer: routers, wire schemas, auth dependency and the one error handler."""

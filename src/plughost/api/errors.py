@@ -1,0 +1,89 @@
+"""The one place where errors become the contract's error body."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plughost.errors import PlughostError
+
+log = logging.getLogger("plughost.api")
+
+_HTTP_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    409: "ConflictError",
+    413: "PayloadTooLargeError",
+    415: "UnsupportedMediaTypeError",
+    422: "ValidationError",
+}
+
+
+def error_body(status: int, message: str, error_type: str, details: Any = None) -> dict[str, Any]:
+    return {
+        "success": False,
+        "status": status,
+        "error": {"message": message, "type": error_type, "details": details},
+    }
+
+
+def error_response(
+    status: int, message: str, error_type: str, details: Any = None
+) -> ORJSONResponse:
+    return ORJSONResponse(error_body(status, message, error_type, details), status_code=status)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlughostError)
+    async def _plughost(_: Request, exc: PlughostError) -> ORJSONResponse:
+        return error_response(exc.status_code, exc.message, exc.error_type, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in exc.errors()
+        ]
+        summary = (
+            "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        )
+        return error_response(
+            422,
+            f"request validation failed: {summary}",
+            "ValidationError",
+            {"errors": _jsonable(errors)},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        message = str(exc.detail) if exc.detail else "error"
+        return error_response(
+            exc.status_code, message, _HTTP_TYPES.get(exc.status_code, "HTTPError")
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, f"internal error: {type(exc).__name__}", "InternalServerError")

@@ -1,0 +1,1 @@
+"""Pure rules: identifiers, versions, deployment states. No I/O here."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy adapter: SQLite by default, PostgreSQL via PLUGHOST_DATABASE_URL."""

@@ -1,0 +1,206 @@
+"""Release rows: the one door for status changes (compare-and-set plus an event row)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+
+from plughost.domain.states import ACTIVE, Status, can_move
+from plughost.persistence.db import Database
+from plughost.persistence.tables import Alias, Plugin, Release, ReleaseEvent
+from plughost.timeutil import as_utc, utcnow
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """A detached, immutable copy of a release row."""
+
+    id: int
+    namespace_id: str
+    plugin_pk: int
+    plugin_id: str
+    name: str
+    version: str
+    status: Status
+    message: str | None
+    error: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    deployed_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Release) -> ReleaseView:
+        return cls(
+            id=row.id,
+            namespace_id=row.namespace_id,
+            plugin_pk=row.plugin_pk,
+            plugin_id=row.plugin_id,
+            name=row.name,
+            version=row.version,
+            status=Status(row.status),
+            message=row.message,
+            error=row.error,
+            queued_at=as_utc(row.queued_at),
+            started_at=as_utc(row.started_at) if row.started_at else None,
+            deployed_at=as_utc(row.deployed_at) if row.deployed_at else None,
+            finished_at=as_utc(row.finished_at) if row.finished_at else None,
+        )
+
+
+class Releases:
+    """Queries and compare-and-set transitions over the releases table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def enqueue(self, namespace_id: str, plugin: Plugin, message: str) -> ReleaseView:
+        with self.db.session() as s:
+            row = Release(
+                namespace_id=namespace_id,
+                plugin_pk=plugin.id,
+                plugin_id=plugin.plugin_id,
+                name=plugin.name,
+                version=plugin.version,
+                status=Status.QUEUED.value,
+                message=message,
+                queued_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            s.add(
+                ReleaseEvent(
+                    release_id=row.id, from_status=None, to_status=row.status, message=message
+                )
+            )
+            return ReleaseView.of(row)
+
+    def move(
+        self,
+        release_id: int,
+        expected: Status,
+        to: Status,
+        message: str | None = None,
+        error: str | None = None,
+        **times: Any,
+    ) -> bool:
+        """Compare-and-set `expected -> to`; False when the row had moved on meanwhile."""
+        if not can_move(expected, to):
+            raise ValueError(f"illegal transition {expected} -> {to}")
+        values: dict[str, Any] = {"status": to.value, **times}
+        if message is not None:
+            values["message"] = message
+        if error is not None:
+            values["error"] = error
+        with self.db.session() as s:
+            res = s.execute(
+                update(Release)
+                .where(and_(Release.id == release_id, Release.status == expected.value))
+                .values(**values)
+            )
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            s.add(
+                ReleaseEvent(
+                    release_id=release_id,
+                    from_status=expected.value,
+                    to_status=to.value,
+                    message=error or message,
+                )
+            )
+            return True
+
+    def get(self, release_id: int) -> ReleaseView | None:
+        with self.db.session() as s:
+            row = s.get(Release, release_id)
+            return ReleaseView.of(row) if row else None
+
+    def _select(
+        self, *where: Any, order: Any = None, limit: int | None = None
+    ) -> list[ReleaseView]:
+        with self.db.session() as s:
+            q = select(Release).where(*where).order_by(order if order is not None else Release.id)
+            if limit:
+                q = q.limit(limit)
+            return [ReleaseView.of(r) for r in s.scalars(q)]
+
+    def latest(self, namespace_id: str, plugin_pk: int) -> ReleaseView | None:
+        rows = self._select(
+            Release.namespace_id == namespace_id,
+            Release.plugin_pk == plugin_pk,
+            order=Release.id.desc(),
+            limit=1,
+        )
+        return rows[0] if rows else None
+
+    def of_plugin(
+        self, namespace_id: str, plugin_pk: int, statuses: set[Status]
+    ) -> list[ReleaseView]:
+        return self._select(
+            Release.namespace_id == namespace_id,
+            Release.plugin_pk == plugin_pk,
+            Release.status.in_([s.value for s in statuses]),
+        )
+
+    def with_status(self, statuses: set[Status] | frozenset[Status]) -> list[ReleaseView]:
+        return self._select(Release.status.in_([s.value for s in statuses]))
+
+    def queue_position(self, release_id: int) -> int:
+        """1-based position among queued releases."""
+        with self.db.session() as s:
+            ahead = s.scalar(
+                select(func.count())
+                .select_from(Release)
+                .where(Release.status == Status.QUEUED.value, Release.id < release_id)
+            )
+            return int(ahead or 0) + 1
+
+    def active_count(self) -> int:
+        with self.db.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Release)
+                    .where(Release.status.in_([x.value for x in ACTIVE]))
+                )
+                or 0
+            )
+
+    def recent_durations(self, name: str | None, limit: int = 20) -> list[float]:
+        with self.db.session() as s:
+            q = select(Release.duration_s).where(Release.duration_s.is_not(None))
+            if name is not None:
+                q = q.where(Release.name == name)
+            return [float(d) for d in s.scalars(q.order_by(Release.id.desc()).limit(limit))]
+
+    def deployed_of_name(self, namespace_id: str, name: str) -> list[ReleaseView]:
+        return self._select(
+            Release.namespace_id == namespace_id,
+            Release.name == name,
+            Release.status == Status.DEPLOYED.value,
+            order=Release.deployed_at.desc(),
+        )
+
+    # -- aliases ------------------------------------------------------------------------------
+    def alias(self, namespace_id: str, name: str) -> int | None:
+        with self.db.session() as s:
+            row = s.get(Alias, (namespace_id, name))
+            return row.release_id if row else None
+
+    def set_alias(self, namespace_id: str, name: str, release_id: int | None) -> None:
+        with self.db.session() as s:
+            row = s.get(Alias, (namespace_id, name))
+            if release_id is None:
+                if row is not None:
+                    s.delete(row)
+            elif row is None:
+                s.add(Alias(namespace_id=namespace_id, name=name, release_id=release_id))
+            else:
+                row.release_id, row.updated_at = release_id, utcnow()
+
+    def all_aliases(self) -> list[tuple[str, str, int]]:
+        with self.db.session() as s:
+            return [(a.namespace_id, a.name, a.release_id) for a in s.scalars(select(Alias))]

@@ -1,0 +1,319 @@
+"""Upload use cases: presigned upload, archive PUT, confirm, multipart upload, validation."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from plughost.archive import IntakeLimits, IntakeResult, validate_archive
+from plughost.config import Settings
+from plughost.domain.ids import (
+    feature_uri_for,
+    new_id,
+    normalize_version,
+    plugin_id_for,
+    validate_name,
+)
+from plughost.errors import ConflictError, NotFoundError, ValidationError
+from plughost.persistence.db import Database
+from plughost.persistence.tables import Plugin, Upload
+from plughost.services.accounts import Principal
+from plughost.storage.base import ArchiveStore
+from plughost.storage.signing import UrlSigner
+from plughost.timeutil import as_utc, iso, utcnow
+
+UPLOAD_PUT_PATH = "/v1/_store/uploads/{upload_id}"
+MAX_DESCRIPTION = 500
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a plugin lives: a namespace, or the organization itself (namespace_id None)."""
+
+    organization_id: str
+    namespace_id: str | None
+
+    @property
+    def key(self) -> str:
+        return self.namespace_id or ""
+
+    def fields(self) -> dict[str, str]:
+        if self.namespace_id:
+            return {"namespace_id": self.namespace_id}
+        return {"organization_id": self.organization_id}
+
+
+def storage_key_for(scope: Scope, name: str, version: str, upload_id: str) -> str:
+    folder = scope.namespace_id or "_org"
+    return f"plugins/{scope.organization_id}/{folder}/{name}/{version}/{upload_id}.archive"
+
+
+def _check_description(description: str | None) -> None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise ValidationError(f"description is longer than {MAX_DESCRIPTION} characters")
+
+
+class Uploads:
+    """Upload and validation use cases."""
+
+    def __init__(
+        self, settings: Settings, db: Database, store: ArchiveStore, signer: UrlSigner
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.signer = signer
+        self.limits = IntakeLimits(
+            max_archive_bytes=settings.max_archive_bytes,
+            max_entries=settings.max_archive_entries,
+            manifest_timeout_s=settings.manifest_timeout_s,
+        )
+
+    # -- presigned flow ----------------------------------------------------------------------
+    def create_upload(
+        self,
+        scope: Scope,
+        name: str,
+        version: str,
+        description: str | None,
+        file_size_bytes: int | None,
+        expiration_s: int,
+        base_url: str,
+    ) -> dict[str, Any]:
+        validate_name(name)
+        version = normalize_version(version)
+        _check_description(description)
+        if (
+            file_size_bytes is not None
+            and not 0 <= file_size_bytes <= self.settings.max_archive_bytes
+        ):
+            raise ValidationError(
+                f"file_size_bytes must be between 0 and {self.settings.max_archive_bytes}"
+            )
+        if not 60 <= expiration_s <= 86400:
+            raise ValidationError("presigned_url_expiration must be between 60 and 86400 seconds")
+        upload_id = new_id("upl")
+        key = storage_key_for(scope, name, version, upload_id)
+        expires_at = utcnow() + timedelta(seconds=expiration_s)
+        with self.db.session() as s:
+            self._ensure_unique(s, scope, name, version)
+            s.add(
+                Upload(
+                    id=upload_id,
+                    organization_id=scope.organization_id,
+                    scope=scope.key,
+                    name=name,
+                    version=version,
+                    description=description,
+                    storage_key=key,
+                    expected_size=file_size_bytes,
+                    status="pending",
+                    expires_at=expires_at,
+                )
+            )
+        return {
+            "upload_id": upload_id,
+            "presigned_url": self.presigned_put_url(
+                base_url, upload_id, int(expires_at.timestamp())
+            ),
+            "s3_key": key,
+            "expires_at": iso(expires_at),
+            **scope.fields(),
+            "name": name,
+            "version": version,
+        }
+
+    def presigned_put_url(self, base_url: str, upload_id: str, expires: int) -> str:
+        resource = UPLOAD_PUT_PATH.format(upload_id=upload_id)
+        sig = self.signer.signature("PUT", resource, expires)
+        return f"{base_url.rstrip('/')}{resource}?expires={expires}&signature={sig}"
+
+    async def receive_archive(
+        self,
+        upload_id: str,
+        expires: str | None,
+        signature: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> str:
+        """Store the PUT body of a presigned upload; returns the quoted MD5 ETag."""
+        self.signer.verify("PUT", UPLOAD_PUT_PATH.format(upload_id=upload_id), expires, signature)
+        with self.db.session() as s:
+            upload = s.get(Upload, upload_id)
+            if upload is None:
+                raise NotFoundError(f"upload {upload_id!r} not found")
+            if upload.status == "completed":
+                raise ConflictError(f"upload {upload_id!r} was already confirmed")
+            key = upload.storage_key
+        stored = await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
+        with self.db.session() as s:
+            upload = s.get(Upload, upload_id)
+            if upload is not None:
+                upload.status, upload.size_bytes, upload.etag = "uploaded", stored.size, stored.etag
+        return f'"{stored.etag}"'
+
+    def confirm(
+        self, scope: Scope, upload_id: str, etag: str | None, file_size_bytes: int | None
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            upload = s.get(Upload, upload_id)
+            if (
+                upload is None
+                or upload.organization_id != scope.organization_id
+                or upload.scope != scope.key
+            ):
+                raise NotFoundError(f"upload {upload_id!r} not found")
+            if upload.status == "completed":
+                raise ConflictError(f"upload {upload_id!r} was already confirmed")
+            name, version, description, key = (
+                upload.name,
+                upload.version,
+                upload.description,
+                upload.storage_key,
+            )
+            expired = as_utc(upload.expires_at) < utcnow()
+        stored = self.store.stat(key)
+        if stored is None:
+            detail = " and the upload URL has expired" if expired else ""
+            raise NotFoundError(
+                f"no archive was uploaded for {upload_id!r}{detail}: PUT it to the presigned URL first"
+            )
+        self._check_integrity(stored.etag, stored.size, etag, file_size_bytes)
+        result = self._validate_and_register(scope, name, version, description, key, upload_id)
+        with self.db.session() as s:
+            upload = s.get(Upload, upload_id)
+            if upload is not None:
+                upload.status = "completed" if result["success"] else "pending"
+        return {"upload_id": upload_id, **result}
+
+    @staticmethod
+    def _check_integrity(
+        actual_etag: str, actual_size: int, etag: str | None, size: int | None
+    ) -> None:
+        if etag is not None and etag.strip().strip('"').lower() != actual_etag:
+            raise ValidationError(
+                f'etag mismatch: the stored archive has ETag "{actual_etag}", not {etag}',
+                {"expected": etag, "actual": f'"{actual_etag}"'},
+            )
+        if size is not None and size != actual_size:
+            raise ValidationError(
+                f"file_size_bytes mismatch: the stored archive has {actual_size} bytes, not {size}",
+                {"expected": size, "actual": actual_size},
+            )
+
+    # -- multipart flow -------------------------------------------------------------------
+    async def upload_multipart(
+        self,
+        scope: Scope,
+        name: str,
+        version: str,
+        description: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> dict[str, Any]:
+        validate_name(name)
+        version = normalize_version(version)
+        _check_description(description)
+        with self.db.session() as s:
+            self._ensure_unique(s, scope, name, version)
+        upload_id = new_id("upl")
+        key = storage_key_for(scope, name, version, upload_id)
+        await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
+        return self._validate_and_register(scope, name, version, description, key, upload_id)
+
+    # -- validation + registration ----------------------------------------------------------
+    def _ensure_unique(self, s: Any, scope: Scope, name: str, version: str) -> None:
+        exists = s.scalars(
+            select(Plugin.id).where(
+                Plugin.organization_id == scope.organization_id,
+                Plugin.scope == scope.key,
+                Plugin.name == name,
+                Plugin.version == version,
+            )
+        ).first()
+        if exists is not None:
+            raise ConflictError(
+                f"plugin {name}@{version} already exists; delete it or upload a new version",
+                {"plugin_id": plugin_id_for(name, version)},
+            )
+
+    def run_intake(self, archive: Path) -> IntakeResult:
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="intake-", dir=self.settings.work_dir))
+        try:
+            return validate_archive(archive, workdir, self.limits)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _validate_and_register(
+        self,
+        scope: Scope,
+        name: str,
+        version: str,
+        description: str | None,
+        key: str,
+        upload_id: str,
+    ) -> dict[str, Any]:
+        pid = plugin_id_for(name, version)
+        started = time.monotonic()
+        result = self.run_intake(self.store.local_path(key))
+        base: dict[str, Any] = {
+            "plugin_id": pid,
+            "feature_uri": feature_uri_for(name, version),
+            "deployment_status": "not_deployed",
+        }
+        if not result.passed:
+            self.store.delete(key)
+            return {
+                **base,
+                "success": False,
+                "validation_status": "failed",
+                "validation_errors": result.errors,
+                "s3_archive_url": "",
+                "message": f"validation failed with {len(result.errors)} error(s); nothing was registered",
+            }
+        manifest = result.manifest or {}
+        try:
+            with self.db.session() as s:
+                self._ensure_unique(s, scope, name, version)
+                s.add(
+                    Plugin(
+                        plugin_id=pid,
+                        organization_id=scope.organization_id,
+                        scope=scope.key,
+                        name=name,
+                        version=version,
+                        description=description
+                        if description is not None
+                        else manifest.get("description"),
+                        storage_key=key,
+                        archive_url=self.store.url_for(key),
+                        code_hash=result.code_hash or "",
+                        validation_status="passed",
+                        validation_errors=[],
+                        security_scan_passed=result.security_scan_passed,
+                        has_realtime=result.has_realtime,
+                        manifest=manifest,
+                    )
+                )
+        except (ConflictError, IntegrityError) as exc:
+            self.store.delete(key)
+            if isinstance(exc, ConflictError):
+                raise
+            raise ConflictError(f"plugin {name}@{version} already exists") from exc
+        took = time.monotonic() - started
+        return {
+            **base,
+            "success": True,
+            "validation_status": "passed",
+            "validation_errors": [],
+            "s3_archive_url": self.store.url_for(key),
+            "message": f"plugin {pid} registered (validated in {took:.2f}s)",
+        }

@@ -1,0 +1,76 @@
+"""Archive store on a local folder (the embedded default)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+
+from plughost.errors import PayloadTooLargeError, ValidationError
+from plughost.storage.base import StoredObject
+
+
+class LocalArchiveStore:
+    """Stores each object as a file under `root`; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        rel = PurePosixPath(key)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise ValidationError(f"invalid storage key {key!r}")
+        return self.root.joinpath(*rel.parts)
+
+    def url_for(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> StoredObject:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLargeError(
+                            f"archive exceeds the limit of {max_bytes} bytes",
+                            {"max_bytes": max_bytes},
+                        )
+                    md5.update(chunk)
+                    out.write(chunk)
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return StoredObject(key=key, size=size, etag=md5.hexdigest())
+
+    def stat(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        md5 = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as src:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                md5.update(block)
+        return StoredObject(key=key, size=path.stat().st_size, etag=md5.hexdigest())
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # prune now-empty folders up to the root
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
