@@ -1,0 +1,1 @@
+"""Helpers of the hash_embedder plugin."""

@@ -1,0 +1,1 @@
+"""Helpers of the hash_embedder_384 plugin."""

@@ -1,0 +1,157 @@
+"""Entry point of a replica process: ``python -I -m plughost.worker --socket PATH ...``.
+
+Start-up handshake on the original stdout (one JSON line, then that channel is closed):
+``{"event": "ready", "pid": N}`` once the service is built and the socket listens, or
+``{"event": "failed", "error": "<Type>: <message>"}`` followed by exit code 3. Before any
+plugin code runs, fd 1 and ``sys.stdout`` are pointed at stderr so a plugin's prints cannot
+corrupt the handshake. SIGTERM/SIGINT, or the parent process going away, drain in-flight
+calls (bounded by ``--drain-timeout``) and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from plughost.worker.invoke import ServiceInvoker
+from plughost.worker.loader import LoadedPlugin, load_plugin
+from plughost.worker.server import ReplicaServer
+
+logger = logging.getLogger("plughost.worker")
+
+EXIT_OK = 0
+EXIT_LOAD_FAILED = 3
+MAX_ERROR_CHARS = 8000
+PARENT_POLL_S = 1.0
+
+
+class Handshake:
+    """The private channel (the original fd 1) that carries exactly one start-up event."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def divert_stdout(cls) -> Handshake:
+        """Keep the original stdout for the handshake and send fd 1 and sys.stdout to stderr."""
+        sys.stdout.flush()
+        private_fd = os.dup(1)
+        os.dup2(2, 1)
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(line_buffering=True)
+        return cls(private_fd)
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Write ``event`` as one JSON line and close the channel; later sends are ignored."""
+        if self._fd is None:
+            return
+        data = orjson.dumps(event) + b"\n"
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+        except OSError as exc:
+            logger.warning("could not write the start-up handshake: %s", exc)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"<Type>: <message>"``, naming the missing module of an ImportError."""
+    text = f"{type(exc).__name__}: {exc}"
+    missing = getattr(exc, "name", None)
+    if isinstance(exc, ImportError) and missing and missing not in text:
+        text += f" (module {missing!r})"
+    return text[:MAX_ERROR_CHARS]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the replica's command line."""
+    parser = argparse.ArgumentParser(prog="python -m plughost.worker")
+    parser.add_argument("--socket", required=True, type=Path, help="Unix socket path to listen on")
+    parser.add_argument(
+        "--plugin-dir", type=Path, default=Path("."), help="plugin folder (default: cwd)"
+    )
+    parser.add_argument(
+        "--init-kwargs", default="{}", help="JSON object passed to the factory or constructor"
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="seconds to finish calls on stop"
+    )
+    return parser.parse_args(argv)
+
+
+def parse_init_kwargs(text: str) -> dict[str, Any]:
+    """Decode the ``--init-kwargs`` JSON; ValueError if it is not JSON, TypeError if no object."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"--init-kwargs is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise TypeError("--init-kwargs must be a JSON object")
+    return value
+
+
+async def _watch_parent(server: ReplicaServer, parent_pid: int) -> None:
+    """Stop the server when the process that started the replica has gone."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_POLL_S)
+    logger.warning("parent process %d is gone; stopping", parent_pid)
+    server.request_stop()
+
+
+async def serve(plugin: LoadedPlugin, args: argparse.Namespace, handshake: Handshake) -> int:
+    """Listen, announce readiness, serve until stopped; the process exit code."""
+    invoker = ServiceInvoker.for_plugin(plugin)
+    server = ReplicaServer(invoker, args.socket, args.drain_timeout)
+    try:
+        await server.start()
+    except OSError as exc:
+        handshake.send({"event": "failed", "error": describe_error(exc)})
+        return EXIT_LOAD_FAILED
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_stop)
+    watcher = asyncio.create_task(_watch_parent(server, os.getppid()))
+    handshake.send({"event": "ready", "pid": os.getpid()})
+    try:
+        await server.serve_until_stopped()
+    finally:
+        watcher.cancel()
+    if invoker.thread_busy:
+        # A plain call outlived the drain: the interpreter would wait on its thread forever.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a replica; the process exit code (0 after a clean stop, 3 if loading failed)."""
+    args = parse_args(argv)
+    # The plugin folder is not ours to write to (and a scanner rejects bytecode in it).
+    sys.dont_write_bytecode = True
+    handshake = Handshake.divert_stdout()
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        init_kwargs = parse_init_kwargs(args.init_kwargs)
+        plugin = load_plugin(args.plugin_dir, init_kwargs)
+    except (Exception, SystemExit) as exc:  # the plugin's own failure, reported verbatim
+        logger.exception("plugin failed to load")
+        handshake.send({"event": "failed", "error": describe_error(exc)})
+        return EXIT_LOAD_FAILED
+    return asyncio.run(serve(plugin, args, handshake))

@@ -1,0 +1,168 @@
+"""The replica wire protocol: framing and reply encoding, shared by the worker and its client.
+
+A frame is a 4-byte big-endian length followed by that many bytes of an orjson-encoded JSON
+object. Requests are ``{"id": int, "op": "call"|"health", "inputs": {...}, "parameters":
+{...}}``; replies are ``{"id": int, "ok": true, "result": <json>}`` or ``{"id": int, "ok":
+false, "error": {"type": str, "message": str}}``.
+
+Replies are always written with ``id`` first and ``ok`` second, and a successful reply ends
+with the result followed by the closing brace. The client relies on that layout to hand the
+result's bytes to an HTTP response without decoding them (:func:`split_reply`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+ENCODE_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+_REPLY_PREFIX = re.compile(rb'^\{"id":(-?\d+|null),"ok":(true|false),')
+_REQUEST_ID = re.compile(rb'^\{"id":(-?\d+),')
+
+
+class FrameError(Exception):
+    """A frame on the wire is malformed (bad length, truncated, not a JSON object)."""
+
+
+class ResultEncodingError(TypeError):
+    """A plugin returned a value that cannot be represented as JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyHead:
+    """The fields of a reply that can be read without decoding it.
+
+    ``result_start`` is the offset of the result's first byte in a successful reply laid out
+    as this module writes it (the result then spans ``body[result_start:-1]``), or -1 when
+    the body must be decoded to reach the result or error.
+    """
+
+    request_id: int | None
+    ok: bool
+    result_start: int
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Prefix ``body`` with its length; raises FrameError when it exceeds MAX_FRAME_BYTES."""
+    if len(body) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
+    return HEADER.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """Read one frame body; None on a clean end of stream before a header.
+
+    Raises FrameError on an oversized length or a stream that ends inside a frame.
+    """
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise FrameError("stream ended inside a frame header") from exc
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise FrameError(f"frame length {length} exceeds the {MAX_FRAME_BYTES} byte limit")
+    try:
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise FrameError(f"stream ended after {len(exc.partial)} of {length} bytes") from exc
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """Decode a frame body that must hold a JSON object; raises FrameError otherwise."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise FrameError(f"frame holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def recover_request_id(body: bytes) -> int | None:
+    """The id of a request whose body could not be decoded, when its prefix still shows it."""
+    match = _REQUEST_ID.match(body)
+    return int(match.group(1)) if match else None
+
+
+def _fallback_default(value: Any) -> Any:
+    """orjson's ``default=`` hook: array-likes, pydantic models and sets become JSON values."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    for method in ("model_dump", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert(mode="json") if method == "model_dump" else convert()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def encode_result(value: Any) -> bytes:
+    """Encode a plugin's return value as JSON bytes.
+
+    numpy arrays and scalars are encoded natively; objects with ``model_dump()`` (pydantic)
+    or ``tolist()`` and sets are converted. Raises ResultEncodingError for anything else.
+    """
+    try:
+        return orjson.dumps(value, default=_fallback_default, option=ENCODE_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        raise ResultEncodingError(f"result is not JSON serializable: {exc}") from exc
+
+
+def encode_ok_reply(request_id: int, result_json: bytes) -> bytes:
+    """The body of a successful reply around already-encoded result bytes."""
+    return b'{"id":%d,"ok":true,"result":%b}' % (request_id, result_json)
+
+
+def encode_error_reply(request_id: int | None, type_name: str, message: str) -> bytes:
+    """The body of an error reply; ``request_id`` None when the request's id is unknown."""
+    return orjson.dumps(
+        {"id": request_id, "ok": False, "error": {"type": type_name, "message": message}}
+    )
+
+
+def encode_request(request_id: int, op: str, inputs: Any = None, parameters: Any = None) -> bytes:
+    """The body of a request; raises TypeError when inputs or parameters are not JSON."""
+    return orjson.dumps(
+        {"id": request_id, "op": op, "inputs": inputs or {}, "parameters": parameters or {}},
+        option=ENCODE_OPTIONS,
+    )
+
+
+def encode_raw_call_request(request_id: int, payload: bytes) -> bytes:
+    """A call request whose ``body`` is a caller-supplied JSON object, spliced in undecoded.
+
+    The worker reads ``inputs`` and ``parameters`` from that object; the splice keeps the
+    client from decoding and re-encoding a request it only forwards.
+    """
+    return b'{"id":%d,"op":"call","body":%b}' % (request_id, payload)
+
+
+def split_reply(body: bytes) -> ReplyHead:
+    """Read a reply's id and outcome from its prefix, decoding the whole body only if needed.
+
+    Raises FrameError when the body is not a reply object.
+    """
+    match = _REPLY_PREFIX.match(body)
+    if match:
+        raw_id = match.group(1)
+        request_id = None if raw_id == b"null" else int(raw_id)
+        ok = match.group(2) == b"true"
+        if not ok:
+            return ReplyHead(request_id, False, -1)
+        result_key = b'"result":'
+        if body.startswith(result_key, match.end()) and body.endswith(b"}"):
+            return ReplyHead(request_id, True, match.end() + len(result_key))
+    reply = decode_object(body)
+    request_id = reply.get("id")
+    if request_id is not None and not isinstance(request_id, int):
+        raise FrameError(f"reply id {request_id!r} is not an integer")
+    return ReplyHead(request_id, reply.get("ok") is True, -1)

@@ -1,0 +1,1 @@
+"""Runtime stand-in for the ``shared`` package that plugins import their base class from."""

