@@ -1,0 +1,243 @@
+"""Test support: a live plughost server in a subprocess, archive builders, plugin sources."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "plugins"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def create_pg_database() -> str:
+    """A fresh PostgreSQL database for one server; returns its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"plughost_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class LiveServer:
+    """`plughost serve` in a subprocess, on a free port, with its own home folder."""
+
+    home: Path
+    database_url: str = ""
+    key: str = field(default_factory=lambda: "ph_test_" + uuid.uuid4().hex)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGHOST_")}
+        env.update(PLUGHOST_HOME=str(self.home), PLUGHOST_BOOTSTRAP_KEY=self.key)
+        if self.database_url:
+            env["PLUGHOST_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        self.port = self.port or free_port()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.home / f"server-{self.port}-{int(time.time() * 1000)}.log"
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "plughost", "serve", "--port", str(self.port), "--log-level", "info"],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def client(self, key: str | None = None, **kw: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the admin CLI against this server's database."""
+        return subprocess.run(
+            [sys.executable, "-m", "plughost", *args], env=self.env(),
+            capture_output=True, text=True, timeout=60,
+        )
+
+
+def sdk_client(server: LiveServer, key: str | None = None) -> Any:
+    import mixpeek
+
+    config = mixpeek.Configuration(host=server.url)
+    api_client = mixpeek.ApiClient(config)
+    api_client.set_default_header("Authorization", f"Bearer {key or server.key}")
+    return api_client
+
+
+# -- archives -------------------------------------------------------------------------------
+def zip_bytes(files: dict[str, str | bytes], folder: str = "") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(f"{folder}{name}", data)
+    return buf.getvalue()
+
+
+def tar_gz_bytes(files: dict[str, str | bytes], folder: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(f"{folder}{name}")
+            info.size = len(raw)
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def dir_files(path: Path) -> dict[str, bytes]:
+    """Every file under `path` (no caches), keyed by relative posix path."""
+    out: dict[str, bytes] = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            out[p.relative_to(path).as_posix()] = p.read_bytes()
+    return out
+
+
+ATTR_MANIFEST = '''
+feature_extractor_name = "{name}"
+version = "v1"
+description = "attribute-style test plugin"
+dependencies = []
+features = [{{"feature_type": "embedding", "feature_name": "vec", "embedding_dim": 4,
+             "distance_metric": "cosine"}}]
+output_schema = {{"type": "object", "properties": {{"embedding": {{"type": "array"}}}}}}
+serve_config = {{"num_replicas": 1}}
+'''
+
+METADATA_MANIFEST = '''
+from pydantic import BaseModel, Field
+
+metadata = {{
+    "feature_extractor_name": "{name}",
+    "version": "1.0.0",
+    "description": "metadata-style test plugin",
+    "category": "text",
+}}
+
+
+class InputSchema(BaseModel):
+    text: str = Field(..., description="text to embed")
+
+
+class OutputSchema(BaseModel):
+    embedding: list[float]
+
+
+class ParameterSchema(BaseModel):
+    normalize: bool = True
+
+
+input_schema = InputSchema
+output_schema = OutputSchema
+parameter_schema = ParameterSchema
+features = [{{"feature_type": "embedding", "feature_name": "vec", "embedding_dim": 4,
+             "distance_metric": "cosine"}}]
+supported_input_types = ["text"]
+'''
+
+PIPELINE = '''
+def build_steps(extractor_request, container=None, base_steps=None, dataset_size=None,
+                content_flags=None):
+    def step(df):
+        return df
+    return {"steps": [step], "prepare": lambda df: df}
+'''
+
+REALTIME = '''
+try:
+    from shared.plugins.inference.serve import BaseInferenceService
+except ImportError:
+    class BaseInferenceService:
+        def __init__(self, **kwargs):
+            self.config = kwargs
+
+
+class Service(BaseInferenceService):
+    def run_inference(self, inputs, parameters):
+        text = str(inputs.get("text", ""))
+        return {"embedding": [float(len(text)), 1.0, 2.0, 3.0], "echo": text}
+'''
+
+
+def plugin_files(name: str, style: str = "attr", realtime: str | None = REALTIME) -> dict[str, str | bytes]:
+    manifest = (ATTR_MANIFEST if style == "attr" else METADATA_MANIFEST).format(name=name)
+    files: dict[str, str | bytes] = {"manifest.py": manifest, "pipeline.py": PIPELINE}
+    if realtime is not None:
+        files["realtime.py"] = realtime
+    return files
+
+
+def unique_name(prefix: str = "plug") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
