@@ -1,0 +1,52 @@
+"""Deployment endpoints: deploy, status, undeploy, realtime test, rollback by name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from plughost.api.deps import NamespaceScope, RuntimeDep
+from plughost.api.schemas import RealtimeTestRequest, RollbackRequest
+from plughost.domain.ids import validate_name
+
+router = APIRouter(prefix="/v1/namespaces/{namespace_id}/plugins", tags=["deployments"])
+
+
+@router.post("/{plugin_id}/deploy")
+def deploy(
+    scope: NamespaceScope, rt: RuntimeDep, plugin_id: str, deployment_type: str | None = None
+) -> dict[str, Any]:
+    return rt.deployments.deploy(scope, plugin_id, deployment_type)
+
+
+@router.get("/{plugin_id}/status")
+def status(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
+    return rt.deployments.status(scope, plugin_id)
+
+
+@router.post("/{plugin_id}/undeploy")
+async def undeploy(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
+    return await rt.deployments.undeploy(scope, plugin_id)
+
+
+@router.post("/{plugin_id}/realtime/test")
+async def realtime_test(
+    scope: NamespaceScope,
+    rt: RuntimeDep,
+    plugin_id: str,
+    body: Annotated[RealtimeTestRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    body = body or RealtimeTestRequest()
+    return await rt.deployments.realtime_test(
+        scope, plugin_id, body.inputs or {}, body.parameters or {}
+    )
+
+
+@router.post("/by-name/{name}/rollback")
+async def rollback(
+    scope: NamespaceScope, rt: RuntimeDep, name: str, body: RollbackRequest
+) -> dict[str, Any]:
+    validate_name(name)
+    assert scope.namespace_id is not None
+    return await rt.deployments.rollback(scope.namespace_id, name, body.version)

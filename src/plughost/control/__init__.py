@@ -1,0 +1,1 @@
+"""The reconcile loop: desired state (releases table) vs observed replicas (backend)."""

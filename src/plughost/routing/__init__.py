@@ -1,0 +1,1 @@
+"""The in-memory route table: route names -> replica groups, swapped atomically."""

@@ -1,0 +1,66 @@
+"""Route table: an immutable snapshot replaced whole on every change (no locks on reads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from collections.abc import Mapping
+
+from plughost.backends.base import ReplicaGroup
+from plughost.domain.ids import deployment_name_for
+
+
+@dataclass(frozen=True)
+class Route:
+    namespace_id: str
+    plugin_id: str
+    name: str
+    version: str
+    release_id: int
+    group: ReplicaGroup
+
+
+class RouteTable:
+    """Maps (namespace_id, route name) to a Route. Route names are deployment names
+    (`custom_plugin_{plugin_id}`), plugin ids and aliases (plugin names)."""
+
+    def __init__(self) -> None:
+        self._snapshot: Mapping[tuple[str, str], Route] = MappingProxyType({})
+
+    def lookup(self, namespace_id: str, route_name: str) -> Route | None:
+        return self._snapshot.get((namespace_id, route_name))
+
+    def _swap(self, changes: dict[tuple[str, str], Route | None]) -> None:
+        new = dict(self._snapshot)
+        for key, route in changes.items():
+            if route is None:
+                new.pop(key, None)
+            else:
+                new[key] = route
+        self._snapshot = MappingProxyType(new)
+
+    def publish(self, route: Route, alias: bool) -> None:
+        """Point the deployment name and plugin id (and the alias when asked) at `route`."""
+        ns = route.namespace_id
+        changes: dict[tuple[str, str], Route | None] = {
+            (ns, deployment_name_for(route.plugin_id)): route,
+            (ns, route.plugin_id): route,
+        }
+        if alias:
+            changes[(ns, route.name)] = route
+        self._swap(changes)
+
+    def set_alias(self, namespace_id: str, name: str, route: Route | None) -> None:
+        self._swap({(namespace_id, name): route})
+
+    def withdraw(self, namespace_id: str, plugin_id: str, release_id: int) -> None:
+        """Remove every route (incl. an alias) that still points at `release_id`."""
+        changes: dict[tuple[str, str], Route | None] = {
+            key: None
+            for key, route in self._snapshot.items()
+            if key[0] == namespace_id and route.release_id == release_id
+        }
+        self._swap(changes)
+
+    def routes_of(self, namespace_id: str) -> list[tuple[str, Route]]:
+        return [(k[1], r) for k, r in self._snapshot.items() if k[0] == namespace_id]

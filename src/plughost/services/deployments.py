@@ -1,0 +1,326 @@
+"""Deployment use cases: deploy, status, undeploy, rollback, realtime test and inference."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from plughost.backends.base import CallFailed, Unavailable
+from plughost.config import Settings
+from plughost.control.controller import Controller, PluginRuntimeInfo
+from plughost.domain.ids import (
+    alias_route_for,
+    deployment_name_for,
+    feature_uri_for,
+    normalize_version,
+    parse_feature_uri,
+    plugin_id_for,
+    route_prefix_for,
+)
+from plughost.domain.states import ROLLING, Status, wire_status
+from plughost.errors import (
+    BadRequestError,
+    NotFoundError,
+    PluginRuntimeError,
+    ServiceUnavailableError,
+)
+from plughost.persistence.db import Database
+from plughost.persistence.releases import Releases, ReleaseView
+from plughost.persistence.tables import Plugin
+from plughost.routing.table import RouteTable
+from plughost.services.plugins import DeployState, find_plugin
+from plughost.services.uploads import Scope
+from plughost.timeutil import iso, utcnow
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    pk: int
+    plugin_id: str
+    name: str
+    version: str
+    has_realtime: bool
+
+
+class Deployments:
+    """API-facing deployment use cases; the Controller does the actual work."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        releases: Releases,
+        controller: Controller,
+        routes: RouteTable,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.releases = releases
+        self.controller = controller
+        self.routes = routes
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _plugin(self, scope: Scope, plugin_id: str) -> tuple[PluginRef, Plugin]:
+        with self.db.session() as s:
+            p = find_plugin(s, scope, plugin_id)
+            s.expunge(p)
+            return PluginRef(p.id, p.plugin_id, p.name, p.version, p.has_realtime), p
+
+    def plugin_info(self, plugin_pk: int) -> PluginRuntimeInfo | None:
+        with self.db.session() as s:
+            p = s.get(Plugin, plugin_pk)
+            if p is None:
+                return None
+            return PluginRuntimeInfo(storage_key=p.storage_key, manifest=dict(p.manifest or {}))
+
+    def estimate_seconds(self, name: str) -> int:
+        """Median of recent deployment durations of this plugin name, else of the server."""
+        durations = self.releases.recent_durations(name) or self.releases.recent_durations(None)
+        if not durations:
+            return self.settings.default_deploy_eta_s
+        return max(1, round(statistics.median(durations)))
+
+    def _eta(self, rel: ReleaseView) -> int | None:
+        per = self.estimate_seconds(rel.name)
+        if rel.status is Status.QUEUED:
+            ahead = self.releases.queue_position(rel.id) - 1
+            waves = ahead // max(1, self.settings.max_concurrent_deployments)
+            return per * (waves + 1)
+        if rel.status in ROLLING:
+            started = rel.started_at or rel.queued_at
+            elapsed = (utcnow() - started).total_seconds()
+            return max(1, round(per - elapsed))
+        if rel.status is Status.DEPLOYED:
+            return 0
+        return None
+
+    # -- deploy -------------------------------------------------------------------------------
+    def deploy(self, scope: Scope, plugin_id: str, deployment_type: str | None) -> dict[str, Any]:
+        assert scope.namespace_id is not None
+        ref, _ = self._plugin(scope, plugin_id)
+        if deployment_type not in (None, "", "realtime", "batch_only", "batch"):
+            raise BadRequestError(
+                f"unknown deployment_type {deployment_type!r}: use realtime or batch_only"
+            )
+        if deployment_type in ("batch_only", "batch") or not ref.has_realtime:
+            why = "" if ref.has_realtime else " (the plugin has no realtime.py)"
+            return {
+                "status": "deployed",
+                "deployment_type": "batch_only",
+                "plugin_id": ref.plugin_id,
+                "message": f"plugin {ref.plugin_id} is available for batch processing{why}; "
+                "no realtime endpoint was deployed",
+            }
+        queued = self.releases.of_plugin(scope.namespace_id, ref.pk, {Status.QUEUED})
+        if queued:
+            rel, message = queued[0], "a deployment of this plugin is already queued; joined it"
+        else:
+            rolling = self.releases.of_plugin(scope.namespace_id, ref.pk, set(ROLLING))
+            message = (
+                "queued behind the rollout already under way"
+                if rolling
+                else "Plugin is queued for deployment."
+            )
+            rel = self.releases.enqueue(
+                scope.namespace_id, self._plugin(scope, plugin_id)[1], message
+            )
+            self._wake()
+        dname = deployment_name_for(ref.plugin_id)
+        return {
+            "status": Status.QUEUED.value,
+            "message": message,
+            "plugin_id": ref.plugin_id,
+            "deployment_name": dname,
+            "route_prefix": route_prefix_for(scope.namespace_id, ref.plugin_id),
+            "alias_route": alias_route_for(scope.namespace_id, ref.name),
+            "estimated_completion_seconds": self._eta(rel) or self.estimate_seconds(ref.name),
+            "queue_position": self.releases.queue_position(rel.id),
+            "deployment_method": "blue_green",
+            "status_endpoint": f"/v1/namespaces/{scope.namespace_id}/plugins/{ref.plugin_id}/status",
+        }
+
+    def _wake(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.controller.wake)
+
+    # -- status -------------------------------------------------------------------------------
+    def status(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+        assert scope.namespace_id is not None
+        ref, _ = self._plugin(scope, plugin_id)
+        latest = self.releases.latest(scope.namespace_id, ref.pk)
+        serving = self.releases.of_plugin(scope.namespace_id, ref.pk, {Status.DEPLOYED})
+        body: dict[str, Any] = {
+            "plugin_id": ref.plugin_id,
+            "namespace_id": scope.namespace_id,
+            "name": ref.name,
+            "version": ref.version,
+            "realtime_enabled": ref.has_realtime,
+            "feature_uri": feature_uri_for(ref.name, ref.version),
+            "deployed": bool(serving),
+        }
+        if latest is None:
+            msg = (
+                "Plugin has never been deployed."
+                if ref.has_realtime
+                else "Plugin has no realtime.py: batch only."
+            )
+            return {**body, "status": Status.NOT_DEPLOYED.value, "message": msg}
+        body.update(
+            status=wire_status(latest.status),
+            message=latest.message,
+            queued_at=iso(latest.queued_at),
+            started_at=iso(latest.started_at),
+            estimated_completion_seconds=self._eta(latest),
+            error=latest.error,
+            release_id=latest.id,
+        )
+        if serving:
+            live = serving[-1]
+            body["deployed_at"] = iso(live.deployed_at)
+            body["route_prefix"] = route_prefix_for(scope.namespace_id, ref.plugin_id)
+            body["alias_route"] = alias_route_for(scope.namespace_id, ref.name)
+        elif latest.status in (Status.QUEUED, *ROLLING):
+            body["route_prefix"] = route_prefix_for(scope.namespace_id, ref.plugin_id)
+        if latest.status is Status.QUEUED:
+            body["queue_position"] = self.releases.queue_position(latest.id)
+        return {k: v for k, v in body.items() if v is not None}
+
+    # -- undeploy and removal -------------------------------------------------------------------
+    async def undeploy(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+        assert scope.namespace_id is not None
+        ref, _ = await asyncio.to_thread(self._plugin, scope, plugin_id)
+        removed = await self.controller.undeploy(scope.namespace_id, ref.pk)
+        return {
+            "success": True,
+            "plugin_id": ref.plugin_id,
+            "status": Status.NOT_DEPLOYED.value,
+            "deployment_removed": removed,
+            "message": (
+                f"plugin {ref.plugin_id} undeployed; its replicas drained and stopped"
+                if removed
+                else f"plugin {ref.plugin_id} had no live deployment"
+            ),
+        }
+
+    def state(self, plugin: Plugin, namespace_id: str | None) -> DeployState:
+        """DeploymentHooks: is the plugin serving in the namespace?"""
+        if namespace_id is None:
+            return DeployState(deployed=False)
+        serving = self.releases.of_plugin(namespace_id, plugin.id, {Status.DEPLOYED})
+        if not serving:
+            return DeployState(deployed=False)
+        return DeployState(True, serving[-1].deployed_at, deployment_name_for(plugin.plugin_id))
+
+    def remove(self, plugin: Plugin, namespace_id: str | None) -> bool:
+        """DeploymentHooks: take the plugin down (called from a worker thread)."""
+        if self.loop is None:
+            return False
+        namespaces = [namespace_id] if namespace_id else self._namespaces_of(plugin.id)
+        removed = False
+        for ns in namespaces:
+            fut = asyncio.run_coroutine_threadsafe(
+                self.controller.undeploy(ns, plugin.id), self.loop
+            )
+            removed = fut.result(timeout=self.settings.drain_timeout_s + 60) or removed
+        return removed
+
+    def _namespaces_of(self, plugin_pk: int) -> list[str]:
+        rows = self.releases.with_status({Status.QUEUED, *ROLLING, Status.DEPLOYED})
+        return sorted({r.namespace_id for r in rows if r.plugin_pk == plugin_pk})
+
+    # -- rollback -----------------------------------------------------------------------------
+    async def rollback(self, namespace_id: str, name: str, version: str) -> dict[str, Any]:
+        version = normalize_version(version)
+        deployed = await asyncio.to_thread(self.releases.deployed_of_name, namespace_id, name)
+        target = next((r for r in deployed if r.version == version), None)
+        if target is None:
+            raise NotFoundError(
+                f"{name}@{version} is not deployed in namespace {namespace_id!r}; "
+                "rollback switches between deployed versions"
+            )
+        previous_id = await asyncio.to_thread(self.releases.alias, namespace_id, name)
+        previous = next((r.version for r in deployed if r.id == previous_id), None)
+        try:
+            await self.controller.point_alias(target)
+        except Exception as exc:
+            raise ServiceUnavailableError(str(exc)) from exc
+        return {
+            "success": True,
+            "slug": name,
+            "previous_version": previous,
+            "active_version": version,
+            "namespace_id": namespace_id,
+            "message": f"{alias_route_for(namespace_id, name)} now reaches {name}@{version}",
+        }
+
+    # -- inference ----------------------------------------------------------------------------
+    async def infer_json(
+        self, namespace_id: str, route_name: str, inputs: dict[str, Any], parameters: dict[str, Any]
+    ) -> bytes:
+        """Call the plugin behind a route; returns the plugin's result as JSON bytes."""
+        route = self.routes.lookup(namespace_id, route_name)
+        if route is None:
+            raise NotFoundError(
+                f"no deployed plugin answers /inference/{namespace_id}/{route_name}",
+                {"namespace_id": namespace_id, "route": route_name},
+            )
+        try:
+            return await route.group.call_json(inputs, parameters)
+        except CallFailed as exc:
+            raise PluginRuntimeError(
+                f"plugin raised {exc.type_name}: {exc.message}",
+                {"plugin_id": route.plugin_id, "exception_type": exc.type_name},
+            ) from exc
+        except Unavailable as exc:
+            raise ServiceUnavailableError(
+                f"plugin {route.plugin_id} is unavailable: {exc}", {"plugin_id": route.plugin_id}
+            ) from exc
+
+    def resolve_inference_name(
+        self, namespace_id: str, inference_name: str | None, feature_uri: str | None
+    ) -> str:
+        if inference_name:
+            return inference_name
+        if feature_uri:
+            name, version = parse_feature_uri(feature_uri)
+            return plugin_id_for(name, version)
+        raise BadRequestError("give inference_name (deployment name or plugin id) or feature_uri")
+
+    async def realtime_test(
+        self, scope: Scope, plugin_id: str, inputs: dict[str, Any], parameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert scope.namespace_id is not None
+        ref, _ = await asyncio.to_thread(self._plugin, scope, plugin_id)
+        dname = deployment_name_for(ref.plugin_id)
+        if self.routes.lookup(scope.namespace_id, dname) is None:
+            raise ServiceUnavailableError(
+                f"plugin {ref.plugin_id} is not deployed for realtime inference in "
+                f"{scope.namespace_id!r}; deploy it first"
+            )
+        try:
+            raw = await self.infer_json(scope.namespace_id, dname, inputs, parameters)
+        except PluginRuntimeError as exc:
+            return {
+                "status": "error",
+                "inference_name": dname,
+                "error": exc.message,
+                "message": "the plugin raised an exception",
+            }
+        value = orjson.loads(raw)
+        return {
+            "status": "success",
+            "inference_name": dname,
+            "raw_response": value,
+            "response_type": _python_type_name(value),
+            "response_keys": list(value.keys()) if isinstance(value, dict) else None,
+            "message": "realtime inference succeeded",
+        }
+
+
+def _python_type_name(value: Any) -> str:
+    return type(value).__name__
