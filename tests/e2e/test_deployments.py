@@ -1,0 +1,338 @@
+"""Deployments end to end: a live server, real replica processes, HTTP and the SDK."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from deploy_support import NS, deploy, infer, plugin_archive, status, upload, wait_for
+from mixpeek import models as M
+from mixpeek.api.custom_plugins_namespace_api import CustomPluginsNamespaceApi
+from support import EXAMPLES, LiveServer, dir_files, sdk_client, unique_name, zip_bytes
+
+ORDER = ["queued", "pending", "in_progress", "deployed"]
+
+
+def assert_in_order(seen: list[str]) -> None:
+    positions = [ORDER.index(s) for s in seen]
+    assert positions == sorted(positions), f"statuses went backwards: {seen}"
+
+
+def test_full_lifecycle_through_the_sdk(server: LiveServer) -> None:
+    api = CustomPluginsNamespaceApi(sdk_client(server))
+    name = unique_name("hash")
+    archive = zip_bytes(dir_files(EXAMPLES / "hash_embedder"))
+    up = api.upload_plugin_namespaces(NS, file=archive, name=name, version="1.0.0")
+    assert up.success, up
+    pid = up.plugin_id
+    first = api.get_deployment_status_namespaces_id_plugins(NS, pid)
+    assert first.status == "not_deployed" and first.deployed is False
+
+    answer = api.deploy_plugin_namespaces(NS, pid)
+    assert answer["status"] == "queued"
+    assert answer["route_prefix"] == f"/inference/{NS}/custom_plugin_{pid}"
+    assert answer["deployment_name"] == f"custom_plugin_{pid}"
+    assert isinstance(answer["estimated_completion_seconds"], int)
+    assert isinstance(answer["queue_position"], int) and answer["queue_position"] >= 1
+
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        st = api.get_deployment_status_namespaces_id_plugins(NS, pid)
+        assert isinstance(st, M.PluginStatusResponse)
+        if not seen or seen[-1] != st.status:
+            seen.append(st.status)
+        if st.status in ("deployed", "failed"):
+            break
+        time.sleep(0.01)
+    assert seen[-1] == "deployed", (seen, st)
+    assert_in_order(seen)
+    assert st.deployed is True and st.route_prefix == answer["route_prefix"] and st.deployed_at
+    assert st.queued_at and st.estimated_completion_seconds == 0
+
+    with server.client() as c:
+        out = infer(c, st.route_prefix, {"text": "hello"})
+        assert out.status_code == 200, out.text
+        vec = out.json()["embedding"]
+        assert len(vec) == 16 and all(isinstance(v, float) for v in vec)
+        alias = infer(c, f"/inference/{NS}/{name}", {"text": "hello"})
+        assert alias.json() == out.json()
+        by_name = c.post("/v1/inference", json={"inference_name": f"custom_plugin_{pid}", "inputs": {"text": "hello"}},
+                         headers={"X-Namespace": NS})
+        assert by_name.status_code == 200 and by_name.json() == out.json()
+        by_uri = c.post("/v1/inference", json={"feature_uri": f"mixpeek://{name}@1.0.0", "inputs": {"text": "hello"}},
+                        headers={"X-Namespace": NS})
+        assert by_uri.status_code == 200 and by_uri.json() == out.json()
+        raw = c.get(f"/v1/namespaces/{NS}/plugins/{pid}/status").json()
+        M.PluginStatusResponse.from_dict(raw)
+
+    test = api.test_realtime_inference_namespaces_id_plugins(
+        NS, pid, plugin_realtime_test_request=M.PluginRealtimeTestRequest(inputs={"text": "hello"}))
+    assert test.status == "success" and test.response_type == "dict" and test.response_keys == ["embedding"]
+    assert test.inference_name == f"custom_plugin_{pid}"
+    detail = api.get_plugin_namespaces(NS, pid).plugin
+    assert detail.deployed is True and detail.deployment_info is not None
+
+    undeployed = api.undeploy_plugin_namespaces(NS, pid)
+    assert undeployed["status"] == "not_deployed" and undeployed["success"] is True
+    after = api.get_deployment_status_namespaces_id_plugins(NS, pid)
+    assert after.status == "not_deployed" and after.deployed is False
+    with server.client() as c:
+        gone = infer(c, answer["route_prefix"], {"text": "hello"})
+        assert gone.status_code == 404 and gone.json()["error"]["type"] == "NotFoundError"
+
+
+def test_failed_constructor_keeps_previous_version_on_the_alias(server: LiveServer) -> None:
+    name = unique_name("fail")
+    with server.client() as c:
+        v1 = upload(c, name, plugin_archive(name, tag="one"), version="1.0.0")
+        deploy(c, v1)
+        wait_for(c, v1, {"deployed"})
+        v2 = upload(c, name, plugin_archive(name, tag="two", fail_init="model weights missing"), version="2.0.0")
+        deploy(c, v2)
+        body, seen = wait_for(c, v2, {"failed", "deployed"})
+        assert body["status"] == "failed", body
+        assert "model weights missing" in body["error"], body
+        assert body["deployed"] is False
+        alias = infer(c, f"/inference/{NS}/{name}", {"text": "x"})
+        assert alias.status_code == 200 and alias.json()["tag"] == "one"
+        assert status(c, v1)["status"] == "deployed"
+
+
+def test_plugin_exception_is_an_error_body_and_the_replica_keeps_serving(server: LiveServer) -> None:
+    name = unique_name("boom")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name))
+        route = deploy(c, pid)["route_prefix"]
+        wait_for(c, pid, {"deployed"})
+        bad = infer(c, route, {"boom": "kaput"})
+        assert bad.status_code == 500
+        err = bad.json()
+        assert err["success"] is False and "plugin says boom: kaput" in err["error"]["message"]
+        assert infer(c, route, {"text": "ok"}).status_code == 200
+        test = c.post(f"/v1/namespaces/{NS}/plugins/{pid}/realtime/test", json={"inputs": {"boom": "t"}})
+        assert test.status_code == 200 and test.json()["status"] == "error"
+        assert "plugin says boom: t" in test.json()["error"]
+        assert infer(c, f"/inference/{NS}/custom_plugin_nope_1_0_0", {}).status_code == 404
+        assert c.post(route, content=b"{not json").status_code == 400
+        assert httpx.post(f"{server.url}{route}", json={"inputs": {}}).status_code == 401
+
+
+def test_blue_green_redeploy_under_load_loses_no_request(server: LiveServer) -> None:
+    name = unique_name("bg")
+    with server.client() as c:
+        v1 = upload(c, name, plugin_archive(name, tag="one"), version="1.0.0")
+        deploy(c, v1)
+        wait_for(c, v1, {"deployed"})
+        v2 = upload(c, name, plugin_archive(name, tag="two", start_delay=2.0), version="2.0.0")
+
+    failures: list[str] = []
+    tags: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with server.client() as lc:
+            while not stop.is_set():
+                r = infer(lc, f"/inference/{NS}/{name}", {"text": "x"})
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text}")
+                else:
+                    tags.append(r.json()["tag"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        with server.client() as c:
+            time.sleep(0.3)
+            deploy(c, v2)
+            _, seen = wait_for(c, v2, {"deployed", "failed"})
+            assert seen[-1] == "deployed", seen
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:5]
+    assert "one" in tags and tags[-1] == "two"
+    first_two = tags.index("two")
+    assert "one" not in tags[first_two + 8:], "traffic went back to the old version"
+
+
+def test_redeploy_same_plugin_id_is_blue_green(server: LiveServer) -> None:
+    name = unique_name("re")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name, start_delay=1.0))
+        route = deploy(c, pid)["route_prefix"]
+        wait_for(c, pid, {"deployed"})
+        pid_before = infer(c, route, {}).json()["pid"]
+        deploy(c, pid)
+        seen_codes = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = infer(c, route, {})
+            seen_codes.add(r.status_code)
+            if r.status_code == 200 and r.json()["pid"] != pid_before and status(c, pid)["status"] == "deployed":
+                break
+        assert seen_codes == {200}
+        assert infer(c, route, {}).json()["pid"] != pid_before
+
+
+def test_two_replicas_both_serve_and_a_killed_one_is_replaced(server: LiveServer) -> None:
+    name = unique_name("two")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name, replicas=2))
+        route = deploy(c, pid)["route_prefix"]
+        wait_for(c, pid, {"deployed"})
+        pids: set[int] = set()
+        barrier = threading.Barrier(6)
+
+        def slow_call() -> None:
+            with server.client() as lc:
+                barrier.wait()
+                pids.add(infer(lc, route, {"sleep": 0.3}).json()["pid"])
+
+        threads = [threading.Thread(target=slow_call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(pids) == 2, pids
+
+        victim = next(iter(pids))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        current: set[int] = set()
+        while time.monotonic() < deadline:
+            current = {infer(c, route, {"sleep": 0.05}).json()["pid"] for _ in range(6)}
+            if victim not in current and len(current | pids) >= 3:
+                break
+            time.sleep(0.2)
+        assert victim not in current
+        assert status(c, pid)["status"] == "deployed"
+
+
+def test_batch_only_and_plugins_without_realtime(server: LiveServer) -> None:
+    name = unique_name("batch")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name))
+        body = deploy(c, pid, deployment_type="batch_only")
+        assert body["status"] == "deployed" and body["deployment_type"] == "batch_only"
+        assert status(c, pid)["status"] == "not_deployed"
+        name2 = unique_name("norealtime")
+        pid2 = upload(c, name2, plugin_archive(name2, realtime=False))
+        assert deploy(c, pid2)["deployment_type"] == "batch_only"
+        st = status(c, pid2)
+        assert st["status"] == "not_deployed" and st["realtime_enabled"] is False
+
+
+def test_smoke_call_failure_fails_the_deployment(server: LiveServer) -> None:
+    name = unique_name("smoke")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name, extra_manifest='example_input = {"boom": "smoke"}'))
+        deploy(c, pid)
+        body, _ = wait_for(c, pid, {"failed", "deployed"})
+        assert body["status"] == "failed" and "plugin says boom: smoke" in body["error"]
+
+
+def test_rollback_switches_the_alias_at_once(server: LiveServer) -> None:
+    name = unique_name("rb")
+    with server.client() as c:
+        v1 = upload(c, name, plugin_archive(name, tag="one"), version="1.0.0")
+        deploy(c, v1)
+        wait_for(c, v1, {"deployed"})
+        v2 = upload(c, name, plugin_archive(name, tag="two"), version="1.1.0")
+        deploy(c, v2)
+        wait_for(c, v2, {"deployed"})
+        alias = f"/inference/{NS}/{name}"
+        assert infer(c, alias, {}).json()["tag"] == "two"
+        rb = c.post(f"/v1/namespaces/{NS}/plugins/by-name/{name}/rollback", json={"version": "v1"})
+        assert rb.status_code == 200, rb.text
+        assert rb.json()["previous_version"] == "1.1.0" and rb.json()["active_version"] == "1.0.0"
+        assert rb.json()["slug"] == name
+        assert infer(c, alias, {}).json()["tag"] == "one"
+        missing = c.post(f"/v1/namespaces/{NS}/plugins/by-name/{name}/rollback", json={"version": "9.0.0"})
+        assert missing.status_code == 404
+        # undeploying the alias target moves the alias to the other deployed version
+        c.post(f"/v1/namespaces/{NS}/plugins/{v1}/undeploy")
+        assert infer(c, alias, {}).json()["tag"] == "two"
+
+
+def test_delete_of_a_deployed_plugin_undeploys_first(server: LiveServer) -> None:
+    name = unique_name("del")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name))
+        route = deploy(c, pid)["route_prefix"]
+        wait_for(c, pid, {"deployed"})
+        res = c.delete(f"/v1/namespaces/{NS}/plugins/{pid}")
+        assert res.status_code == 200 and res.json()["deployment_removed"] is True
+        assert infer(c, route, {}).status_code == 404
+
+
+def test_a_second_deploy_joins_the_queued_one(tmp_path: Any, database_url: str) -> None:
+    srv = LiveServer(home=tmp_path / "q", database_url=database_url,
+                     extra_env={"PLUGHOST_MAX_CONCURRENT_DEPLOYMENTS": "1"}).start()
+    try:
+        with srv.client() as c:
+            slow_name, name = unique_name("slow"), unique_name("join")
+            slow = upload(c, slow_name, plugin_archive(slow_name, start_delay=3.0))
+            pid = upload(c, name, plugin_archive(name))
+            deploy(c, slow)
+            wait_for(c, slow, {"pending", "in_progress"})
+            first = deploy(c, pid)
+            second = deploy(c, pid)
+            assert first["status"] == second["status"] == "queued"
+            assert first["queue_position"] == second["queue_position"] == 1
+            assert "joined" in second["message"]
+            assert status(c, pid)["status"] == "queued"
+            _, seen = wait_for(c, pid, {"deployed"})
+            assert_in_order(seen)
+            releases = c.get(f"/v1/namespaces/{NS}/plugins/{pid}/status").json()
+            assert releases["status"] == "deployed"
+    finally:
+        srv.stop()
+
+
+def test_restart_brings_deployed_back_and_keeps_undeployed_down(tmp_path: Any, database_url: str) -> None:
+    srv = LiveServer(home=tmp_path / "restart", database_url=database_url).start()
+    try:
+        with srv.client() as c:
+            up_name, down_name = unique_name("up"), unique_name("down")
+            up = upload(c, up_name, plugin_archive(up_name))
+            down = upload(c, down_name, plugin_archive(down_name))
+            route = deploy(c, up)["route_prefix"]
+            deploy(c, down)
+            wait_for(c, up, {"deployed"})
+            wait_for(c, down, {"deployed"})
+            c.post(f"/v1/namespaces/{NS}/plugins/{down}/undeploy")
+        srv.kill()  # abrupt: no graceful shutdown
+        srv.start()
+        with srv.client() as c:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and infer(c, route, {}).status_code != 200:
+                time.sleep(0.1)
+            assert infer(c, route, {"text": "back"}).json()["text"] == "back"
+            assert infer(c, f"/inference/{NS}/{up_name}", {}).status_code == 200
+            assert status(c, up)["status"] == "deployed"
+            assert status(c, down)["status"] == "not_deployed"
+            assert infer(c, f"/inference/{NS}/{down_name}", {}).status_code == 404
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("ignored", [0])
+def test_status_endpoint_shapes_match_the_sdk(server: LiveServer, ignored: int) -> None:
+    name = unique_name("shape")
+    with server.client() as c:
+        pid = upload(c, name, plugin_archive(name))
+        for body in (status(c, pid), deploy(c, pid) and status(c, pid)):
+            required = [f for f, info in M.PluginStatusResponse.model_fields.items() if info.is_required()]
+            assert all(k in body for k in required)
+            M.PluginStatusResponse.from_dict(body)
+        wait_for(c, pid, {"deployed"})
+        M.PluginStatusResponse.from_dict(status(c, pid))
