@@ -107,9 +107,17 @@ def test_code_hash_follows_the_documented_recipe(tmp_path: Path) -> None:
 
     expected = hashlib.sha256()
     for name in sorted(files):
-        expected.update(name.encode() + b"\0" + files[name].encode())
+        data = files[name].encode()
+        expected.update(name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
 
     assert code_hash(tmp_path) == expected.hexdigest()
+
+
+def test_code_hash_separates_trees_that_would_concatenate_alike(tmp_path: Path) -> None:
+    two_files = make_tree(tmp_path / "a", {"a": "1", "b": "2"})
+    one_file = make_tree(tmp_path / "b", {"a": "1b\0" + "2"})
+
+    assert code_hash(two_files) != code_hash(one_file)
 
 
 def test_code_hash_changes_with_content_and_names(tmp_path: Path) -> None:
