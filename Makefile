@@ -1,7 +1,7 @@
 # plughost: `make run` starts the server on embedded defaults, `make test` runs the whole suite.
 # Both create .venv and install what they need.
 
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 .PHONY: run test install install-test lint clean
 
 $(BIN)/python:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11+) on PATH"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "need python3.11 (Python 3.11+) on PATH"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$(PYTHON) is older than Python 3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -209,7 +209,9 @@ def test_two_replicas_both_serve_and_a_killed_one_is_replaced(server: LiveServer
         deadline = time.monotonic() + 30
         current: set[int] = set()
         while time.monotonic() < deadline:
-            current = {infer(c, route, {"sleep": 0.05}).json()["pid"] for _ in range(6)}
+            answers = [infer(c, route, {"sleep": 0.05}) for _ in range(6)]
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            current = {a.json()["pid"] for a in answers}
             if victim not in current and len(current | pids) >= 3:
                 break
             time.sleep(0.2)

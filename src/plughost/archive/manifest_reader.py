@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from plughost.archive._manifest_child import FIELDS
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
 
@@ -45,25 +46,7 @@ OBJECT_FIELDS = (
 OBJECT_LIST_FIELDS = ("features", "required_vector_indexes", "cost_rates")
 STRING_LIST_FIELDS = ("dependencies", "supported_input_types")
 ANY_FIELDS = ("example_input",)
-MANIFEST_FIELDS = (
-    "feature_extractor_name",
-    "version",
-    "description",
-    "category",
-    "input_schema",
-    "output_schema",
-    "parameter_schema",
-    "features",
-    "dependencies",
-    "required_vector_indexes",
-    "serve_config",
-    "compute_profile",
-    "feature_uri",
-    "input_mappings",
-    "supported_input_types",
-    "example_input",
-    "cost_rates",
-)
+MANIFEST_FIELDS = FIELDS
 """Keys of a normalised manifest, in order; each maps to None when the manifest omits it."""
 
 

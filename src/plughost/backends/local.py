@@ -124,34 +124,35 @@ class LocalReplicaGroup:
                 log.warning("restart of a %s replica failed: %s", self.spec.deployment_name, exc)
 
     # -- calls ------------------------------------------------------------------------------
-    def _pick(self) -> ReplicaProcess:
+    def _pick(self, avoid: ReplicaProcess | None = None) -> ReplicaProcess:
         best: ReplicaProcess | None = None
         for replica in self.replicas:
-            if replica.alive and (best is None or replica.in_flight < best.in_flight):
+            if replica is avoid or not replica.alive:
+                continue
+            if best is None or replica.in_flight < best.in_flight:
                 best = replica
         if best is None:
             raise Unavailable("no replica is ready (restarting)")
         return best
 
     async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        try:
-            return await self._pick().call(inputs, parameters)
-        except ReplicaCallError as exc:
-            raise CallFailed(exc.type_name, exc.message) from exc
-        except ReplicaUnavailable as exc:
-            raise Unavailable(str(exc)) from exc
+        return orjson.loads(await self.call_json(inputs, parameters))
 
     async def call_json(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> bytes:
         return await self.call_body(orjson.dumps({"inputs": inputs, "parameters": parameters}))
 
     async def call_body(self, body: bytes) -> bytes:
-        """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out."""
+        """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out.
+
+        A call whose replica died under it is retried once on another live replica; with
+        none left the caller gets Unavailable (never a hang)."""
+        replica = self._pick()
         try:
-            return await self._pick().call_raw(body)
-        except ReplicaCallError as exc:
-            raise CallFailed(exc.type_name, exc.message) from exc
-        except ReplicaUnavailable as exc:
-            raise Unavailable(str(exc)) from exc
+            return await _call_on(replica, body)
+        except Unavailable:
+            if replica.alive:
+                raise  # a timeout, not a death: the plugin may still be running the call
+            return await _call_on(self._pick(avoid=replica), body)
 
     async def health(self) -> bool:
         if not self.replicas:
@@ -174,6 +175,15 @@ class LocalReplicaGroup:
             task.cancel()
         replicas, self.replicas = list(self.replicas), []
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
+
+
+async def _call_on(replica: ReplicaProcess, body: bytes) -> bytes:
+    try:
+        return await replica.call_raw(body)
+    except ReplicaCallError as exc:
+        raise CallFailed(exc.type_name, exc.message) from exc
+    except ReplicaUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
 
 
 class LocalBackend:

@@ -72,7 +72,7 @@ class Controller:
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._failed_recoveries: set[int] = set()
+        self._no_recovery: set[int] = set()
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -125,12 +125,15 @@ class Controller:
                 continue
             health = group.observe()
             if health.failed:
+                # out of `groups` and barred from recovery now, so no later step of this or
+                # the next tick restarts or fails it a second time
+                self.groups.pop(rel.id, None)
+                self._no_recovery.add(rel.id)
                 self._track(
                     self._fail_serving(rel, group, health.error or "replicas keep crashing")
                 )
 
     async def _fail_serving(self, rel: ReleaseView, group: ReplicaGroup, error: str) -> None:
-        self.groups.pop(rel.id, None)
         self.routes.withdraw(rel.namespace_id, rel.plugin_id, rel.id)
         await group.stop(0)
         moved = await asyncio.to_thread(
@@ -148,7 +151,7 @@ class Controller:
 
     def _recover_missing(self, deployed: list[ReleaseView]) -> None:
         for rel in deployed:
-            if rel.id in self.groups or rel.id in self.tasks or rel.id in self._failed_recoveries:
+            if rel.id in self.groups or rel.id in self.tasks or rel.id in self._no_recovery:
                 continue
             task = asyncio.create_task(self._recover(rel))
             self.tasks[rel.id] = (rel.namespace_id, rel.plugin_pk, task)
@@ -161,7 +164,7 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._failed_recoveries.add(rel.id)
+            self._no_recovery.add(rel.id)
             await asyncio.to_thread(
                 self.releases.move,
                 rel.id,

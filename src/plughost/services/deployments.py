@@ -102,7 +102,7 @@ class Deployments:
     # -- deploy -------------------------------------------------------------------------------
     def deploy(self, scope: Scope, plugin_id: str, deployment_type: str | None) -> dict[str, Any]:
         assert scope.namespace_id is not None
-        ref, _ = self._plugin(scope, plugin_id)
+        ref, plugin = self._plugin(scope, plugin_id)
         if deployment_type not in (None, "", "realtime", "batch_only", "batch"):
             raise BadRequestError(
                 f"unknown deployment_type {deployment_type!r}: use realtime or batch_only"
@@ -126,9 +126,7 @@ class Deployments:
                 if rolling
                 else "Plugin is queued for deployment."
             )
-            rel = self.releases.enqueue(
-                scope.namespace_id, self._plugin(scope, plugin_id)[1], message
-            )
+            rel = self.releases.enqueue(scope.namespace_id, plugin, message)
             self._wake()
         dname = deployment_name_for(ref.plugin_id)
         return {

@@ -20,7 +20,8 @@ def expected_hash(files: dict[str, bytes | str]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
         data = files[name]
-        digest.update(name.encode() + b"\0" + (data.encode() if isinstance(data, str) else data))
+        raw = data.encode() if isinstance(data, str) else data
+        digest.update(name.encode() + b"\0" + len(raw).to_bytes(8, "big") + raw)
     return digest.hexdigest()
 
 
