@@ -77,6 +77,8 @@ def test_full_lifecycle_through_the_sdk(server: LiveServer) -> None:
     assert test.inference_name == f"custom_plugin_{pid}"
     detail = api.get_plugin_namespaces(NS, pid).plugin
     assert detail.deployed is True and detail.deployment_info is not None
+    listed = next(p for p in api.list_plugins_namespaces(NS).plugins if p.plugin_id == pid)
+    assert listed.deployed is True
 
     undeployed = api.undeploy_plugin_namespaces(NS, pid)
     assert undeployed["status"] == "not_deployed" and undeployed["success"] is True

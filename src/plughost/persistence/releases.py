@@ -145,6 +145,11 @@ class Releases:
             Release.status.in_([s.value for s in statuses]),
         )
 
+    def serving_plugin_pks(self, namespace_id: str) -> set[int]:
+        with self.db.session() as s:
+            return set(s.scalars(select(Release.plugin_pk).where(
+                Release.namespace_id == namespace_id, Release.status == Status.DEPLOYED.value)))
+
     def with_status(self, statuses: set[Status] | frozenset[Status]) -> list[ReleaseView]:
         return self._select(Release.status.in_([s.value for s in statuses]))
 

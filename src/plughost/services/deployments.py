@@ -214,6 +214,12 @@ class Deployments:
             return DeployState(deployed=False)
         return DeployState(True, serving[-1].deployed_at, deployment_name_for(plugin.plugin_id))
 
+    def serving_plugins(self, namespace_id: str | None) -> set[int]:
+        """DeploymentHooks: plugins with a deployed release in the namespace."""
+        if namespace_id is None:
+            return set()
+        return self.releases.serving_plugin_pks(namespace_id)
+
     def remove(self, plugin: Plugin, namespace_id: str | None) -> bool:
         """DeploymentHooks: take the plugin down (called from a worker thread)."""
         if self.loop is None:

@@ -31,6 +31,10 @@ class DeploymentHooks(Protocol):
 
     def state(self, plugin: Plugin, namespace_id: str | None) -> DeployState: ...
 
+    def serving_plugins(self, namespace_id: str | None) -> set[int]:
+        """Primary keys of the plugins serving in the namespace (one query for a listing)."""
+        ...
+
     def remove(self, plugin: Plugin, namespace_id: str | None) -> bool:
         """Take down any deployment of the plugin; True when a live one was removed."""
         ...
@@ -41,6 +45,9 @@ class NoDeployments:
 
     def state(self, plugin: Plugin, namespace_id: str | None) -> DeployState:
         return DeployState(deployed=False)
+
+    def serving_plugins(self, namespace_id: str | None) -> set[int]:
+        return set()
 
     def remove(self, plugin: Plugin, namespace_id: str | None) -> bool:
         return False
@@ -84,9 +91,8 @@ class Plugins:
                 .where(Plugin.organization_id == scope.organization_id, Plugin.scope == scope.key)
                 .order_by(Plugin.created_at, Plugin.id)
             ).all()
-            items = [
-                views.list_item(p, self.hooks.state(p, scope.namespace_id).deployed) for p in rows
-            ]
+            serving = self.hooks.serving_plugins(scope.namespace_id)
+            items = [views.list_item(p, p.id in serving) for p in rows]
         return {"success": True, "plugins": items, "total": len(items), **scope.fields()}
 
     def get(self, scope: Scope, plugin_id: str, download_url: str | None = None) -> dict[str, Any]:
