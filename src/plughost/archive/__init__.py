@@ -15,7 +15,7 @@ from plughost.archive.intake import IntakeResult, validate_archive
 from plughost.archive.layout import find_plugin_root, has_realtime
 from plughost.archive.limits import IntakeLimits
 from plughost.archive.manifest_reader import MANIFEST_FIELDS, normalise_manifest, read_manifest
-from plughost.archive.scanner import scan_source, scan_tree
+from plughost.archive.scanner import scan_source, scan_tree, scan_tree_isolated
 from plughost.archive.unpack import ArchiveFormat, detect_format, unpack_archive
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "read_manifest",
     "scan_source",
     "scan_tree",
+    "scan_tree_isolated",
     "unpack_archive",
     "validate_archive",
 ]

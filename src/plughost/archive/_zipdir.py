@@ -1,4 +1,4 @@
-"""Count a zip file's central-directory records without building them all in memory.
+"""Locate a zip file's central directory and count its records without building them.
 
 ``zipfile.ZipFile`` materialises one ``ZipInfo`` per record as soon as it opens a file; a
 500 MB archive of empty records would cost gigabytes. This walker locates the central
@@ -9,6 +9,7 @@ just before them) and stops counting as soon as the limit is passed.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import BinaryIO
 
 _EOCD = struct.Struct("<4s4H2LH")
@@ -26,16 +27,47 @@ class ZipDirectoryError(ValueError):
     """The central directory cannot be located or parsed."""
 
 
+@dataclass(frozen=True)
+class DirectoryLocation:
+    """Where the central directory is, as ``zipfile`` finds it.
+
+    ``start`` is where the directory really begins (just before the end records);
+    ``declared_start`` is the offset the end record states (they differ when bytes were
+    prepended to the archive); ``end`` is where the end record and its comment stop.
+    """
+
+    start: int
+    size: int
+    declared_start: int
+    end: int
+
+
+def locate_directory(stream: BinaryIO, file_size: int) -> DirectoryLocation:
+    """Find the central directory; raise ZipDirectoryError when there is none."""
+    eocd_offset = _find_end_record(stream, file_size)
+    stream.seek(eocd_offset)
+    fields = _EOCD.unpack(stream.read(_EOCD.size))
+    cd_size, cd_offset, comment = int(fields[5]), int(fields[6]), int(fields[7])
+    end = eocd_offset + _EOCD.size + comment
+    end_start = eocd_offset
+    zip64 = _read_zip64_directory(stream, eocd_offset)
+    if zip64 is not None:
+        cd_size, cd_offset = zip64
+        end_start = eocd_offset - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
+    start = end_start - cd_size
+    if start < 0:
+        raise ZipDirectoryError("central directory lies outside the file")
+    return DirectoryLocation(start, cd_size, cd_offset, end)
+
+
 def count_entries(stream: BinaryIO, file_size: int, stop_after: int) -> int:
     """Return the number of central-directory records, or ``stop_after + 1`` if there are more.
 
     Raises ZipDirectoryError when the end record or a directory record is malformed.
     """
-    end_start, cd_size = _locate_directory(stream, file_size)
-    position = end_start - cd_size
-    if position < 0:
-        raise ZipDirectoryError("central directory lies outside the file")
-    stream.seek(position)
+    location = locate_directory(stream, file_size)
+    cd_size = location.size
+    stream.seek(location.start)
     count = 0
     consumed = 0
     while consumed < cd_size:
@@ -52,17 +84,6 @@ def count_entries(stream: BinaryIO, file_size: int, stop_after: int) -> int:
         if count > stop_after:
             break
     return count
-
-
-def _locate_directory(stream: BinaryIO, file_size: int) -> tuple[int, int]:
-    """Return (offset where the end records start, central directory size)."""
-    eocd_offset = _find_end_record(stream, file_size)
-    stream.seek(eocd_offset)
-    cd_size = int(_EOCD.unpack(stream.read(_EOCD.size))[5])
-    zip64 = _read_zip64_size(stream, eocd_offset)
-    if zip64 is None:
-        return eocd_offset, cd_size
-    return eocd_offset - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size, zip64
 
 
 def _find_end_record(stream: BinaryIO, file_size: int) -> int:
@@ -82,8 +103,8 @@ def _find_end_record(stream: BinaryIO, file_size: int) -> int:
     return window_start + found
 
 
-def _read_zip64_size(stream: BinaryIO, eocd_offset: int) -> int | None:
-    """Return the zip64 central directory size, or None when zipfile would use the plain one."""
+def _read_zip64_directory(stream: BinaryIO, eocd_offset: int) -> tuple[int, int] | None:
+    """Return the zip64 directory (size, offset), or None when zipfile uses the plain one."""
     locator_offset = eocd_offset - _ZIP64_LOCATOR.size
     if locator_offset < 0:
         return None
@@ -98,4 +119,5 @@ def _read_zip64_size(stream: BinaryIO, eocd_offset: int) -> int | None:
     record = stream.read(_ZIP64_EOCD.size)
     if len(record) != _ZIP64_EOCD.size or record[:4] != _ZIP64_EOCD_SIG:
         return None
-    return int(_ZIP64_EOCD.unpack(record)[8])
+    fields = _ZIP64_EOCD.unpack(record)
+    return int(fields[8]), int(fields[9])

@@ -1,9 +1,11 @@
 """Plugin archive intake: unpack, check layout, scan, read the manifest, hash.
 
 :func:`validate_archive` runs the stages in order and stops at the first that fails,
-reporting all of that stage's errors. The code hash and ``has_realtime`` are taken right
-after the layout check, before any plugin code runs, so they describe exactly what was
-uploaded (a manifest cannot alter them) and are reported even when a later stage fails.
+reporting all of that stage's errors. Both stages that read plugin code (the security scan
+and the manifest) run in bounded child processes, never in the calling process. The code
+hash and ``has_realtime`` are taken right after the layout check, before any plugin code
+runs, so they describe exactly what was uploaded (a manifest cannot alter them) and are
+reported even when a later stage fails.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from plughost.archive.hashing import code_hash
 from plughost.archive.layout import find_plugin_root, has_realtime
 from plughost.archive.limits import DEFAULT_LIMITS, IntakeLimits
 from plughost.archive.manifest_reader import read_manifest
-from plughost.archive.scanner import scan_tree
+from plughost.archive.scanner import scan_tree_isolated
 from plughost.archive.unpack import unpack_archive
 
 
@@ -79,7 +81,7 @@ def _run_stages(
     result.plugin_root = plugin_root
     result.code_hash = code_hash(plugin_root)
     result.has_realtime = has_realtime(plugin_root)
-    findings = scan_tree(plugin_root, limits)
+    findings = [] if limits.skip_scan else scan_tree_isolated(plugin_root, limits)
     if findings:
         raise SecurityScanError(findings)
     result.security_scan_passed = True

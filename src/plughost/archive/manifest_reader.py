@@ -12,27 +12,19 @@ the raw fields it returns are checked and normalised here by :func:`normalise_ma
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import selectors
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from plughost.archive._child import ChildLabels, run_json_child
 from plughost.archive._manifest_child import FIELDS
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
 
 CHILD_SCRIPT = Path(__file__).with_name("_manifest_child.py")
-MAX_RESULT_BYTES = 8 * 1024 * 1024
-MAX_STDERR_TAIL = 2000
-_READ_BYTES = 64 * 1024
-_POLL_S = 0.01
+_LABELS = ChildLabels(subject="manifest.py", output="manifest output", reader="manifest reader")
 
 STRING_FIELDS = ("feature_extractor_name", "version", "description", "category", "feature_uri")
 OBJECT_FIELDS = (
@@ -57,7 +49,7 @@ def read_manifest(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
     ManifestError when the manifest raises, runs too long, prints too much, or describes no
     plugin.
     """
-    result = _run_child(plugin_root.resolve(), limits.manifest_timeout_s)
+    result = _run_child(plugin_root.resolve(), limits)
     if not result.get("ok"):
         raise ManifestError([str(result.get("error") or "manifest.py could not be read")])
     fields = result.get("fields")
@@ -129,92 +121,26 @@ def _json_type(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) else "null"
 
 
-def _run_child(plugin_root: Path, timeout_s: float) -> dict[str, Any]:
-    process = subprocess.Popen(
-        [sys.executable, "-I", "-B", str(CHILD_SCRIPT), str(plugin_root)],
+def child_argv(script: Path, plugin_root: Path, limits: IntakeLimits, *args: str) -> list[str]:
+    """Command line that runs an intake child script (stdlib only) on ``plugin_root``.
+
+    Every intake child (this manifest reader and the security scan) is started through this
+    one function: through the server's sandbox hook ``limits.manifest_command`` when set
+    (the hook's argv ends with the script and the plugin root; ``args`` follow them), else
+    as ``python -I -B script plugin_root args...``.
+    """
+    if limits.manifest_command is not None:  # the server's sandbox wraps the child
+        return [*limits.manifest_command(script, plugin_root), *args]
+    return [sys.executable, "-I", "-B", str(script), str(plugin_root), *args]
+
+
+def _run_child(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
+    argv = child_argv(CHILD_SCRIPT, plugin_root, limits)
+    return run_json_child(
+        argv,
         cwd=plugin_root,
         env=child_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout_s
-        stdout, stderr = _collect(process, deadline, timeout_s)
-        exited = _wait_unreaped(process.pid, deadline)
-    finally:
-        _kill_group(process)
-    if not exited:
-        raise ManifestError([f"manifest.py did not finish within {timeout_s:g} s"])
-    return _parse_result(stdout, stderr, process.returncode)
-
-
-def _collect(
-    process: subprocess.Popen[bytes], deadline: float, timeout_s: float
-) -> tuple[bytes, bytes]:
-    """Read both pipes until they close; keep the result, and only a tail of stderr."""
-    assert process.stdout is not None and process.stderr is not None
-    stdout = bytearray()
-    stderr = bytearray()
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ, stdout)
-        selector.register(process.stderr, selectors.EVENT_READ, stderr)
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ManifestError([f"manifest.py did not finish within {timeout_s:g} s"])
-            for key, _ in selector.select(remaining):
-                _drain(selector, key.fileobj, key.data)
-            if len(stdout) > MAX_RESULT_BYTES:
-                raise ManifestError([f"manifest output is larger than {MAX_RESULT_BYTES} bytes"])
-            del stderr[:-MAX_STDERR_TAIL]
-    return bytes(stdout), bytes(stderr)
-
-
-def _drain(selector: selectors.BaseSelector, stream: Any, sink: bytearray) -> None:
-    pipe: IO[bytes] = stream
-    chunk = os.read(pipe.fileno(), _READ_BYTES)
-    if chunk:
-        sink.extend(chunk)
-    else:
-        selector.unregister(pipe)
-
-
-def _wait_unreaped(pid: int, deadline: float) -> bool:
-    """Wait for ``pid`` to exit without reaping it, so its group id stays reserved."""
-    while True:
-        try:
-            status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # already reaped elsewhere: it has exited
-            return True
-        if status is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL_S)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill whatever is left of the child's session, then reap the child."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    for pipe in (process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-def _parse_result(stdout: bytes, stderr: bytes, returncode: int | None) -> dict[str, Any]:
-    try:
-        result = json.loads(stdout.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        result = None
-    if isinstance(result, dict):
-        return result
-    tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
-    detail = f": {tail[0][:300]}" if tail else ""
-    raise ManifestError(
-        [f"manifest reader stopped without a result (exit code {returncode}){detail}"]
+        timeout_s=limits.manifest_timeout_s,
+        labels=_LABELS,
+        error=ManifestError,
     )

@@ -2,13 +2,20 @@
 
 Contract of :func:`unpack_archive`:
 
-* the format is chosen by magic bytes, never by file name;
+* the format is chosen by magic bytes, never by file name, and a file readable in two
+  formats (a zip that is also a tar or gzip file) is refused (:mod:`plughost.archive.formats`);
+* the entry count comes from the zip central directory, or from tar headers read one at a
+  time, without materialising more than ``max_entries + 1`` of them;
+* a zip's local headers must agree with its central directory, with no unlisted bytes
+  between members (:mod:`plughost.archive._ziplocal`); a tar must hold nothing but zero
+  blocks after its end (tarfile stops quietly at a bad header; other tools skip it and go on);
 * every member header is read and checked (see :mod:`plughost.archive.entries`) before the
   first byte is written, and all problems are reported together;
 * only regular files and directories are created, by this module itself (no
   ``extractall``, no tarfile filters), files with mode 0644 and directories 0755;
 * bytes actually written are counted, so a header that lies cannot exceed the limits;
-* a gzip stream is decompressed into an anonymous temporary file under a hard byte bound;
+* a gzip stream is decompressed into an anonymous temporary file under a hard byte bound,
+  stopping as soon as its compression ratio passes the limit;
 * macOS litter (``__MACOSX/``, ``.DS_Store``, ``._*``) is checked like any member, then
   skipped.
 """
@@ -25,11 +32,11 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, BinaryIO, Protocol
 
-from plughost.archive._zipdir import ZipDirectoryError, count_entries
+from plughost.archive._zipdir import ZipDirectoryError, count_entries, locate_directory
+from plughost.archive._ziplocal import local_header_problems
 from plughost.archive.entries import (
     Entry,
     EntryKind,
@@ -37,9 +44,13 @@ from plughost.archive.entries import (
     entry_error,
     is_junk,
     ratio_problem,
+    summarise,
 )
 from plughost.archive.errors import UnsafeArchiveError
+from plughost.archive.formats import ArchiveFormat, detect_format, polyglot_problem
 from plughost.archive.limits import IntakeLimits
+
+__all__ = ["NOT_AN_ARCHIVE", "ArchiveFormat", "detect_format", "unpack_archive"]
 
 CHUNK_BYTES = 64 * 1024
 NOT_AN_ARCHIVE = "archive is neither a zip nor a tar.gz file"
@@ -80,31 +91,10 @@ _ZIP_KINDS = {
 }
 
 
-class ArchiveFormat(StrEnum):
-    """Archive formats accepted for plugin uploads."""
-
-    ZIP = "zip"
-    TAR_GZ = "tar.gz"
-    TAR = "tar"
-
-
 class _Reader(Protocol):
     def entries(self) -> list[Entry]: ...
 
     def open(self, entry: Entry) -> AbstractContextManager[IO[bytes]]: ...
-
-
-def detect_format(archive_path: Path) -> ArchiveFormat | None:
-    """Return the archive format from its first bytes, or None if it is none we accept."""
-    with archive_path.open("rb") as stream:
-        head = stream.read(512)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return ArchiveFormat.ZIP
-    if head.startswith(b"\x1f\x8b"):
-        return ArchiveFormat.TAR_GZ
-    if head[257:262] == b"ustar":
-        return ArchiveFormat.TAR
-    return None
 
 
 def unpack_archive(archive_path: Path, dest: Path, limits: IntakeLimits) -> ArchiveFormat:
@@ -121,6 +111,9 @@ def unpack_archive(archive_path: Path, dest: Path, limits: IntakeLimits) -> Arch
     archive_format = detect_format(archive_path)
     if archive_format is None:
         raise UnsafeArchiveError([NOT_AN_ARCHIVE])
+    polyglot = polyglot_problem(archive_path)
+    if polyglot:
+        raise UnsafeArchiveError([polyglot])
     if archive_format is ArchiveFormat.ZIP:
         with _open_zip(archive_path, size, limits) as zip_reader:
             _unpack(zip_reader, dest, limits)
@@ -254,9 +247,7 @@ def _zip_entry(index: int, info: zipfile.ZipInfo) -> Entry:
 def _open_zip(path: Path, size: int, limits: IntakeLimits) -> Iterator[_ZipReader]:
     try:
         with path.open("rb") as stream:
-            count = count_entries(stream, size, limits.max_entries)
-        if count > limits.max_entries:
-            raise UnsafeArchiveError([f"archive has more than {limits.max_entries} entries"])
+            _check_zip_bounds(stream, size, limits)
         archive = zipfile.ZipFile(path)
     except (
         ZipDirectoryError,
@@ -267,7 +258,28 @@ def _open_zip(path: Path, size: int, limits: IntakeLimits) -> Iterator[_ZipReade
     ) as exc:
         raise UnsafeArchiveError([f"archive is corrupt: {exc}"]) from exc
     with archive:
+        with path.open("rb") as stream:
+            start = locate_directory(stream, size).start
+            problems = local_header_problems(stream, archive.infolist(), start)
+        if problems:
+            raise UnsafeArchiveError(summarise(problems))
         yield _ZipReader(archive)
+
+
+def _check_zip_bounds(stream: BinaryIO, size: int, limits: IntakeLimits) -> None:
+    """Entry count from the central directory; nothing before the members or after the end."""
+    location = locate_directory(stream, size)
+    if location.end != size:
+        raise UnsafeArchiveError(
+            [f"archive has {size - location.end} unexpected bytes after its end record"]
+        )
+    if location.declared_start != location.start:
+        raise UnsafeArchiveError(
+            ["archive's central directory is not where its end record says (bytes prepended?)"]
+        )
+    count = count_entries(stream, size, limits.max_entries)
+    if count > limits.max_entries:
+        raise UnsafeArchiveError([f"archive has more than {limits.max_entries} entries"])
 
 
 # --- tar -------------------------------------------------------------------------------
@@ -294,7 +306,11 @@ def _tar_entry(index: int, member: tarfile.TarInfo) -> Entry:
         if test(member):
             kind = candidate
             break
-    problem = "sparse files are not supported" if member.issparse() else None
+    problem = None
+    if member.issparse():
+        problem = "sparse files are not supported"
+    elif "size" in member.pax_headers:
+        problem = "a PAX header overrides the member's size (readers disagree on its data)"
     size = member.size if kind is EntryKind.FILE else 0
     return Entry(member.name, kind, size, index, None, problem)
 
@@ -309,7 +325,23 @@ def _open_tar(stream: IO[bytes], limits: IntakeLimits) -> Iterator[_TarReader]:
                 members.append(member)
         except (tarfile.TarError, EOFError, UnicodeError) as exc:
             raise UnsafeArchiveError([f"archive is corrupt: {exc}"]) from exc
+        if len(members) <= limits.max_entries:
+            _check_tar_end(stream, archive.offset)
         yield _TarReader(archive, members)
+
+
+def _check_tar_end(stream: IO[bytes], offset: int) -> None:
+    """Everything after the last member tarfile read must be zero padding.
+
+    tarfile ends the archive quietly at a corrupt header; GNU tar reports it and reads on,
+    so members hidden behind one would exist for one tool and not for the other.
+    """
+    stream.seek(offset)
+    while chunk := stream.read(CHUNK_BYTES):
+        if chunk.count(0) != len(chunk):
+            raise UnsafeArchiveError(
+                ["archive holds data after its last readable member (a corrupt header?)"]
+            )
 
 
 def _tar_file(stream: IO[bytes]) -> tarfile.TarFile:
@@ -335,10 +367,11 @@ def _gunzip_bounded(path: Path, out: IO[bytes], size: int, limits: IntakeLimits)
                 raise UnsafeArchiveError(
                     [f"gzip stream unpacks to more than the limit of {bound} bytes"]
                 )
+            # The ratio only grows as output grows: stop as soon as it is too high.
+            problem = ratio_problem(total, size, limits)
+            if problem:
+                raise UnsafeArchiveError([f"gzip stream: {problem}"])
             out.write(chunk)
-    problem = ratio_problem(total, size, limits)
-    if problem:
-        raise UnsafeArchiveError([f"gzip stream: {problem}"])
 
 
 def _read_gzip_chunk(source: gzip.GzipFile) -> bytes:

@@ -186,3 +186,37 @@ def test_each_intake_uses_a_fresh_folder(tmp_path: Path) -> None:
     assert first.plugin_root is not None and second.plugin_root is not None
     assert first.plugin_root != second.plugin_root
     assert len(leftovers(workdir)) == 2
+
+
+def test_scan_and_manifest_children_both_go_through_the_sandbox_hook(tmp_path: Path) -> None:
+    import sys
+
+    from plughost.archive.manifest_reader import CHILD_SCRIPT as MANIFEST_SCRIPT
+    from plughost.archive.scanner import CHILD_SCRIPT as SCAN_SCRIPT
+
+    launched: list[str] = []
+
+    def command(script: Path, plugin_root: Path) -> list[str]:
+        launched.append(script.name)
+        return [sys.executable, "-I", "-B", str(script), str(plugin_root)]
+
+    archive = write_zip(tmp_path / "p.zip", plugin_files())
+    limits = IntakeLimits(manifest_timeout_s=15.0, manifest_command=command)
+
+    result = validate_archive(archive, tmp_path / "work", limits)
+
+    assert result.passed, result.errors
+    assert launched == [SCAN_SCRIPT.name, MANIFEST_SCRIPT.name]
+
+
+def test_findings_of_the_isolated_scan_fail_intake_and_leave_nothing(tmp_path: Path) -> None:
+    files = plugin_files({"os.py": "", "processors/bomb.py": "x" + "[0]" * 300_000})
+    archive = write_zip(tmp_path / "p.zip", files)
+    workdir = tmp_path / "work"
+
+    result = validate_archive(archive, workdir, LIMITS)
+
+    assert not result.passed and not result.security_scan_passed
+    assert result.errors[0].startswith("os.py:1:1 module name 'os' shadows")
+    assert result.errors[1].startswith("processors/bomb.py:1:1 cannot be parsed: ")
+    assert result.manifest is None and leftovers(workdir) == []

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from plughost.archive import IntakeLimits, scan_source, scan_tree
+from plughost.archive import (
+    IntakeLimits,
+    SecurityScanError,
+    scan_source,
+    scan_tree,
+    scan_tree_isolated,
+)
+from plughost.archive.scanner import CHILD_SCRIPT
 
 
 def only_messages(findings: list[str]) -> list[str]:
@@ -221,28 +231,222 @@ def test_oversized_python_file_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["__pycache__/pipeline.cpython-311.pyc", "helper.pyc", "fast.so", "native.pyd"]
+    ("name", "message"),
+    [
+        ("__pycache__/pipeline.cpython-311.pyc", "compiled Python bytecode cannot be scanned"),
+        ("helper.pyc", "compiled Python bytecode cannot be scanned"),
+        ("helper.PYO", "compiled Python bytecode cannot be scanned"),
+        ("fast.so", "native code cannot be scanned"),
+        ("fast.cpython-311-x86_64-linux-gnu.so", "native code cannot be scanned"),
+        ("native.pyd", "native code cannot be scanned"),
+        ("lib/helper.dylib", "native code cannot be scanned"),
+        ("evil.pth", "path configuration files (.pth) are not allowed"),
+        (
+            "deps/thing-1.0-py3-none-any.whl",
+            "packaged Python code (egg, wheel, zipapp) cannot be scanned",
+        ),
+        ("deps/thing.egg", "packaged Python code (egg, wheel, zipapp) cannot be scanned"),
+        ("app.pyz", "packaged Python code (egg, wheel, zipapp) cannot be scanned"),
+    ],
 )
-def test_compiled_code_is_refused(tmp_path: Path, name: str) -> None:
+def test_files_python_acts_on_but_the_scanner_cannot_read_are_refused(
+    tmp_path: Path, name: str, message: str
+) -> None:
     write(tmp_path, name, b"\x00binary")
 
-    assert scan_tree(tmp_path, IntakeLimits()) == [
-        f"{name}:1:1 compiled or native code cannot be scanned"
-    ]
+    assert scan_tree(tmp_path, IntakeLimits()) == [f"{name}:1:1 {message}"]
 
 
-def test_undecodable_source_is_a_finding(tmp_path: Path) -> None:
-    write(tmp_path, "latin.py", b"name = '\xe9t\xe9'\n")
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"\x7fELF\x02\x01\x01" + bytes(100), "ELF executable or library"),
+        (b"\xcf\xfa\xed\xfe" + bytes(100), "Mach-O binary or Java class"),
+        (
+            b"MZ" + bytes(0x3A) + (0x40).to_bytes(4, "little") + b"PE\0\0" + bytes(64),
+            "Windows PE executable",
+        ),
+    ],
+)
+def test_native_binaries_are_refused_whatever_their_name(
+    tmp_path: Path, data: bytes, kind: str
+) -> None:
+    write(tmp_path, "weights.bin", data)
 
     findings = scan_tree(tmp_path, IntakeLimits())
 
-    assert len(findings) == 1 and findings[0].startswith("latin.py:1:1 cannot decode source")
+    assert findings == [f"weights.bin:1:1 native code ({kind}) cannot be scanned"]
 
 
-def test_declared_source_encoding_is_honoured(tmp_path: Path) -> None:
-    write(tmp_path, "latin.py", b"# -*- coding: latin-1 -*-\nname = '\xe9t\xe9'\neval(name)\n")
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
-    assert scan_tree(tmp_path, IntakeLimits()) == ["latin.py:3:1 call to 'eval' is not allowed"]
+
+def test_nested_zip_holding_python_is_refused_as_importable(tmp_path: Path) -> None:
+    write(tmp_path, "data/lib.dat", zip_of({"evil/__init__.py": b"import os\nos.system('x')"}))
+
+    assert scan_tree(tmp_path, IntakeLimits()) == [
+        (
+            "data/lib.dat:1:1 zip archive holding Python code ('evil/__init__.py') cannot be "
+            "scanned; Python can import from it (zipimport)"
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "weights.npz",
+        "model.pt",
+        "notes.txt",
+        "config.json",
+        "table.csv",
+        "README.md",
+        "model.safetensors",
+        "arr.npy",
+        "settings.yaml",
+        "data.parquet",
+    ],
+)
+def test_data_files_stay_allowed(tmp_path: Path, name: str) -> None:
+    data = (
+        zip_of({"arr_0.npy": b"\x93NUMPY" + bytes(50)})
+        if name.endswith((".npz", ".pt"))
+        else (b"\x93NUMPY\x01\x00" + bytes(64) if name.endswith(".npy") else b"import subprocess\n")
+    )
+    write(tmp_path, name, data)
+
+    assert scan_tree(tmp_path, IntakeLimits()) == []
+
+
+def test_source_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "latin.py", b"x = 1\nname = '\xe9t\xe9'\n")
+
+    assert scan_tree(tmp_path, IntakeLimits()) == [
+        "latin.py:2:1 file is not valid UTF-8 (invalid continuation byte at byte 14)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "line"),
+    [
+        (b"# -*- coding: utf_7 -*-\n", 1),
+        (b"# coding=utf-7\n", 1),
+        (b"#!/usr/bin/env python\n# -*- coding: latin-1 -*-\n", 2),
+        (b"x = 1\n# vim: set fileencoding=cp1252 :\n", 2),
+        (b"x = 1\r# coding: utf-16\r", 2),
+        (b"\xef\xbb\xbf# coding: latin-1\n", 1),
+    ],
+)
+def test_coding_declarations_other_than_utf8_are_refused(
+    tmp_path: Path, header: bytes, line: int
+) -> None:
+    write(tmp_path, "enc.py", header + b"value = 1\n")
+
+    findings = scan_tree(tmp_path, IntakeLimits())
+
+    assert len(findings) == 1
+    assert findings[0].startswith(f"enc.py:{line}:1 coding declaration ")
+    assert findings[0].endswith("is not UTF-8; plugin source must be UTF-8")
+
+
+def test_utf7_payload_hidden_from_a_naive_reader_is_refused(tmp_path: Path) -> None:
+    # Decoded as UTF-7 this line reads: import os; os.system("id")
+    payload = b"# coding: utf_7\n+AGkAbQBwAG8AcgB0ACAAbwBz-\n"
+    write(tmp_path, "sneaky.py", payload)
+
+    assert scan_tree(tmp_path, IntakeLimits()) == [
+        "sneaky.py:1:1 coding declaration 'utf_7' is not UTF-8; plugin source must be UTF-8"
+    ]
+
+
+def test_unknown_coding_declaration_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "enc.py", b"# coding: klingon\n")
+
+    assert scan_tree(tmp_path, IntakeLimits()) == [
+        "enc.py:1:1 coding declaration names unknown encoding 'klingon'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"# -*- coding: utf-8 -*-\nname = '\xc3\xa9t\xc3\xa9'\n",
+        b"# coding: UTF8\n",
+        b"\xef\xbb\xbfname = '\xc3\xa9'\n",
+        b"\xef\xbb\xbf# coding: utf-8\n",
+        b"x = 1\ny = 2\n# coding: latin-1 (line 3 is not a declaration)\n",
+    ],
+)
+def test_utf8_sources_and_bom_are_accepted(tmp_path: Path, source: bytes) -> None:
+    write(tmp_path, "ok.py", source)
+
+    assert scan_tree(tmp_path, IntakeLimits()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("os.py", "", "os.py:1:1 module name 'os' shadows the standard-library module 'os'"),
+        (
+            "typing.py",
+            "",
+            "typing.py:1:1 module name 'typing' shadows the standard-library module 'typing'",
+        ),
+        (
+            "json/__init__.py",
+            "",
+            "json/__init__.py:1:1 module name 'json' shadows the standard-library module 'json'",
+        ),
+        (
+            "shared/__init__.py",
+            "",
+            (
+                "shared/__init__.py:1:1 module name 'shared' shadows "
+                "plughost's 'shared' package (shared.plugins.inference.serve)"
+            ),
+        ),
+        ("plughost.py", "", "plughost.py:1:1 module name 'plughost' shadows the plughost package"),
+        (
+            "sitecustomize.py",
+            "",
+            (
+                "sitecustomize.py:1:1 module name 'sitecustomize' shadows "
+                "the interpreter's start-up hook"
+            ),
+        ),
+    ],
+)
+def test_top_level_modules_shadowing_the_stdlib_or_the_host_are_refused(
+    tmp_path: Path, name: str, data: str, expected: str
+) -> None:
+    write(tmp_path, name, data)
+
+    assert scan_tree(tmp_path, IntakeLimits()) == [expected]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "processors/json.py",
+        "processors/types.py",
+        "json/data.txt",
+        "shared/readme.md",
+        "OS.py",
+        "os.txt",
+        "typing_extras.py",
+    ],
+)
+def test_names_that_cannot_shadow_are_allowed(tmp_path: Path, name: str) -> None:
+    write(tmp_path, name, "")
+    if name.startswith("processors/"):
+        write(tmp_path, "processors/__init__.py", "")
+
+    assert scan_tree(tmp_path, IntakeLimits()) == []
 
 
 def test_symlinks_in_a_tree_are_reported_not_followed(tmp_path: Path) -> None:
@@ -257,3 +461,258 @@ def test_symlinks_in_a_tree_are_reported_not_followed(tmp_path: Path) -> None:
         "linked.py:1:1 symbolic link is not allowed",
         "linked_dir:1:1 symbolic link is not allowed",
     ]
+
+
+# --- escapes beyond the baseline -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # modules reached through other modules
+        (
+            "import os\nos.path.os.system('x')",
+            ["m.py:2:1 call to 'os.path.os.system' is not allowed (it is 'os.system')"],
+        ),
+        (
+            "from shutil import os as o\no.system('x')",
+            ["m.py:2:1 call to 'shutil.os.system' is not allowed (it is 'os.system')"],
+        ),
+        (
+            "import logging\nlogging.threading.Thread",
+            ["m.py:2:1 use of 'logging.threading' is not allowed (it is 'threading')"],
+        ),
+        (
+            "import torch\ntorch.multiprocessing.spawn(f)",
+            ["m.py:2:1 use of 'torch.multiprocessing' is not allowed (it is 'multiprocessing')"],
+        ),
+        # the import machinery and code held in strings
+        ("import sys\nsys.modules['os']", ["m.py:2:1 use of 'sys.modules' is not allowed"]),
+        ("from sys import modules", ["m.py:1:17 import of 'sys.modules' is not allowed"]),
+        (
+            "import sys\nsys.breakpointhook()",
+            ["m.py:2:1 call to 'sys.breakpointhook' is not allowed"],
+        ),
+        ("import code", ["m.py:1:8 import of 'code' is not allowed"]),
+        ("import timeit", ["m.py:1:8 import of 'timeit' is not allowed"]),
+        ("import runpy", ["m.py:1:8 import of 'runpy' is not allowed"]),
+        ("from pkgutil import resolve_name", ["m.py:1:1 import of 'pkgutil' is not allowed"]),
+        ("import pydoc", ["m.py:1:8 import of 'pydoc' is not allowed"]),
+        ("import importlib.metadata", ["m.py:1:8 import of 'importlib.metadata' is not allowed"]),
+        ("import logging.config", ["m.py:1:8 import of 'logging.config' is not allowed"]),
+        ("import gc", ["m.py:1:8 import of 'gc' is not allowed"]),
+        ("import plughost.config", ["m.py:1:8 import of 'plughost.config' is not allowed"]),
+        ("import types\ntypes.CodeType(*a)", ["m.py:2:1 call to 'types.CodeType' is not allowed"]),
+        ("help(len)", ["m.py:1:1 call to 'help' is not allowed"]),
+        (
+            "from concurrent.futures import ProcessPoolExecutor",
+            ["m.py:1:32 import of 'concurrent.futures.ProcessPoolExecutor' is not allowed"],
+        ),
+        (
+            "async def f(loop):\n    await loop.subprocess_exec(p, 'sh')",
+            ["m.py:2:11 access to attribute 'subprocess_exec' is not allowed"],
+        ),
+        # decorators are calls
+        ("@eval\ndef f(): pass", ["m.py:1:2 call to 'eval' is not allowed"]),
+        ("import os\n@os.system\ndef f(): pass", ["m.py:2:2 call to 'os.system' is not allowed"]),
+        ("@breakpoint\nclass C: pass", ["m.py:1:2 call to 'breakpoint' is not allowed"]),
+        # computed attribute names
+        (
+            "import os\ngetattr(os, 'sys' + 'tem')('id')",
+            ["m.py:2:1 getattr() with a computed attribute name on module 'os' is not allowed"],
+        ),
+        (
+            "from os import path\nsetattr(path, name, 1)",
+            [
+                "m.py:2:1 setattr() with a computed attribute name on module 'os.path' is not allowed"
+            ],
+        ),
+        (
+            "import os\ngetattr(*(os, 'system'))",
+            ["m.py:2:1 getattr() with unpacked arguments is not allowed"],
+        ),
+        (
+            "import os\nfetch = getattr\nfetch(os, 'system')",
+            ["m.py:2:9 use of 'getattr' other than a direct call is not allowed"],
+        ),
+        (
+            "import operator, os\noperator.attrgetter('system')(os)",
+            ["m.py:2:1 operator.attrgetter('system') is not allowed"],
+        ),
+        (
+            "import operator\noperator.methodcaller(name)(x)",
+            ["m.py:2:1 operator.methodcaller() with a computed name is not allowed"],
+        ),
+        # namespaces
+        (
+            "import os\nos.__dict__['system']('x')",
+            ["m.py:2:1 access to '__dict__' of module 'os' is not allowed"],
+        ),
+        ("import os\nvars(os)['system']", ["m.py:2:1 vars() of module 'os' is not allowed"]),
+        (
+            "globals()[name]",
+            [
+                (
+                    "m.py:1:1 globals() is allowed only to read or set a constant key "
+                    "(as in globals()['NAME'])"
+                )
+            ],
+        ),
+        (
+            "ns = locals()",
+            [
+                (
+                    "m.py:1:6 locals() is allowed only to read or set a constant key "
+                    "(as in locals()['NAME'])"
+                )
+            ],
+        ),
+        ("globals()['__builtins__']", ["m.py:1:11 string naming '__builtins__' is not allowed"]),
+        # dunder introspection
+        ("len.__self__.eval('1')", ["m.py:1:1 access to attribute '__self__' is not allowed"]),
+        ("f.__code__", ["m.py:1:1 access to attribute '__code__' is not allowed"]),
+        ("f.__closure__", ["m.py:1:1 access to attribute '__closure__' is not allowed"]),
+        ("m.__loader__", ["m.py:1:1 access to attribute '__loader__' is not allowed"]),
+        (
+            "object.__getattribute__(os, n)",
+            ["m.py:1:1 access to attribute '__getattribute__' is not allowed"],
+        ),
+        ("x.__reduce_ex__(2)", ["m.py:1:1 access to attribute '__reduce_ex__' is not allowed"]),
+        ("__loader__.get_data('/etc/passwd')", ["m.py:1:1 use of '__loader__' is not allowed"]),
+        ("__build_class__", ["m.py:1:1 use of '__build_class__' is not allowed"]),
+        ("getattr(f, '__code__')", ["m.py:1:1 access to attribute '__code__' is not allowed"]),
+        (
+            "e.__traceback__.tb_frame.f_back.f_globals",
+            [
+                "m.py:1:1 access to attribute '__traceback__' is not allowed",
+                "m.py:1:1 access to attribute 'f_back' is not allowed",
+                "m.py:1:1 access to attribute 'f_globals' is not allowed",
+                "m.py:1:1 access to attribute 'tb_frame' is not allowed",
+            ],
+        ),
+        (
+            "'{0.__init__.__globals__[KEY]}'.format(obj)",
+            ["m.py:1:1 string naming '__globals__' is not allowed"],
+        ),
+        (
+            "x = '__sub' + 'classes__'",
+            ["m.py:1:5 building a dunder name from string pieces is not allowed"],
+        ),
+        (
+            "x = '_' + '_globals__'",
+            ["m.py:1:5 building a dunder name from string pieces is not allowed"],
+        ),
+        (
+            "x = f'__{name}__'",
+            ["m.py:1:5 building a dunder name from string pieces is not allowed"],
+        ),
+    ],
+)
+def test_escapes_beyond_the_baseline_are_reported(source: str, expected: list[str]) -> None:
+    assert scan_source("m.py", source) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "class A(Base):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n",
+        "def f(self):\n    return self.__class__.__name__, type(self).__qualname__",
+        "if __name__ == '__main__':\n    main()",
+        "import os\nHERE = os.path.dirname(os.path.abspath(__file__))",
+        "import numpy as np\nprint(np.__version__)",
+        "def f(self):\n    self.__dict__.update(x=1)\n    return vars(self)['x']",
+        "object.__setattr__(self, 'x', 1)",
+        "getattr(self, 'handle_' + kind)()",
+        "getattr(self._model, 'encode', None)",
+        "import numpy as np\ndtype = getattr(np, 'float32')",
+        "name = '__init__.py'\npath = root + '/__init__.py'",
+        "label = f'{a}_{b}'\nkey = 'a__b'",
+        "def f():\n    '''Never touches __globals__.'''\n",
+        "CONFIG = globals()['DEFAULTS']",
+        "import opentelemetry.trace\nopentelemetry.trace.get_tracer('x')",
+        "from typing import get_args\nargs = T.__args__",
+        "import functools\n@functools.lru_cache(maxsize=1)\ndef f(): pass",
+        "import operator\nkey = operator.attrgetter('score')",
+        "import math\nwith ctx as c:\n    c.__enter__",
+    ],
+)
+def test_ordinary_plugin_code_passes(source: str) -> None:
+    assert scan_source("m.py", source) == []
+
+
+# --- the isolated scan -----------------------------------------------------------------
+
+
+def test_isolated_scan_reports_what_the_in_process_scan_reports(tmp_path: Path) -> None:
+    write(tmp_path, "manifest.py", "import os\nos.system('x')\n")
+    write(tmp_path, "os.py", "")
+    write(tmp_path, "lib.so", b"\x7fELF")
+
+    assert scan_tree_isolated(tmp_path, IntakeLimits()) == scan_tree(tmp_path, IntakeLimits())
+    assert scan_tree_isolated(tmp_path, IntakeLimits()) == [
+        "lib.so:1:1 native code cannot be scanned",
+        "manifest.py:2:1 call to 'os.system' is not allowed",
+        "os.py:1:1 module name 'os' shadows the standard-library module 'os'",
+    ]
+
+
+def test_isolated_scan_of_a_clean_tree_is_empty(tmp_path: Path) -> None:
+    write(tmp_path, "manifest.py", "name = 'x'\n")
+
+    assert scan_tree_isolated(tmp_path, IntakeLimits()) == []
+
+
+def test_parser_memory_bomb_is_contained_by_the_child_limit(tmp_path: Path) -> None:
+    # ~1.2 MB of subscripts: about 500 MB for the parser, above a 300 MB address space.
+    write(tmp_path, "bomb.py", "x" + "[0]" * 400_000 + "\n")
+    limits = IntakeLimits(scan_memory_bytes=300 * 1024 * 1024)
+
+    findings = scan_tree_isolated(tmp_path, limits)
+
+    assert len(findings) == 1
+    assert findings[0].startswith("bomb.py:1:1 cannot be parsed: ")
+
+
+def test_crashed_scan_names_the_file_it_was_reading(tmp_path: Path) -> None:
+    write(tmp_path, "a.py", "x = 1\n")
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import os, sys\n"
+        "sys.stderr.write(\"while scanning 'a.py'\\n\"); sys.stderr.flush()\n"
+        "os.kill(os.getpid(), 11)\n"
+    )
+
+    def command(_script: Path, root: Path) -> list[str]:
+        return [sys.executable, str(script), str(root)]
+
+    with pytest.raises(SecurityScanError) as caught:
+        scan_tree_isolated(tmp_path, IntakeLimits(manifest_command=command))
+
+    assert caught.value.errors == [
+        "security scan stopped without a result (killed by SIGSEGV): while scanning 'a.py'"
+    ]
+
+
+def test_scan_that_runs_too_long_is_stopped(tmp_path: Path) -> None:
+    def command(_script: Path, _root: Path) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(30)"]
+
+    limits = IntakeLimits(manifest_command=command, scan_timeout_s=1.0)
+    with pytest.raises(SecurityScanError) as caught:
+        scan_tree_isolated(tmp_path, limits)
+
+    assert caught.value.errors == ["the security scan did not finish within 1 s"]
+
+
+def test_isolated_scan_goes_through_the_sandbox_hook(tmp_path: Path) -> None:
+    write(tmp_path, "manifest.py", "eval('1')\n")
+    seen: list[tuple[Path, Path]] = []
+
+    def command(script: Path, root: Path) -> list[str]:
+        seen.append((script, root))
+        return [sys.executable, "-I", "-B", str(script), str(root)]
+
+    findings = scan_tree_isolated(tmp_path, IntakeLimits(manifest_command=command))
+
+    assert findings == ["manifest.py:1:1 call to 'eval' is not allowed"]
+    assert seen == [(CHILD_SCRIPT, tmp_path.resolve())]
