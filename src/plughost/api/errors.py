@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plughost.errors import PlughostError
@@ -82,6 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             exc.status_code, message, _HTTP_TYPES.get(exc.status_code, "HTTPError")
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> ORJSONResponse:
+        # the client left mid-request: nothing to log, nobody to answer
+        return error_response(400, "client disconnected", "BadRequestError")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:

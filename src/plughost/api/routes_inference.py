@@ -1,7 +1,8 @@
-"""Realtime inference: the route prefix, the alias and /v1/inference.
+"""Realtime inference by name: POST /v1/inference (by inference_name or feature_uri).
 
-This is the request path: no database I/O (keys and namespaces come from a short-lived
-cache) and no pydantic validation of plugin outputs; the replica's JSON goes out as is.
+The route prefix and the alias (`/inference/{namespace}/{route}`) are served by
+api/fastpath.py ahead of FastAPI. Like there, keys and namespaces come from a short-lived
+cache and the replica's JSON goes out as is.
 """
 
 from __future__ import annotations
@@ -45,21 +46,6 @@ async def _payload(request: Request) -> tuple[dict[str, Any], dict[str, Any], di
     if not isinstance(inputs, dict) or not isinstance(parameters, dict):
         raise BadRequestError("inputs and parameters must be JSON objects")
     return body, inputs, parameters
-
-
-@router.post("/inference/{namespace_id}/{route_name}")
-async def infer_route(
-    namespace_id: str,
-    route_name: str,
-    request: Request,
-    rt: RuntimeDep,
-    authorization: str | None = Header(default=None),
-) -> Response:
-    principal = await _principal(rt, authorization)
-    await _check_namespace(rt, principal, namespace_id)
-    _, inputs, parameters = await _payload(request)
-    out = await rt.deployments.infer_json(namespace_id, route_name, inputs, parameters)
-    return Response(content=out, media_type="application/json")
 
 
 @router.post("/v1/inference")

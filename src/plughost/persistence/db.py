@@ -32,6 +32,9 @@ class Database:
         kwargs: dict[str, Any] = {"future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            # as many pooled connections as the thread pool has threads: opening one runs
+            # the PRAGMAs, which showed up in profiles of the status endpoint
+            kwargs.update(pool_size=40, max_overflow=10)
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: Engine = create_engine(url, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ class Deployments:
         self.controller = controller
         self.routes = routes
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._eta_cache: dict[str, tuple[float, int]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def _plugin(self, scope: Scope, plugin_id: str) -> tuple[PluginRef, Plugin]:
@@ -79,11 +81,18 @@ class Deployments:
             return PluginRuntimeInfo(storage_key=p.storage_key, manifest=dict(p.manifest or {}))
 
     def estimate_seconds(self, name: str) -> int:
-        """Median of recent deployment durations of this plugin name, else of the server."""
+        """Median of recent deployment durations of this plugin name, else of the server.
+
+        Kept for a second per name: status polls would otherwise recompute it every time."""
+        now = time.monotonic()
+        hit = self._eta_cache.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         durations = self.releases.recent_durations(name) or self.releases.recent_durations(None)
-        if not durations:
-            return self.settings.default_deploy_eta_s
-        return max(1, round(statistics.median(durations)))
+        value = (max(1, round(statistics.median(durations))) if durations
+                 else self.settings.default_deploy_eta_s)
+        self._eta_cache[name] = (now + 1.0, value)
+        return value
 
     def _eta(self, rel: ReleaseView) -> int | None:
         per = self.estimate_seconds(rel.name)
@@ -267,19 +276,22 @@ class Deployments:
         self, namespace_id: str, route_name: str, inputs: dict[str, Any], parameters: dict[str, Any]
     ) -> bytes:
         """Call the plugin behind a route; returns the plugin's result as JSON bytes."""
+        body = orjson.dumps({"inputs": inputs, "parameters": parameters})
+        return await self.infer_body(namespace_id, route_name, body)
+
+    async def infer_body(self, namespace_id: str, route_name: str, body: bytes) -> bytes:
+        """The fast path: a checked `{"inputs", "parameters"}` body straight to a replica."""
         route = self.routes.lookup(namespace_id, route_name)
         if route is None:
             raise NotFoundError(
                 f"no deployed plugin answers /inference/{namespace_id}/{route_name}",
-                {"namespace_id": namespace_id, "route": route_name},
-            )
+                {"namespace_id": namespace_id, "route": route_name})
         try:
-            return await route.group.call_json(inputs, parameters)
+            return await route.group.call_body(body)
         except CallFailed as exc:
             raise PluginRuntimeError(
                 f"plugin raised {exc.type_name}: {exc.message}",
-                {"plugin_id": route.plugin_id, "exception_type": exc.type_name},
-            ) from exc
+                {"plugin_id": route.plugin_id, "exception_type": exc.type_name}) from exc
         except Unavailable as exc:
             raise ServiceUnavailableError(
                 f"plugin {route.plugin_id} is unavailable: {exc}", {"plugin_id": route.plugin_id}
