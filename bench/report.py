@@ -1,0 +1,767 @@
+"""Goals, the markdown report and the plot, all from the results dict of one run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from bench.systems import SYSTEM_ORDER
+
+Goal = dict[str, Any]
+
+
+# -- machine ------------------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        with open("/proc/meminfo") as fh:
+            mem_kb = int(next(ln.split()[1] for ln in fh if ln.startswith("MemTotal")))
+    except (OSError, StopIteration):
+        pass
+    versions: dict[str, str] = {}
+    for mod in ("plughost", "ray", "torch", "uvicorn", "fastapi", "orjson"):
+        try:
+            versions[mod] = version(mod)
+        except PackageNotFoundError:
+            versions[mod] = "-"
+    wrk = ""
+    try:
+        out = subprocess.run(
+            ["wrk", "--version"], capture_output=True, text=True, timeout=5, check=False
+        )
+        wrk = (out.stdout + out.stderr).split("\n")[0].strip()
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "wrk": wrk,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _cell(summary: dict[str, Any], plugin: str, point: str, system: str) -> dict[str, Any] | None:
+    return summary.get(plugin, {}).get(point, {}).get(system)
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "MET", False: "MISSED", None: "n/a"}[met]
+
+
+# -- goals --------------------------------------------------------------------------------------
+def evaluate_goals(res: dict[str, Any]) -> list[Goal]:
+    goals: list[Goal] = []
+    summary = res.get("summary", {})
+    deploy = res.get("deploy", {})
+
+    ph = _median(deploy.get("plughost", []))
+    ray = _median(deploy.get("ray_serve_run", []))
+    ratio = (ray / ph) if ph and ray else None
+    met = None if ph is None else (ph <= 1.0 and (ratio is None or ratio >= 4))
+    goals.append(
+        {
+            "figure": f"deploy -> deployed, hash embedder, local (median of {len(deploy.get('plughost', []))})",
+            "goal": "<= 1.0 s and >= 4x faster than Ray serve.run",
+            "measured": f"{_num(ph, '{:.3f}')} s; Ray serve.run {_num(ray, '{:.3f}')} s; "
+            f"{_num(ratio, '{:.1f}')}x" + ("" if ray else " (Ray baseline missing)"),
+            "met": met,
+            "key": "deploy",
+        }
+    )
+
+    red = _median(res.get("redeploy", []))
+    goals.append(
+        {
+            "figure": "redeploy of a deployed plugin (blue-green)",
+            "goal": "<= 1.5 s",
+            "measured": f"{_num(red, '{:.3f}')} s (median of {len(res.get('redeploy', []))})",
+            "met": None if red is None else red <= 1.5,
+            "key": "redeploy",
+        }
+    )
+
+    floor1 = _cell(summary, "hash16", "c=1", "floor")
+    ph1 = _cell(summary, "hash16", "c=1", "plughost")
+    al1 = _cell(summary, "hash16", "c=1", "plughost-alias")
+    if floor1 and ph1:
+        delta = ph1["p50_us"] - floor1["p50_us"]
+        extra = f"; alias +{(al1['p50_us'] - floor1['p50_us']) / 1000:.2f} ms" if al1 else ""
+        goals.append(
+            {
+                "figure": "p50 latency at concurrency 1, plughost vs floor (hash16)",
+                "goal": "<= floor + 0.5 ms",
+                "measured": f"{_ms(ph1['p50_us'])} ms vs floor {_ms(floor1['p50_us'])} ms "
+                f"(+{delta / 1000:.2f} ms){extra}",
+                "met": delta <= 500,
+                "key": "p50",
+            }
+        )
+    else:
+        goals.append(
+            {
+                "figure": "p50 latency at concurrency 1, plughost vs floor",
+                "goal": "<= floor + 0.5 ms",
+                "measured": "not measured",
+                "met": None,
+                "key": "p50",
+            }
+        )
+
+    f32 = _cell(summary, "hash16", "c=32", "floor")
+    p32 = _cell(summary, "hash16", "c=32", "plughost")
+    r32 = _cell(summary, "hash16", "c=32", "ray-serve")
+    if f32 and p32:
+        vs_floor = p32["rps"] / f32["rps"] if f32["rps"] else 0.0
+        vs_ray = p32["rps"] / r32["rps"] if r32 and r32["rps"] else None
+        goals.append(
+            {
+                "figure": "requests/s at concurrency 32, hash embedder",
+                "goal": ">= 50% of floor, >= 3x Ray Serve defaults",
+                "measured": f"{p32['rps']:,.0f} req/s = {vs_floor:.0%} of floor "
+                f"({f32['rps']:,.0f}); {_num(vs_ray, '{:.1f}')}x Ray Serve "
+                f"({_num(r32['rps'] if r32 else None)})",
+                "met": vs_floor >= 0.5 and (vs_ray is None or vs_ray >= 3),
+                "key": "rps_hash",
+            }
+        )
+    else:
+        goals.append(
+            {
+                "figure": "requests/s at concurrency 32, hash embedder",
+                "goal": ">= 50% of floor, >= 3x Ray Serve defaults",
+                "measured": "not measured in this profile",
+                "met": None,
+                "key": "rps_hash",
+            }
+        )
+
+    fm = _cell(summary, "minilm", "c=32", "floor")
+    pm = _cell(summary, "minilm", "c=32", "plughost")
+    if fm and pm:
+        share = pm["rps"] / fm["rps"] if fm["rps"] else 0.0
+        goals.append(
+            {
+                "figure": "requests/s at concurrency 32, MiniLM",
+                "goal": ">= 90% of floor",
+                "measured": f"{pm['rps']:,.1f} req/s = {share:.0%} of floor ({fm['rps']:,.1f})",
+                "met": share >= 0.9,
+                "key": "rps_minilm",
+            }
+        )
+    else:
+        goals.append(
+            {
+                "figure": "requests/s at concurrency 32, MiniLM",
+                "goal": ">= 90% of floor",
+                "measured": "not measured in this profile",
+                "met": None,
+                "key": "rps_minilm",
+            }
+        )
+
+    bg = res.get("bluegreen", {})
+    goals.append(
+        {
+            "figure": f"failed requests during {bg.get('redeploys', '?')} blue-green redeploys "
+            f"under concurrency {bg.get('concurrency', '?')}",
+            "goal": "0",
+            "measured": f"{bg.get('failed', '-')} failed of {bg.get('requests', '-')}"
+            + (f" ({bg.get('errors')})" if bg.get("failed") else ""),
+            "met": None if "failed" not in bg else bg["failed"] == 0,
+            "key": "bluegreen",
+        }
+    )
+
+    mem = res.get("memory", {}).get("hash16", {})
+    bare = mem.get("bare", {}).get("rss_kb")
+    rep = mem.get("plughost", {}).get("rss_kb")
+    goals.append(
+        {
+            "figure": "RSS of one idle replica, hash embedder",
+            "goal": "<= 1.5x a bare Python importing the plugin",
+            "measured": f"{_num(rep / 1024 if rep else None, '{:.1f}')} MiB vs bare "
+            f"{_num(bare / 1024 if bare else None, '{:.1f}')} MiB"
+            + (f" = {rep / bare:.2f}x" if rep and bare else ""),
+            "met": None if not (rep and bare) else rep <= 1.5 * bare,
+            "key": "rss",
+        }
+    )
+
+    st = res.get("status", {})
+    goals.append(
+        {
+            "figure": f"status endpoint at concurrency {st.get('concurrency', '?')} while "
+            f"{st.get('deployments', '?')} deployments run",
+            "goal": ">= 2,000 req/s, p99 <= 20 ms",
+            "measured": f"{_num(st.get('rps'))} req/s, p99 {_ms(st.get('p99_us'))} ms"
+            if st
+            else "not measured",
+            "met": None if not st else (st["rps"] >= 2000 and st["p99_us"] <= 20_000),
+            "key": "status",
+        }
+    )
+
+    q = res.get("queue", {})
+    goals.append(
+        {
+            "figure": f"{q.get('queued', '?')} deployments queued at once (hash embedder)",
+            "goal": "all deployed, none lost, total time reported",
+            "measured": f"{q.get('deployed', '-')}/{q.get('queued', '-')} deployed in "
+            f"{_num(q.get('total_s'), '{:.1f}')} s; lost {q.get('lost', '-')}, "
+            f"failed {q.get('failed', '-')}"
+            if q
+            else "not measured",
+            "met": None
+            if not q
+            else (q["deployed"] == q["queued"] and q["lost"] == 0 and q["failed"] == 0),
+            "key": "queue",
+        }
+    )
+
+    systems_seen = {s for plugin in summary.values() for point in plugin.values() for s in point}
+    with_cpu = {
+        s
+        for plugin in summary.values()
+        for point in plugin.values()
+        for s, v in point.items()
+        if v.get("cpu_us_per_req") is not None
+    }
+    goals.append(
+        {
+            "figure": "CPU microseconds per request (server + replicas, /proc)",
+            "goal": "reported for each system",
+            "measured": f"{len(with_cpu)}/{len(systems_seen)} systems",
+            "met": bool(systems_seen) and with_cpu == systems_seen,
+            "key": "cpu",
+        }
+    )
+    return goals
+
+
+# -- markdown -----------------------------------------------------------------------------------
+def _systems_in(points: dict[str, dict[str, Any]]) -> list[str]:
+    present = {s for p in points.values() for s in p}
+    return [s for s in SYSTEM_ORDER if s in present]
+
+
+def _point_sort(point: str) -> tuple[int, float]:
+    if point.startswith("c="):
+        return (0, float(point[2:]))
+    return (1, float(re.sub(r"[^0-9.]", "", point) or 0))
+
+
+def request_tables(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for plugin, points in summary.items():
+        lines += [
+            f"### {plugin}",
+            "",
+            (
+                "| load | system | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req | "
+                "req/s vs floor | p50 vs floor | failed |"
+            ),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for point in sorted(points, key=_point_sort):
+            floor = points[point].get("floor")
+            for system in _systems_in({point: points[point]}):
+                v = points[point][system]
+                ratio = f"{v['rps'] / floor['rps']:.0%}" if floor and floor["rps"] else "-"
+                dp50 = (
+                    f"+{(v['p50_us'] - floor['p50_us']) / 1000:.2f} ms"
+                    if floor and system != "floor"
+                    else "-"
+                )
+                lines.append(
+                    f"| {point} | {system} | {v['rps']:,.0f} | {_ms(v['p50_us'])} | "
+                    f"{_ms(v['p90_us'])} | {_ms(v['p99_us'])} | {_num(v['cpu_us_per_req'])} | "
+                    f"{ratio} | {dp50} | {v['failed']} |"
+                )
+        lines.append("")
+    return lines
+
+
+def ratio_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        (
+            "| plugin | load | system | req/s vs floor | req/s vs Ray Serve defaults | "
+            "req/s vs Ray Serve tuned |"
+        ),
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for plugin, points in summary.items():
+        for point in sorted(points, key=_point_sort):
+            row = points[point]
+            floor, ray, tuned = row.get("floor"), row.get("ray-serve"), row.get("ray-serve-tuned")
+            for system in ("plughost", "plughost-alias", "plughost-ray"):
+                v = row.get(system)
+                if not v:
+                    continue
+
+                def rel(base: dict[str, Any] | None, v: dict[str, Any] = v) -> str:
+                    return f"{v['rps'] / base['rps']:.2f}x" if base and base["rps"] else "-"
+
+                lines.append(
+                    f"| {plugin} | {point} | {system} | {rel(floor)} | {rel(ray)} | {rel(tuned)} |"
+                )
+    return lines
+
+
+def _stats_row(label: str, values: list[float]) -> str:
+    if not values:
+        return f"| {label} | - | - | - | 0 |"
+    return (
+        f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | "
+        f"{max(values):.3f} | {len(values)} |"
+    )
+
+
+def render_markdown(res: dict[str, Any], goals: list[Goal]) -> str:
+    meta = res["meta"]
+    m = meta["machine"]
+    v = m["versions"]
+    lines = [
+        "# plughost benchmarks",
+        "",
+        f"Run {meta['started']} (profile `{meta['profile']}`, {meta['wall_s']:.0f} s wall).",
+        (
+            f"Machine: {m['cpu']} x {m['cores']} cores, {m['memory_gb']} GB RAM, "
+            f"Linux {m['kernel']}, Python {m['python']}; plughost {v['plughost']}, ray {v['ray']}, "
+            f"torch {v['torch']}, uvicorn {v['uvicorn']}."
+        ),
+        (
+            f"Load: {meta['loadgen']}; each run {meta['duration_s']:g} s, {meta['rounds']} "
+            "round(s), systems interleaved per load point (A B C, A B C), medians over rounds."
+        ),
+        (
+            f"Other CPU on the machine during the runs (not the system under test, not the load "
+            f"generator): median {meta.get('other_cpu_cores_median', 0):.2f} cores, max "
+            f"{meta.get('other_cpu_cores_max', 0):.2f}"
+            + (" -- noisy: treat the figures as rough" if meta.get("noisy") else "")
+            + "."
+        ),
+        "",
+    ]
+    for note in meta.get("notes", []):
+        lines.append(f"> {note}")
+    if meta.get("notes"):
+        lines.append("")
+    if res.get("skipped"):
+        lines += ["Skipped:", ""]
+        lines += [f"- **{k}**: {why}" for k, why in res["skipped"].items()]
+        lines.append("")
+
+    met = sum(1 for g in goals if g["met"] is True)
+    missed = [g for g in goals if g["met"] is False]
+    lines += [
+        "## Goals",
+        "",
+        f"{met} met, {len(missed)} missed, {sum(1 for g in goals if g['met'] is None)} n/a.",
+        "",
+        "| figure | goal | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {g['figure']} | {g['goal']} | {g['measured']} | {_verdict(g['met'])} |" for g in goals
+    ]
+    lines.append("")
+
+    if missed:
+        lines += ["## Missed goals: likely causes", ""]
+        lines += [
+            f"- **{g['figure']}**: {cause}"
+            for g in missed
+            for cause in [likely_cause(g["key"], res)]
+        ]
+        lines.append("")
+
+    summary = res.get("summary", {})
+    lines += [
+        "## Request path",
+        "",
+        (
+            "Closed loop at each concurrency (c=N: N connections, each sends its next "
+            "request when the last answer arrives); `open@R/s` sends R requests/s whatever "
+            "the answers do and measures latency from the scheduled send time. CPU µs/req "
+            "is the CPU time of the system's whole process tree (server + replicas, or the "
+            "whole Ray cluster) over the run divided by the answered requests."
+        ),
+        "",
+    ]
+    lines += request_tables(summary)
+    lines += ["### Ratios", ""] + ratio_table(summary) + [""]
+
+    dep = res.get("deploy", {})
+    lines += [
+        "## Deploys",
+        "",
+        "| seconds | median | min | max | n |",
+        "|---|---:|---:|---:|---:|",
+        _stats_row("plughost deploy -> deployed (fresh plugin)", dep.get("plughost", [])),
+        _stats_row("plughost redeploy (blue-green) -> deployed", res.get("redeploy", [])),
+        _stats_row("Ray Serve serve.run (same class, warm cluster)", dep.get("ray_serve_run", [])),
+        _stats_row("plughost on the Ray backend deploy -> deployed", dep.get("plughost_ray", [])),
+        "",
+    ]
+    setup = res.get("setup", {})
+    cold = {k: val for k, val in setup.items() if "ray.init" in k}
+    if cold:
+        lines += [
+            "Ray's cold start, not counted above: "
+            + ", ".join(f"{k} {val:.1f} s" for k, val in cold.items())
+            + ".",
+            "",
+        ]
+    if dep.get("errors"):
+        lines += [f"- error: {e}" for e in dep["errors"]] + [""]
+
+    bg = res.get("bluegreen", {})
+    if bg:
+        lines += [
+            "## Redeploys under load",
+            "",
+            (
+                f"{bg['redeploys']} blue-green redeploys while {bg['concurrency']} "
+                "connections call the plugin (half through route_prefix, half through the "
+                f"alias): {bg['requests']:,} requests, **{bg['failed']} failed**, "
+                f"{bg['rps']:,.0f} req/s, p99 {_ms(bg['p99_us'])} ms, max "
+                f"{_ms(bg['max_us'])} ms; redeploy median "
+                f"{_num(_median(bg['redeploy_s']), '{:.3f}')} s."
+            ),
+            "",
+        ]
+        if bg.get("error_samples"):
+            lines += [f"- {e}" for e in bg["error_samples"]] + [""]
+
+    mem = res.get("memory", {})
+    if mem:
+        lines += [
+            "## Idle memory",
+            "",
+            (
+                "| plugin | bare python -I importing it | plughost replica | ratio | "
+                "Ray Serve replica (defaults) | Ray Serve replica (tuned) |"
+            ),
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for plugin, e in mem.items():
+            bare = e.get("bare", {}).get("rss_kb")
+            rep = e.get("plughost", {}).get("rss_kb")
+
+            def mib(kb: int | None) -> str:
+                return "-" if not kb else f"{kb / 1024:.1f} MiB"
+
+            lines.append(
+                f"| {plugin} | {mib(bare)} | {mib(rep)} | "
+                f"{f'{rep / bare:.2f}x' if rep and bare else '-'} | "
+                f"{mib(e.get('ray-default', {}).get('rss_kb'))} | "
+                f"{mib(e.get('ray-tuned', {}).get('rss_kb'))} |"
+            )
+        server_rss = next((e.get("plughost_server_rss_kb") for e in mem.values()), None)
+        lines += [
+            "",
+            (
+                "RSS, not PSS: shared library pages count in full. plughost server "
+                f"process: {(server_rss or 0) / 1024:.1f} MiB."
+            ),
+            "",
+        ]
+
+    st = res.get("status", {})
+    if st:
+        lines += [
+            "## Status endpoint under deployments",
+            "",
+            (
+                f"GET status of {st['deployments']} plugins round-robin at concurrency "
+                f"{st['concurrency']} for {st['load_s']:.1f} s, started right after their "
+                f"{st['deployments']} deploy POSTs: **{st['rps']:,.0f} req/s**, p50 "
+                f"{_ms(st['p50_us'])} ms, **p99 {_ms(st['p99_us'])} ms**, {st['failed']} "
+                f"failed ({st['tool']}). {st['deployed_when_load_ended']}/{st['deployments']} "
+                "were deployed when the load ended; all after "
+                f"{st['all_deployed_after_s']:.1f} s."
+            ),
+        ]
+        quiet = st.get("quiet")
+        if quiet:
+            lines.append(
+                f"The same load with no deployment running: {quiet['rps']:,.0f} req/s, "
+                f"p50 {_ms(quiet['p50_us'])} ms, p99 {_ms(quiet['p99_us'])} ms."
+            )
+        lines.append("")
+
+    q = res.get("queue", {})
+    if q:
+        lines += [
+            "## Deployments queued at once",
+            "",
+            (
+                f"{q['queued']} hash-embedder deployments POSTed at once "
+                f"({q['post_all_s']:.2f} s to post): **{q['deployed']}/{q['queued']} deployed "
+                f"after {q['total_s']:.1f} s**; final statuses {q['statuses']}; lost "
+                f"{q['lost']}. Undeploying all took {q['undeploy_all_s']:.1f} s (uploads "
+                f"beforehand: {q['upload_s']:.1f} s)."
+            ),
+            "",
+        ]
+
+    lines += cpu_table(summary, res.get("idle_cpu"))
+    lines += profile_section(res.get("profile", {}))
+    return "\n".join(lines) + "\n"
+
+
+def cpu_table(summary: dict[str, Any], idle: dict[str, float] | None = None) -> list[str]:
+    if not summary:
+        return []
+    lines = [
+        "## CPU per request",
+        "",
+        (
+            "CPU µs per answered request at the highest closed-loop concurrency measured "
+            "(server + replicas; for Ray the whole cluster), median over rounds."
+        ),
+        "",
+    ]
+    plugins = list(summary)
+    lines += ["| system | " + " | ".join(plugins) + " |", "|---|" + "---:|" * len(plugins)]
+    for system in SYSTEM_ORDER:
+        cells = []
+        for plugin in plugins:
+            points = [p for p in summary[plugin] if p.startswith("c=")]
+            if not points:
+                cells.append("-")
+                continue
+            top = max(points, key=_point_sort)
+            v = summary[plugin][top].get(system)
+            cells.append(f"{_num(v['cpu_us_per_req'])} ({top})" if v else "-")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    if idle:
+        lines += [
+            "",
+            (
+                "CPU with no load at all (background timers, health checks, metrics), "
+                "cores: " + ", ".join(f"{k} {v:.3f}" for k, v in idle.items()) + "."
+            ),
+        ]
+    return lines + [""]
+
+
+def profile_section(prof: dict[str, Any]) -> list[str]:
+    lines = ["## Where plughost's time goes (hash16, c=32)", ""]
+    if not prof or "skipped" in prof:
+        return lines + [f"Not profiled: {prof.get('skipped', 'not run')}.", ""]
+    load = prof.get("load", {})
+    split = prof.get("cpu_split_us_per_req", {})
+    lines += [
+        (
+            "CPU per request by process and thread, from /proc, while serving "
+            f"{load.get('rps', 0):,.0f} req/s (p50 {_ms(load.get('p50_us'))} ms):"
+        ),
+        "",
+        "| where | CPU µs/req |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {val:,.0f} |" for k, val in split.items()]
+    lines.append(f"| total | {sum(split.values()):,.0f} |")
+    lines.append("")
+    spy = prof.get("py_spy", {})
+    if "skipped" in spy or not spy.get("samples"):
+        return lines + [f"py-spy: {spy.get('skipped', 'no samples')}.", ""]
+    lines += [
+        (
+            f"py-spy on the server's event-loop thread ({spy['samples']} samples, "
+            f"non-blocking; raw stacks in `{spy.get('raw_file')}`). Each sample is charged "
+            "to its innermost frame outside asyncio/threading:"
+        ),
+        "",
+        "| category | share of samples |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {val:.0%} |" for k, val in spy.get("by_category", {}).items()]
+    lines += ["", "| function (inclusive) | share |", "|---|---:|"]
+    lines += [f"| `{f}` | {val:.1%} |" for f, val in spy.get("top_inclusive", [])]
+    lines += ["", "| function (self) | share |", "|---|---:|"]
+    lines += [f"| `{f}` | {val:.1%} |" for f, val in spy.get("top_self", [])]
+    return lines + [""]
+
+
+def _profile_facts(res: dict[str, Any]) -> str:
+    prof = res.get("profile", {})
+    split = prof.get("cpu_split_us_per_req", {})
+    facts = []
+    if split:
+        facts.append("CPU/req " + ", ".join(f"{k} {v:,.0f} µs" for k, v in split.items()))
+    cats = prof.get("py_spy", {}).get("by_category", {})
+    if cats:
+        facts.append(
+            "server loop samples: " + ", ".join(f"{k} {v:.0%}" for k, v in list(cats.items())[:5])
+        )
+    return (" Profile: " + "; ".join(facts) + ".") if facts else ""
+
+
+def likely_cause(key: str, res: dict[str, Any]) -> str:
+    if key == "p50":
+        return (
+            "per request the server's event-loop thread runs FastAPI's middleware stack, "
+            "routing and dependency solving (a sync dependency is sent to the thread pool), "
+            "then the socket hop to the replica and the replica's hand-off to its plugin "
+            "thread; the floor does none of this." + _profile_facts(res)
+        )
+    if key == "rps_hash":
+        return (
+            "the server's event-loop thread saturates first (see its CPU per request under "
+            '"Where plughost\'s time goes"): the same per-request work as for the p50 goal.'
+        )
+    if key == "rps_minilm":
+        return (
+            "compute should dominate, so a gap is CPU the serving layer takes from torch on "
+            "2 cores: the server's per-request work and the replica's IPC run beside the "
+            "model's two OpenMP threads (both floor and replica compute in one worker "
+            "thread)."
+        )
+    if key in ("deploy", "redeploy"):
+        return (
+            "deploy time = queue pick-up (reconcile tick) + unpack + replica process start "
+            "(python -I, imports, sandbox) + health and example_input calls + route switch; "
+            "see the deploy table's spread."
+        )
+    if key == "status":
+        return (
+            "each status request runs several SQL queries (plugin, latest release, "
+            "serving releases, ETA from recent durations, queue position) in the thread "
+            "pool, while the controller writes to the same SQLite database."
+        )
+    if key == "bluegreen":
+        samples = res.get("bluegreen", {}).get("error_samples", [])
+        return "requests failed while routes switched: " + ("; ".join(samples) or "see errors")
+    if key == "rss":
+        mem = res.get("memory", {}).get("hash16", {}).get("plughost", {})
+        wrap = mem.get("wrappers_rss_kb")
+        extra = (
+            f" (sandbox wrapper processes add {wrap / 1024:.1f} MiB more, not counted)"
+            if wrap
+            else ""
+        )
+        return (
+            "the replica imports plughost's worker runtime (asyncio event loop, orjson, "
+            "the socket protocol, the sandbox setup) on top of the plugin" + extra + "."
+        )
+    if key == "queue":
+        return "some deployments did not reach deployed; see the final statuses."
+    return "see the tables above."
+
+
+# -- README ------------------------------------------------------------------------------------
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def readme_block(res: dict[str, Any], goals: list[Goal]) -> str:
+    meta = res["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Last full run: {meta['started']}, {m['cpu']} x {m['cores']} cores, "
+        f"{m['memory_gb']} GB RAM, Python {m['python']}, ray {m['versions']['ray']}"
+        + (" (noisy machine: rough figures)" if meta.get("noisy") else "")
+        + ".",
+        "",
+        "| figure | goal | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {g['figure']} | {g['goal']} | {g['measured']} | {_verdict(g['met'])} |" for g in goals
+    ]
+    skipped = res.get("skipped", {})
+    if skipped:
+        lines += [
+            "",
+            "Skipped in that run: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + ".",
+        ]
+    lines += ["", "Details, ratios and CPU per request: `bench/results/latest.md`."]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, res: dict[str, Any], goals: list[Goal]) -> bool:
+    """Replace the block between the bench markers; False when the markers are missing."""
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    new = text[: start + len(README_START)] + "\n" + readme_block(res, goals) + "\n" + text[end:]
+    path.write_text(new)
+    return True
+
+
+# -- plot ---------------------------------------------------------------------------------------
+def render_png(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = res.get("summary", {})
+    plugins = [p for p in summary if any(k.startswith("c=") for k in summary[p])] or ["hash16"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(SYSTEM_ORDER)}
+    fig, axes = plt.subplots(len(plugins), 3, figsize=(15, 4.2 * len(plugins)), squeeze=False)
+    for row, plugin in enumerate(plugins):
+        points = summary.get(plugin, {})
+        closed = sorted((p for p in points if p.startswith("c=")), key=_point_sort)
+        for system in _systems_in(points):
+            xs = [int(p[2:]) for p in closed if system in points[p]]
+            vals = [points[p][system] for p in closed if system in points[p]]
+            if not xs:
+                continue
+            style = {"marker": "o", "label": system, "color": colors[system]}
+            axes[row][0].plot(xs, [v["rps"] for v in vals], **style)
+            axes[row][1].plot(xs, [v["p50_us"] / 1000 for v in vals], **style)
+            axes[row][2].plot(xs, [v["p99_us"] / 1000 for v in vals], **style)
+        for col, title in enumerate(("requests/s", "p50 latency (ms)", "p99 latency (ms)")):
+            ax = axes[row][col]
+            ax.set_title(f"{plugin}: {title}")
+            ax.set_xlabel("concurrency (closed loop)")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")  # systems differ by orders of magnitude
+            ax.grid(True, alpha=0.3)
+        axes[row][0].legend(fontsize=8)
+    m = res["meta"]["machine"]
+    fig.suptitle(
+        f"plughost vs floor vs Ray Serve -- {m['cores']} cores, {m['cpu'][:60]} "
+        f"({res['meta']['started']}, profile {res['meta']['profile']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,226 @@
+"""The benchmark harness: ``python -m bench.run [--profile full|tiny] [--out DIR]``.
+
+Starts every system, runs the request-path matrix and the control-plane runs, and writes
+``latest.json``, ``latest.md`` and ``latest.png`` into ``--out`` (default bench/results).
+See bench/README.md for what each run measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import controlplane, dataplane
+from bench.load import wrk_path
+from bench.plughost_sys import REPO
+from bench.ray_sys import ray_available
+from bench.report import (
+    evaluate_goals,
+    machine_info,
+    render_markdown,
+    render_png,
+    update_readme,
+)
+from bench.settings import PROFILES, Profile
+from bench.systems import (
+    Systems,
+    minilm_available,
+    new_work_dir,
+    setup_floors,
+    setup_plughost,
+    setup_plughost_ray,
+    setup_ray,
+)
+
+log = logging.getLogger("bench")
+DEFAULT_OUT = REPO / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where servers keep their homes and logs (default: a temp dir)",
+    )
+    parser.add_argument("--no-ray", action="store_true", help="skip systems 3 and 4")
+    parser.add_argument("--no-wrk", action="store_true", help="use the asyncio load generator")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work dir")
+    parser.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="do not rewrite the goals table in README.md after a full run",
+    )
+    return parser.parse_args(argv)
+
+
+def start_systems(systems: Systems, profile: Profile, args: argparse.Namespace) -> list[str]:
+    """Start all systems side by side; returns the plugins of the data-plane matrix."""
+    plugins = list(profile.points)
+    why_not = minilm_available()
+    if "minilm" in plugins and why_not:
+        plugins.remove("minilm")
+        systems.skipped["minilm"] = why_not
+    ray_why = "disabled with --no-ray" if args.no_ray else ray_available()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        jobs = [
+            pool.submit(setup_floors, systems, plugins),
+            pool.submit(setup_plughost, systems, plugins, profile.alias_plugins),
+        ]
+        if ray_why:
+            for variant in profile.ray_variants:
+                systems.skipped["ray-serve" if variant == "default" else "ray-serve-tuned"] = (
+                    ray_why
+                )
+        else:
+            jobs += [pool.submit(setup_ray, systems, v, plugins) for v in profile.ray_variants]
+        if profile.plughost_ray and args.no_ray:
+            systems.skipped["plughost-ray"] = "disabled with --no-ray"
+        elif profile.plughost_ray:
+            jobs.append(pool.submit(setup_plughost_ray, systems, plugins))
+        for job in jobs:
+            job.result()  # the plughost local server is required: its failure ends the run
+    return plugins
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    profile = PROFILES[args.profile]
+    prefer_wrk = not args.no_wrk and wrk_path() is not None
+    started = datetime.now(UTC)
+    t_start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = new_work_dir(args.work_dir)
+    systems = Systems(work=work)
+    res: dict[str, Any] = {
+        "meta": {
+            "profile": profile.name,
+            "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_info(),
+            "loadgen": (
+                "wrk -t1 (closed loop) and bench.loadgen (open loop, background load)"
+                if prefer_wrk
+                else "bench.loadgen, asyncio (wrk not installed)"
+            ),
+            "duration_s": profile.duration_s,
+            "rounds": profile.rounds,
+            "notes": list(profile.notes),
+        }
+    }
+    log.info(
+        "work dir %s; profile %s; load generator %s",
+        work,
+        profile.name,
+        "wrk" if prefer_wrk else "python",
+    )
+    completed = False
+    try:
+        plugins = start_systems(systems, profile, args)
+        res["setup"] = systems.setup_seconds
+        log.info("systems up: %s", sorted({(e.system, e.plugin) for e in systems.endpoints}))
+        for name, why in systems.skipped.items():
+            log.warning("skipped %s: %s", name, why)
+
+        res["memory"] = dataplane.replica_memory(systems, plugins)
+        dataplane.warm(systems.endpoints, profile.warmup_s, prefer_wrk)
+        res["idle_cpu"] = dataplane.idle_cpu(systems, max(1.0, profile.duration_s))
+        res["runs"] = dataplane.run_matrix(systems, profile, prefer_wrk)
+        res["summary"] = dataplane.summarize(res["runs"])
+        res["profile"] = dataplane.profile_plughost(
+            systems, profile.profile_s, prefer_wrk, args.out
+        )
+
+        res["deploy"] = controlplane.deploy_times(systems, profile)
+        server = systems.plughost
+        assert server is not None
+        first = res["deploy"]["plugin_ids"][0]
+        res["redeploy"] = controlplane.redeploy_times(server, first, profile.redeploy_n)
+        log.info("redeploys: %s", [round(x, 3) for x in res["redeploy"]])
+        res["bluegreen"] = controlplane.redeploys_under_load(
+            server, profile.bluegreen_n, profile.bluegreen_c
+        )
+        log.info(
+            "redeploys under load: %s failed of %s",
+            res["bluegreen"]["failed"],
+            res["bluegreen"]["requests"],
+        )
+        controlplane.undeploy_many(server, res["deploy"]["plugin_ids"])
+
+        systems.stop_baselines()  # the rest only needs plughost: give it the machine
+        res["status"] = controlplane.status_under_deployments(
+            server, profile, prefer_wrk, systems.plugin_ids.get("hash16")
+        )
+        log.info(
+            "status under deployments: %.0f req/s p99 %.1f ms",
+            res["status"]["rps"],
+            res["status"]["p99_us"] / 1000,
+        )
+        res["queue"] = controlplane.queue_many(server, profile)
+        log.info(
+            "%d queued: %d deployed in %.1f s",
+            res["queue"]["queued"],
+            res["queue"]["deployed"],
+            res["queue"]["total_s"],
+        )
+        completed = True
+    finally:
+        systems.stop_all()
+        res["skipped"] = systems.skipped
+        res["meta"]["wall_s"] = time.perf_counter() - t_start
+        others = [r["other_cpu_cores"] for r in res.get("runs", []) if "other_cpu_cores" in r]
+        res["meta"]["other_cpu_cores_median"] = statistics.median(others) if others else 0.0
+        res["meta"]["other_cpu_cores_max"] = max(others) if others else 0.0
+        res["meta"]["noisy"] = bool(others) and statistics.median(others) > 0.25
+        readme = (
+            completed
+            and profile.name == "full"
+            and not args.no_readme
+            and args.out.resolve() == DEFAULT_OUT.resolve()
+        )
+        write_outputs(res, args.out, REPO / "README.md" if readme else None)
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def write_outputs(res: dict[str, Any], out: Path, readme: Path | None = None) -> None:
+    goals = evaluate_goals(res)
+    res["goals"] = goals
+    (out / "latest.json").write_text(json.dumps(res, indent=1, default=str))
+    (out / "latest.md").write_text(render_markdown(res, goals))
+    try:
+        render_png(res, out / "latest.png")
+    except ImportError as exc:
+        log.warning("no plot: %s (pip install -e '.[bench]')", exc)
+    log.info(
+        "wrote %s", ", ".join(str(out / f) for f in ("latest.md", "latest.png", "latest.json"))
+    )
+    if readme is not None and update_readme(readme, res, goals):
+        log.info("updated the goals table in %s", readme)
+    for g in goals:
+        log.info(
+            "%-7s %s: %s",
+            {True: "MET", False: "MISSED", None: "n/a"}[g["met"]],
+            g["figure"],
+            g["measured"],
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

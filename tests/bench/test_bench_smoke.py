@@ -1,0 +1,118 @@
+"""The benchmark harness on its tiny profile, so it cannot rot.
+
+This asserts that every output exists and holds numbers; it never asserts a timing: a
+benchmark is not a test (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(600)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-out")
+    work = tmp_path_factory.mktemp("bench-work")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGHOST_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--profile",
+            "tiny",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(work),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def test_tiny_run_writes_markdown_plot_and_json(tiny_run: Path) -> None:
+    md = (tiny_run / "latest.md").read_text()
+    assert md.startswith("# plughost benchmarks")
+    for section in (
+        "## Goals",
+        "## Request path",
+        "## Deploys",
+        "## Idle memory",
+        "## Status endpoint under deployments",
+        "## Deployments queued at once",
+        "## CPU per request",
+    ):
+        assert section in md
+    png = (tiny_run / "latest.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    json.loads((tiny_run / "latest.json").read_text())
+
+
+def test_request_path_figures_are_numbers_for_floor_and_plughost(tiny_run: Path) -> None:
+    res = json.loads((tiny_run / "latest.json").read_text())
+    summary = res["summary"]["hash16"]
+    for point in ("c=1", "c=8", "open@50/s"):
+        for system in ("floor", "plughost", "plughost-alias"):
+            cell = summary[point][system]
+            for key in ("rps", "p50_us", "p99_us", "cpu_us_per_req"):
+                assert _is_number(cell[key]) and cell[key] > 0, (point, system, key, cell)
+            assert cell["failed"] == 0, (point, system, cell)
+
+
+def test_ray_serve_baseline_runs_when_ray_is_installed(tiny_run: Path) -> None:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (plughost[ray])")
+    res = json.loads((tiny_run / "latest.json").read_text())
+    assert "ray-serve" not in res["skipped"], res["skipped"]
+    cell = res["summary"]["hash16"]["c=1"]["ray-serve"]
+    assert _is_number(cell["rps"]) and cell["rps"] > 0
+    assert all(_is_number(x) and x > 0 for x in res["deploy"]["ray_serve_run"])
+
+
+def test_control_plane_figures_are_numbers(tiny_run: Path) -> None:
+    res = json.loads((tiny_run / "latest.json").read_text())
+    assert res["deploy"]["plughost"] and all(_is_number(x) for x in res["deploy"]["plughost"])
+    assert res["redeploy"] and all(_is_number(x) for x in res["redeploy"])
+    assert _is_number(res["bluegreen"]["requests"]) and res["bluegreen"]["requests"] > 0
+    assert _is_number(res["bluegreen"]["failed"])
+    assert _is_number(res["status"]["rps"]) and _is_number(res["status"]["p99_us"])
+    queue = res["queue"]
+    assert queue["queued"] == 3 and _is_number(queue["total_s"])
+    assert _is_number(queue["deployed"])
+    memory = res["memory"]["hash16"]
+    assert memory["bare"]["rss_kb"] > 0
+    assert memory["plughost"]["rss_kb"] > 0
+
+
+def test_every_goal_is_reported_with_a_verdict(tiny_run: Path) -> None:
+    res = json.loads((tiny_run / "latest.json").read_text())
+    goals = res["goals"]
+    assert len(goals) == 10
+    for goal in goals:
+        assert goal["met"] in (True, False, None)
+        assert goal["measured"]
+    md = (tiny_run / "latest.md").read_text()
+    assert all(goal["figure"] in md for goal in goals)
