@@ -35,6 +35,8 @@ class GroupSpec:
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     serve_config: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    namespace_id: str | None = None  # decides the sandbox's egress (SECURITY.md)
+    requirements: tuple[str, ...] = ()  # the manifest's dependencies, checked at start
 
 
 @dataclass(frozen=True)

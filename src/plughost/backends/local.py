@@ -21,12 +21,14 @@ import orjson
 from plughost.backends.base import CallFailed, GroupHealth, GroupSpec, StartFailed, Unavailable
 from plughost.backends.replica import (
     ReplicaCallError,
+    ReplicaCallTimeout,
     ReplicaProcess,
     ReplicaSpec,
     ReplicaStartError,
     ReplicaUnavailable,
 )
 from plughost.config import Settings
+from plughost.sandbox.host import Sandbox
 
 log = logging.getLogger("plughost.backend.local")
 
@@ -41,13 +43,20 @@ BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 CRASH_WINDOW_S = 30.0
 
 
+class CallTimedOut(Unavailable):
+    """A call got no reply within the call timeout; its replica was killed."""
+
+
 class LocalReplicaGroup:
     """The replicas of one release, least-busy routing and self-healing."""
 
-    def __init__(self, spec: GroupSpec, settings: Settings, socket_dir: Path) -> None:
+    def __init__(
+        self, spec: GroupSpec, settings: Settings, socket_dir: Path, sandbox: Sandbox | None = None
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.socket_dir = socket_dir
+        self.sandbox = sandbox
         self.replicas: list[ReplicaProcess] = []
         self._serial = 0
         self._stopping = False
@@ -58,6 +67,11 @@ class LocalReplicaGroup:
     def _replica_spec(self) -> ReplicaSpec:
         self._serial += 1
         env = {**BASE_ENV, "HOME": str(self.spec.plugin_dir), **self.spec.env}
+        launch = None
+        if self.sandbox is not None:
+            launch = self.sandbox.replica_launch(
+                self.spec.plugin_dir, self.spec.namespace_id, self.spec.serve_config
+            )
         return ReplicaSpec(
             plugin_dir=self.spec.plugin_dir,
             socket_path=self.socket_dir / f"r{self.spec.release_id}-{self._serial}.sock",
@@ -66,11 +80,24 @@ class LocalReplicaGroup:
             start_timeout_s=self.settings.replica_start_timeout_s,
             call_timeout_s=self.settings.replica_call_timeout_s,
             drain_timeout_s=self.settings.drain_timeout_s,
+            sandbox=launch,
+            requirements=self.spec.requirements,
+            kill_on_call_timeout=True,
         )
 
+    def _release(self, spec: ReplicaSpec) -> None:
+        if self.sandbox is not None:
+            self.sandbox.release(spec.sandbox)
+
     async def _launch(self) -> ReplicaProcess:
-        replica = await ReplicaProcess.start(self._replica_spec())
+        spec = self._replica_spec()
+        try:
+            replica = await ReplicaProcess.start(spec)
+        except BaseException:
+            self._release(spec)
+            raise
         started = time.monotonic()
+        replica.on_exit(lambda r: self._release(r.spec))
         replica.on_exit(lambda r: self._on_exit(r, started))
         self.replicas.append(replica)
         return replica
@@ -149,9 +176,11 @@ class LocalReplicaGroup:
         replica = self._pick()
         try:
             return await _call_on(replica, body)
+        except CallTimedOut:
+            raise  # this request hung its replica: never hand it to another one
         except Unavailable:
             if replica.alive:
-                raise  # a timeout, not a death: the plugin may still be running the call
+                raise  # the plugin may still be running the call
             return await _call_on(self._pick(avoid=replica), body)
 
     async def health(self) -> bool:
@@ -182,23 +211,26 @@ async def _call_on(replica: ReplicaProcess, body: bytes) -> bytes:
         return await replica.call_raw(body)
     except ReplicaCallError as exc:
         raise CallFailed(exc.type_name, exc.message) from exc
+    except ReplicaCallTimeout as exc:
+        raise CallTimedOut(str(exc)) from exc
     except ReplicaUnavailable as exc:
         raise Unavailable(str(exc)) from exc
 
 
 class LocalBackend:
-    """Starts replica groups as local processes."""
+    """Starts replica groups as local processes, each wrapped by ``sandbox`` when given."""
 
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sandbox: Sandbox | None = None) -> None:
         self.settings = settings
+        self.sandbox = sandbox
         # Unix socket paths are limited to ~107 bytes, so they live in a short temp folder.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="plughost-"))
         self.groups: weakref.WeakSet[LocalReplicaGroup] = weakref.WeakSet()
 
     async def start(self, spec: GroupSpec) -> LocalReplicaGroup:
-        group = LocalReplicaGroup(spec, self.settings, self.socket_dir)
+        group = LocalReplicaGroup(spec, self.settings, self.socket_dir, self.sandbox)
         self.groups.add(group)
         try:
             await group.start_all()

@@ -1,7 +1,9 @@
 """Client side of one replica process: launch, handshake, calls over its Unix socket, stop.
 
 A replica is ``python -I -m plughost.worker`` in its own session (so its whole process group
-can be killed), started in the plugin folder with an environment built only from the spec.
+can be killed), started in the plugin folder with an environment built only from the spec;
+with a sandbox launch (:mod:`plughost.sandbox`) it runs inside bubblewrap, which leads the
+session, and gets its listening socket from here.
 One persistent connection carries pipelined requests; a reader task matches replies to
 callers by id. When the process dies or the connection drops, every waiting call fails at
 once with :class:`ReplicaUnavailable`.
@@ -14,6 +16,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from plughost.sandbox.policy import SandboxLaunch
 from plughost.worker.protocol import (
     FrameError,
     ReplyHead,
@@ -53,7 +57,12 @@ class ReplicaSpec:
     """Everything needed to launch one replica.
 
     ``env`` is the replica's whole environment (PATH and LANG get defaults when absent);
-    ``python`` is the interpreter, which must have plughost installed.
+    ``python`` is the interpreter, which must have plughost installed. ``sandbox`` wraps the
+    process (see :mod:`plughost.sandbox`); its socket is then bound here and inherited, since
+    the sandbox cannot see the socket's folder. ``requirements``: the manifest's
+    dependencies, checked by the replica before it loads the plugin.
+    ``kill_on_call_timeout``: a call without a reply in time kills the whole replica (the
+    plugin may be stuck in a loop that would otherwise burn CPU forever).
     """
 
     plugin_dir: Path
@@ -64,6 +73,9 @@ class ReplicaSpec:
     call_timeout_s: float = 60.0
     drain_timeout_s: float = 10.0
     python: str = sys.executable
+    sandbox: SandboxLaunch | None = None
+    requirements: tuple[str, ...] = ()
+    kill_on_call_timeout: bool = False
 
 
 class ReplicaError(Exception):
@@ -94,9 +106,20 @@ class ReplicaUnavailable(ReplicaError):
     """The replica cannot answer: it died, its connection dropped, or the call timed out."""
 
 
-def build_replica_command(spec: ReplicaSpec) -> list[str]:
-    """The argv that starts a replica; the single place a sandbox wrapper will be added."""
-    return [
+class ReplicaCallTimeout(ReplicaUnavailable):
+    """A call got no reply in time (the replica was killed if the spec says so)."""
+
+
+def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> list[str]:
+    """The argv that starts a replica: the sandbox wrapper (if any), then the worker.
+
+    ``listen_fd``: an inherited listening socket the worker serves on instead of binding
+    ``spec.socket_path`` itself.
+    """
+    prefix = list(spec.sandbox.prefix) if spec.sandbox else []
+    plugin_dir = spec.sandbox.plugin_dir if spec.sandbox else str(spec.plugin_dir)
+    command = [
+        *prefix,
         spec.python,
         "-I",
         "-m",
@@ -104,20 +127,43 @@ def build_replica_command(spec: ReplicaSpec) -> list[str]:
         "--socket",
         str(spec.socket_path),
         "--plugin-dir",
-        str(spec.plugin_dir),
+        plugin_dir,
         "--init-kwargs",
         orjson.dumps(spec.init_kwargs).decode(),
         "--drain-timeout",
         repr(float(spec.drain_timeout_s)),
     ]
+    if listen_fd is not None:
+        command += ["--listen-fd", str(listen_fd)]
+    if spec.sandbox is not None:
+        command += ["--sandbox", spec.sandbox.policy_json]
+    if spec.requirements:
+        command += ["--requirements", orjson.dumps(list(spec.requirements)).decode()]
+    return command
 
 
 def build_replica_env(spec: ReplicaSpec) -> dict[str, str]:
-    """The replica's environment: ``spec.env`` plus PATH and LANG defaults, nothing inherited."""
+    """The replica's environment: ``spec.env`` (and the sandbox's additions) plus PATH and
+    LANG defaults, nothing inherited."""
     env = dict(spec.env)
+    if spec.sandbox is not None:
+        env.update(spec.sandbox.env)
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("LANG", DEFAULT_LANG)
     return env
+
+
+def _bind_listener(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` that only this uid may connect to."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def _prepare_socket_path(path: Path) -> None:
@@ -187,18 +233,26 @@ class ReplicaProcess:
         or is not ready within ``spec.start_timeout_s``; the process group is killed then.
         """
         _prepare_socket_path(spec.socket_path)
+        listener: socket.socket | None = None
         try:
+            if spec.sandbox is not None:
+                listener = _bind_listener(spec.socket_path)
+            fds = (listener.fileno(),) if listener is not None else ()
             process = await asyncio.create_subprocess_exec(
-                *build_replica_command(spec),
+                *build_replica_command(spec, fds[0] if fds else None),
                 cwd=spec.plugin_dir,
                 env=build_replica_env(spec),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=fds,
             )
         except OSError as exc:
             raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
+        finally:
+            if listener is not None:
+                listener.close()  # the replica holds its own copy
         replica = cls(spec, process)
         try:
             await replica._await_handshake()
@@ -376,7 +430,7 @@ class ReplicaProcess:
             self._writer.close()
 
     async def _request(
-        self, body_for: Callable[[int], bytes], timeout_s: float
+        self, body_for: Callable[[int], bytes], timeout_s: float, is_call: bool = False
     ) -> tuple[ReplyHead, bytes]:
         """Send one request and wait for its reply.
 
@@ -395,11 +449,21 @@ class ReplicaProcess:
                 await self._writer.drain()
                 return await future
         except TimeoutError:
+            if is_call:
+                raise self._call_timed_out(timeout_s) from None
             raise ReplicaUnavailable(f"no reply within {timeout_s:g} s") from None
         except (ConnectionError, OSError) as exc:
             raise ReplicaUnavailable(f"cannot send to the replica: {exc}") from exc
         finally:
             del self._pending[request_id]
+
+    def _call_timed_out(self, timeout_s: float) -> ReplicaCallTimeout:
+        """The error for a request without a reply; kills the replica when the spec says so."""
+        if not self._spec.kill_on_call_timeout or self._stopping:
+            return ReplicaCallTimeout(f"no reply within {timeout_s:g} s")
+        logger.warning("replica %d: no reply within %g s; killing it", self.pid, timeout_s)
+        self._kill_group()
+        return ReplicaCallTimeout(f"no reply within {timeout_s:g} s; the replica was killed")
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -441,7 +505,7 @@ class ReplicaProcess:
         self._calls_in_flight += 1
         try:
             timeout = self._spec.call_timeout_s if timeout_s is None else timeout_s
-            return await self._request(body_for, timeout)
+            return await self._request(body_for, timeout, is_call=True)
         finally:
             self._calls_in_flight -= 1
 

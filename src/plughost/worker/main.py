@@ -4,8 +4,11 @@ Start-up handshake on the original stdout (one JSON line, then that channel is c
 ``{"event": "ready", "pid": N}`` once the service is built and the socket listens, or
 ``{"event": "failed", "error": "<Type>: <message>"}`` followed by exit code 3. Before any
 plugin code runs, fd 1 and ``sys.stdout`` are pointed at stderr so a plugin's prints cannot
-corrupt the handshake. SIGTERM/SIGINT, or the parent process going away, drain in-flight
-calls (bounded by ``--drain-timeout``) and exit 0.
+corrupt the handshake. Then, still before any plugin code, ``--sandbox`` applies the runner's
+limits (uid, rlimits, no_new_privs, seccomp: :mod:`plughost.sandbox.runner`) and
+``--requirements`` checks the manifest's dependencies (a missing one fails the start).
+SIGTERM/SIGINT, or the parent process going away, drain in-flight calls (bounded by
+``--drain-timeout``) and exit 0.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Any
 
 import orjson
 
+from plughost.sandbox.policy import RunnerPolicy
+from plughost.sandbox.requirements import missing_requirements
+from plughost.sandbox.runner import enter as enter_sandbox
 from plughost.worker.invoke import ServiceInvoker
-from plughost.worker.loader import LoadedPlugin, load_plugin
+from plughost.worker.loader import LoadedPlugin, PluginLoadError, load_plugin
 from plughost.worker.server import ReplicaServer
 
 logger = logging.getLogger("plughost.worker")
@@ -89,7 +95,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-timeout", type=float, default=10.0, help="seconds to finish calls on stop"
     )
+    parser.add_argument(
+        "--listen-fd", type=int, default=None, help="an inherited listening socket to serve on"
+    )
+    parser.add_argument(
+        "--sandbox", default=None, help="sandbox policy (JSON), applied before the plugin loads"
+    )
+    parser.add_argument(
+        "--requirements", default="[]", help="JSON list of the manifest's dependencies"
+    )
     return parser.parse_args(argv)
+
+
+def check_requirements(text: str, plugin_dir: Path) -> None:
+    """Raise PluginLoadError naming every manifest dependency this environment lacks."""
+    entries = orjson.loads(text)
+    if not isinstance(entries, list):
+        raise TypeError("--requirements must be a JSON list")
+    missing = missing_requirements([str(e) for e in entries], plugin_dir)
+    if missing:
+        raise PluginLoadError(
+            "missing dependencies (not installed where replicas run): " + ", ".join(missing)
+        )
 
 
 def parse_init_kwargs(text: str) -> dict[str, Any]:
@@ -111,10 +138,12 @@ async def _watch_parent(server: ReplicaServer, parent_pid: int) -> None:
     server.request_stop()
 
 
-async def serve(plugin: LoadedPlugin, args: argparse.Namespace, handshake: Handshake) -> int:
+async def serve(
+    plugin: LoadedPlugin, args: argparse.Namespace, handshake: Handshake, parent_pid: int
+) -> int:
     """Listen, announce readiness, serve until stopped; the process exit code."""
     invoker = ServiceInvoker.for_plugin(plugin)
-    server = ReplicaServer(invoker, args.socket, args.drain_timeout)
+    server = ReplicaServer(invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd)
     try:
         await server.start()
     except OSError as exc:
@@ -123,7 +152,7 @@ async def serve(plugin: LoadedPlugin, args: argparse.Namespace, handshake: Hands
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
-    watcher = asyncio.create_task(_watch_parent(server, os.getppid()))
+    watcher = asyncio.create_task(_watch_parent(server, parent_pid))
     handshake.send({"event": "ready", "pid": os.getpid()})
     try:
         await server.serve_until_stopped()
@@ -141,6 +170,8 @@ async def serve(plugin: LoadedPlugin, args: argparse.Namespace, handshake: Hands
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a replica; the process exit code (0 after a clean stop, 3 if loading failed)."""
     args = parse_args(argv)
+    # Taken before the plugin loads: a parent that dies during a slow load is noticed too.
+    parent_pid = os.getppid()
     # The plugin folder is not ours to write to (and a scanner rejects bytecode in it).
     sys.dont_write_bytecode = True
     handshake = Handshake.divert_stdout()
@@ -149,9 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         init_kwargs = parse_init_kwargs(args.init_kwargs)
+        # plughost's own imports are done; the limits go on before any plugin code runs.
+        if args.sandbox is not None:
+            enter_sandbox(RunnerPolicy.from_json(args.sandbox))
+        check_requirements(args.requirements, args.plugin_dir)
         plugin = load_plugin(args.plugin_dir, init_kwargs)
     except (Exception, SystemExit) as exc:  # the plugin's own failure, reported verbatim
         logger.exception("plugin failed to load")
         handshake.send({"event": "failed", "error": describe_error(exc)})
         return EXIT_LOAD_FAILED
-    return asyncio.run(serve(plugin, args, handshake))
+    return asyncio.run(serve(plugin, args, handshake, parent_pid))

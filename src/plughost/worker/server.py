@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,16 @@ def _call_arguments(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 class ReplicaServer:
     """Serves one plugin over a Unix socket until asked to stop."""
 
-    def __init__(self, invoker: ServiceInvoker, socket_path: Path, drain_timeout_s: float):
+    def __init__(
+        self,
+        invoker: ServiceInvoker,
+        socket_path: Path,
+        drain_timeout_s: float,
+        listen_fd: int | None = None,
+    ):
         self._invoker = invoker
         self._socket_path = socket_path
+        self._listen_fd = listen_fd
         self._drain_timeout_s = drain_timeout_s
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
@@ -92,7 +100,15 @@ class ReplicaServer:
         self._stop_requested = asyncio.Event()
 
     async def start(self) -> None:
-        """Bind and listen, replacing a stale socket file; only the owner may connect."""
+        """Bind and listen, replacing a stale socket file; only the owner may connect.
+
+        With ``listen_fd`` the socket was bound by the parent (a sandboxed replica cannot see
+        the socket's folder) and is served as it is.
+        """
+        if self._listen_fd is not None:
+            sock = socket.socket(fileno=self._listen_fd)
+            self._server = await asyncio.start_unix_server(self._handle_connection, sock=sock)
+            return
         if self._socket_path.exists() or self._socket_path.is_symlink():
             self._socket_path.unlink()
         self._server = await asyncio.start_unix_server(

@@ -1,0 +1,255 @@
+"""The server's view of the sandbox: which layers this machine gives, and how to wrap a process.
+
+Built once at start-up (:meth:`Sandbox.create`): in ``auto`` and ``strict`` mode a probe runs
+the self-test inside the full wrapping and records which layers actually hold; ``auto``
+logs each missing layer as an error and runs with the rest, ``strict`` refuses to start
+unless all hold, ``off`` wraps nothing (and says so loudly).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plughost.sandbox import LAYERS
+from plughost.sandbox.bwrap import (
+    PLUGIN_MOUNT,
+    MountPlan,
+    bwrap_command,
+    plughost_root,
+    runtime_paths,
+)
+from plughost.sandbox.policy import RunnerPolicy, SandboxLaunch
+from plughost.sandbox.probe import probe_layers
+from plughost.sandbox.uids import UidPool
+
+if TYPE_CHECKING:
+    from plughost.config import Settings
+
+log = logging.getLogger("plughost.sandbox")
+
+MODES = ("off", "auto", "strict")
+GIB = 1024**3
+MIB = 1024**2
+IN_PROCESS_LAYERS = ("uid", "seccomp", "rlimits")
+SANDBOX_ENV = {
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "USER": "plugin",
+    "LOGNAME": "plugin",
+    # Each glibc malloc arena reserves 64 MiB of address space: keep RLIMIT_AS for real data.
+    "MALLOC_ARENA_MAX": "2",
+}
+
+
+class SandboxUnavailable(RuntimeError):
+    """Strict mode and a layer is missing: the server must not start."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The sandbox settings, copied from Settings (see config.py for their meaning)."""
+
+    mode: str = "auto"
+    bwrap: str = "bwrap"
+    egress_namespaces: frozenset[str] = frozenset()
+    memory_gb: float = 2.0
+    max_open_files: int = 1024
+    max_processes: int = 256
+    max_file_bytes: int = 64 * MIB
+    tmp_bytes: int = 64 * MIB
+    uid_base: int = 1_900_000_000
+    uid_count: int = 65_536
+    hidden: tuple[Path, ...] = ()
+    probe_timeout_s: float = 30.0
+
+
+@dataclass
+class Sandbox:
+    """Layers measured on this machine and the wrapping every plugin process gets."""
+
+    config: SandboxConfig
+    layers: dict[str, bool]
+    bwrap_path: str | None = None
+    share_net_only: bool = False
+    uids: UidPool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: SandboxConfig) -> Sandbox:
+        """Probe the machine (unless off), log missing layers; SandboxUnavailable in strict."""
+        if config.mode not in MODES:
+            raise ValueError(f"PLUGHOST_SANDBOX must be one of {', '.join(MODES)}")
+        if config.mode == "off":
+            log.warning(
+                "SANDBOX OFF (PLUGHOST_SANDBOX=off): plugin code runs with the server's "
+                "privileges, network and file system. Run only plugins you trust."
+            )
+            return cls(config, dict.fromkeys(LAYERS, False))
+        result = probe_layers(config)
+        sandbox = cls(
+            config,
+            result.layers,
+            bwrap_path=result.bwrap_path,
+            share_net_only=result.share_net_only,
+            uids=UidPool(config.uid_base, config.uid_count) if result.layers["uid"] else None,
+            details=result.details,
+        )
+        sandbox._report()
+        return sandbox
+
+    def _report(self) -> None:
+        missing = self.missing
+        if not missing:
+            log.info("sandbox (%s): all layers active: %s", self.mode, ", ".join(LAYERS))
+            return
+        for layer in missing:
+            log.error(
+                "sandbox (%s): layer %r is NOT available on this machine: %s",
+                self.mode,
+                layer,
+                self.details.get("reasons", {}).get(layer, "see SECURITY.md"),
+            )
+        if self.mode == "strict":
+            raise SandboxUnavailable(
+                "PLUGHOST_SANDBOX=strict and these sandbox layers are missing: "
+                + ", ".join(missing)
+            )
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.mode != "off"
+
+    @property
+    def missing(self) -> list[str]:
+        return [layer for layer in LAYERS if not self.layers.get(layer)]
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /healthz`` reports."""
+        return {
+            "mode": self.mode,
+            "layers": {layer: bool(self.layers.get(layer)) for layer in LAYERS},
+            "egress_namespaces": sorted(self.config.egress_namespaces),
+        }
+
+    def egress_allowed(self, namespace_id: str | None) -> bool:
+        return namespace_id is not None and namespace_id in self.config.egress_namespaces
+
+    # -- wrapping ----------------------------------------------------------------------------
+    def _policy(self, uid: int | None, memory_gb: float, allow_inet: bool) -> RunnerPolicy:
+        rlimits = {
+            "AS": int(memory_gb * GIB),
+            "NOFILE": self.config.max_open_files,
+            "FSIZE": self.config.max_file_bytes,
+            "CORE": 0,
+        }
+        if uid is not None:
+            # Counted per real uid: only meaningful when the process has an id of its own.
+            rlimits["NPROC"] = self.config.max_processes
+        strict = self.mode == "strict"
+        return RunnerPolicy(
+            uid=uid,
+            gid=uid,
+            rlimits=rlimits,
+            seccomp=bool(self.layers.get("seccomp")),
+            allow_inet=allow_inet,
+            required=tuple(x for x in IN_PROCESS_LAYERS if strict or self.layers.get(x)),
+        )
+
+    def _prefix(self, plugin_dir: Path, share_net: bool) -> tuple[list[str], str]:
+        """The bwrap argv prefix and the plugin folder as the process will see it."""
+        if not (self.layers.get("bwrap") and self.bwrap_path):
+            return [], str(plugin_dir)
+        _traversable(plugin_dir)
+        plan = MountPlan(
+            plugin_dir=plugin_dir,
+            runtime_paths=runtime_paths([plughost_root()]),
+            hidden=self.config.hidden,
+            tmp_bytes=self.config.tmp_bytes,
+            share_net=share_net or self.share_net_only,
+            as_root=os.geteuid() == 0,
+        )
+        return bwrap_command(self.bwrap_path, plan), PLUGIN_MOUNT
+
+    def replica_launch(
+        self, plugin_dir: Path, namespace_id: str | None, serve_config: Mapping[str, Any]
+    ) -> SandboxLaunch | None:
+        """The wrapping of one replica (None when the sandbox is off). Leases a uid: give the
+        launch back with :meth:`release` once the replica has exited."""
+        if not self.enabled:
+            return None
+        egress = self.egress_allowed(namespace_id)
+        uid = self.uids.acquire() if self.uids is not None else None
+        prefix, seen_dir = self._prefix(plugin_dir, share_net=egress)
+        policy = self._policy(uid, memory_gb_of(serve_config, self.config.memory_gb), egress)
+        env = dict(SANDBOX_ENV) if prefix else {}
+        return SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
+
+    def release(self, launch: SandboxLaunch | None) -> None:
+        if launch is not None and self.uids is not None:
+            self.uids.release(launch.uid)
+
+    def manifest_command(self, script: Path, plugin_root: Path) -> list[str]:
+        """The argv that reads a manifest: ``script`` run by the trusted runner, wrapped.
+
+        The hook the intake's manifest reader calls (``IntakeLimits.manifest_command``);
+        never with egress, always with the default memory limit.
+        """
+        uid = self.uids.manifest_uid if self.uids is not None else None
+        prefix, seen_dir = self._prefix(plugin_root, share_net=False)
+        policy = self._policy(uid, self.config.memory_gb, allow_inet=False)
+        runner = [sys.executable, "-I", "-B", "-m", "plughost.sandbox.run_script"]
+        return [*prefix, *runner, "--policy", policy.to_json(), str(script), seen_dir]
+
+
+def _traversable(folder: Path) -> None:
+    """Let the sandbox uid list and enter ``folder`` (its files are unpacked world-readable,
+    but the folder itself may have been created under a strict umask)."""
+    try:
+        mode = folder.stat().st_mode
+        if mode & 0o005 != 0o005:
+            os.chmod(folder, mode | 0o005)
+    except OSError as exc:
+        log.warning("sandbox: cannot open %s to the sandbox uid: %s", folder, exc)
+
+
+def memory_gb_of(serve_config: Mapping[str, Any], default: float) -> float:
+    """``serve_config.memory_gb`` when it is a positive number, else ``default``."""
+    raw = serve_config.get("memory_gb")
+    try:
+        value = float(raw) if raw is not None and not isinstance(raw, bool) else default
+    except (TypeError, ValueError):
+        return default
+    return value if value > 0 else default
+
+
+def config_from_settings(settings: Settings) -> SandboxConfig:
+    """The sandbox part of the server settings."""
+    hidden = [settings.resolved_home]
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        hidden.append(Path(url.removeprefix("sqlite:///")).resolve().parent)
+    return SandboxConfig(
+        mode=settings.sandbox,
+        bwrap=settings.sandbox_bwrap,
+        egress_namespaces=settings.egress_namespaces,
+        memory_gb=settings.sandbox_memory_gb,
+        max_open_files=settings.sandbox_max_open_files,
+        max_processes=settings.sandbox_max_processes,
+        max_file_bytes=settings.sandbox_max_file_mb * MIB,
+        tmp_bytes=settings.sandbox_tmp_mb * MIB,
+        uid_base=settings.sandbox_uid_base,
+        uid_count=settings.sandbox_uid_count,
+        hidden=tuple(dict.fromkeys(hidden)),
+    )

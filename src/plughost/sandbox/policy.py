@@ -1,0 +1,81 @@
+"""What the runner applies inside a plugin process: passed as one JSON argument.
+
+Standard library only: the replica and the manifest reader import it before plugin code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+RLIMIT_NAMES = ("AS", "NOFILE", "NPROC", "FSIZE", "CORE")
+
+
+@dataclass(frozen=True)
+class RunnerPolicy:
+    """The in-process layers for one plugin process.
+
+    ``uid``/``gid``: drop to these ids (needs CAP_SETUID/CAP_SETGID, which the host grants only
+    inside bubblewrap); None keeps the current ids. ``rlimits``: name (see
+    :data:`RLIMIT_NAMES`) to value, set as both soft and hard limit. ``seccomp``: install the
+    filter; ``allow_inet`` lets it permit inet sockets (egress allowed for the namespace).
+    ``required``: layers whose failure must stop the process (strict mode).
+    """
+
+    uid: int | None = None
+    gid: int | None = None
+    rlimits: dict[str, int] = field(default_factory=dict)
+    seccomp: bool = False
+    allow_inet: bool = False
+    required: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """The policy as compact JSON (for a command-line argument)."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunnerPolicy:
+        """Parse :meth:`to_json` output; ValueError (or TypeError) on anything else."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"sandbox policy is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise TypeError("sandbox policy must be a JSON object")
+        rlimits = raw.get("rlimits") or {}
+        unknown = set(rlimits) - set(RLIMIT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown rlimits in sandbox policy: {sorted(unknown)}")
+        return cls(
+            uid=_optional_int(raw.get("uid")),
+            gid=_optional_int(raw.get("gid")),
+            rlimits={str(k): int(v) for k, v in rlimits.items()},
+            seccomp=bool(raw.get("seccomp")),
+            allow_inet=bool(raw.get("allow_inet")),
+            required=tuple(str(x) for x in raw.get("required") or ()),
+        )
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer id, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SandboxLaunch:
+    """How to start one sandboxed plugin process (built by the server, used by the backend).
+
+    ``prefix``: the wrapper argv (``bwrap ... --``) to put before the interpreter, empty when
+    bubblewrap is not used. ``plugin_dir``: the plugin folder as the process sees it.
+    ``policy_json``: the :class:`RunnerPolicy` for the runner. ``env``: variables to add to
+    the process environment. ``uid``: the leased uid, if any (returned when the process ends).
+    """
+
+    prefix: tuple[str, ...]
+    plugin_dir: str
+    policy_json: str
+    env: dict[str, str] = field(default_factory=dict)
+    uid: int | None = None
