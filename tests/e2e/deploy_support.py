@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +16,12 @@ NS = "ns_default"
 
 REALTIME_TEMPLATE = '''
 import os
+import sys
 import time
+
+# Sandboxed replicas live in their own pid namespace (every one sees itself as pid 2), so a
+# replica is told apart by its socket path, which its command line carries.
+REPLICA = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else str(os.getpid())
 
 try:
     from shared.plugins.inference.serve import BaseInferenceService
@@ -34,7 +43,7 @@ class Service(BaseInferenceService):
             raise ValueError("plugin says boom: " + str(inputs["boom"]))
         if inputs.get("sleep"):
             time.sleep(float(inputs["sleep"]))
-        return {{"tag": {tag!r}, "pid": os.getpid(), "text": inputs.get("text")}}
+        return {{"tag": {tag!r}, "pid": os.getpid(), "replica": REPLICA, "text": inputs.get("text")}}
 '''
 
 MANIFEST_TEMPLATE = '''
@@ -101,3 +110,22 @@ def wait_for(
 
 def infer(c: httpx.Client, route: str, inputs: dict[str, Any], parameters: dict[str, Any] | None = None) -> httpx.Response:
     return c.post(route, json={"inputs": inputs, "parameters": parameters or {}})
+
+
+def kill_replica(replica: str) -> int:
+    """SIGKILL the processes of the replica that answers with `"replica": replica` (its socket
+    path, named on its command line); how many were signalled. A pid reported by a sandboxed
+    plugin is one of its own pid namespace, useless (and dangerous) to os.kill here."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"plughost.worker" in argv and replica.encode() in argv:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+    return killed

@@ -6,16 +6,110 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from deploy_support import NS, deploy, infer, plugin_archive, status, upload, wait_for
+from deploy_support import (
+    NS,
+    deploy,
+    infer,
+    kill_replica,
+    plugin_archive,
+    status,
+    upload,
+    wait_for,
+)
 from mixpeek import models as M
 from mixpeek.api.custom_plugins_namespace_api import CustomPluginsNamespaceApi
-from support import EXAMPLES, LiveServer, dir_files, sdk_client, unique_name, zip_bytes
+from ray_support import (
+    DB_KINDS,
+    RAY_AVAILABLE,
+    RAY_SKIP_REASON,
+    TEST_BACKENDS,
+    ray_server_env,
+    serve_apps,
+)
+from support import (
+    EXAMPLES,
+    LiveServer,
+    create_pg_database,
+    dir_files,
+    drop_pg_database,
+    sdk_client,
+    unique_name,
+    zip_bytes,
+)
 
 ORDER = ["queued", "pending", "in_progress", "deployed"]
+
+
+def _targets() -> list[Any]:
+    """(database, backend) legs: local on every database, Ray on SQLite (bounds CI time)."""
+    legs = [pytest.param((db, "local"), id=f"{db}-local") for db in DB_KINDS]
+    legs = legs if "local" in TEST_BACKENDS else []
+    if "ray" in TEST_BACKENDS and "sqlite" in DB_KINDS:
+        marks = [] if RAY_AVAILABLE else [pytest.mark.skip(reason=RAY_SKIP_REASON)]
+        legs.append(pytest.param(("sqlite", "ray"), id="sqlite-ray", marks=marks))
+    return legs
+
+
+TARGETS = _targets()
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One live server per leg; the Ray leg's server starts (and owns) a local Ray."""
+    db_kind, backend = request.param
+    url = create_pg_database() if db_kind == "postgres" else ""
+    env = ray_server_env() if backend == "ray" else {}
+    home = tmp_path_factory.mktemp(f"home-{db_kind}-{backend}")
+    srv = LiveServer(home=home, database_url=url, extra_env=env)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        if url:
+            drop_pg_database(url)
+
+
+@pytest.fixture(params=TARGETS)
+def make_server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., LiveServer]]:
+    """A factory of (unstarted) servers of this leg for tests that restart their own; on Ray
+    they join the session's Ray head, which outlives their restarts."""
+    db_kind, backend = request.param
+    url = create_pg_database() if db_kind == "postgres" else ""
+    env = ray_server_env(request.getfixturevalue("ray_head")) if backend == "ray" else {}
+
+    def make(name: str, **extra_env: str) -> LiveServer:
+        return LiveServer(home=tmp_path / name, database_url=url, extra_env={**env, **extra_env})
+
+    try:
+        yield make
+    finally:
+        if url:
+            drop_pg_database(url)
+
+
+def on_ray(server: LiveServer) -> bool:
+    return server.extra_env.get("PLUGHOST_BACKEND") == "ray"
+
+
+def kill_a_replica(server: LiveServer, replica: str) -> None:
+    """SIGKILL the replica that answered with `"replica": replica`: a local worker (found by
+    its socket path) or, on Ray, the Serve replica process of that pid (checked first)."""
+    if not on_ray(server):
+        assert kill_replica(replica) >= 1
+        return
+    assert b"ServeReplica" in Path(f"/proc/{int(replica)}/cmdline").read_bytes()
+    os.kill(int(replica), signal.SIGKILL)
 
 
 def assert_in_order(seen: list[str]) -> None:
@@ -172,17 +266,17 @@ def test_redeploy_same_plugin_id_is_blue_green(server: LiveServer) -> None:
         pid = upload(c, name, plugin_archive(name, start_delay=1.0))
         route = deploy(c, pid)["route_prefix"]
         wait_for(c, pid, {"deployed"})
-        pid_before = infer(c, route, {}).json()["pid"]
+        pid_before = infer(c, route, {}).json()["replica"]
         deploy(c, pid)
         seen_codes = set()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             r = infer(c, route, {})
             seen_codes.add(r.status_code)
-            if r.status_code == 200 and r.json()["pid"] != pid_before and status(c, pid)["status"] == "deployed":
+            if r.status_code == 200 and r.json()["replica"] != pid_before and status(c, pid)["status"] == "deployed":
                 break
         assert seen_codes == {200}
-        assert infer(c, route, {}).json()["pid"] != pid_before
+        assert infer(c, route, {}).json()["replica"] != pid_before
 
 
 def test_two_replicas_both_serve_and_a_killed_one_is_replaced(server: LiveServer) -> None:
@@ -191,13 +285,13 @@ def test_two_replicas_both_serve_and_a_killed_one_is_replaced(server: LiveServer
         pid = upload(c, name, plugin_archive(name, replicas=2))
         route = deploy(c, pid)["route_prefix"]
         wait_for(c, pid, {"deployed"})
-        pids: set[int] = set()
+        pids: set[str] = set()
         barrier = threading.Barrier(6)
 
         def slow_call() -> None:
             with server.client() as lc:
                 barrier.wait()
-                pids.add(infer(lc, route, {"sleep": 0.3}).json()["pid"])
+                pids.add(infer(lc, route, {"sleep": 0.3}).json()["replica"])
 
         threads = [threading.Thread(target=slow_call) for _ in range(6)]
         for t in threads:
@@ -207,13 +301,13 @@ def test_two_replicas_both_serve_and_a_killed_one_is_replaced(server: LiveServer
         assert len(pids) == 2, pids
 
         victim = next(iter(pids))
-        os.kill(victim, signal.SIGKILL)
+        kill_a_replica(server, victim)
         deadline = time.monotonic() + 30
-        current: set[int] = set()
+        current: set[str] = set()
         while time.monotonic() < deadline:
             answers = [infer(c, route, {"sleep": 0.05}) for _ in range(6)]
             assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
-            current = {a.json()["pid"] for a in answers}
+            current = {a.json()["replica"] for a in answers}
             if victim not in current and len(current | pids) >= 3:
                 break
             time.sleep(0.2)
@@ -278,9 +372,8 @@ def test_delete_of_a_deployed_plugin_undeploys_first(server: LiveServer) -> None
         assert infer(c, route, {}).status_code == 404
 
 
-def test_a_second_deploy_joins_the_queued_one(tmp_path: Any, database_url: str) -> None:
-    srv = LiveServer(home=tmp_path / "q", database_url=database_url,
-                     extra_env={"PLUGHOST_MAX_CONCURRENT_DEPLOYMENTS": "1"}).start()
+def test_a_second_deploy_joins_the_queued_one(make_server: Callable[..., LiveServer]) -> None:
+    srv = make_server("q", PLUGHOST_MAX_CONCURRENT_DEPLOYMENTS="1").start()
     try:
         with srv.client() as c:
             slow_name, name = unique_name("slow"), unique_name("join")
@@ -302,8 +395,8 @@ def test_a_second_deploy_joins_the_queued_one(tmp_path: Any, database_url: str) 
         srv.stop()
 
 
-def test_restart_brings_deployed_back_and_keeps_undeployed_down(tmp_path: Any, database_url: str) -> None:
-    srv = LiveServer(home=tmp_path / "restart", database_url=database_url).start()
+def test_restart_brings_deployed_back_and_keeps_undeployed_down(make_server: Callable[..., LiveServer]) -> None:
+    srv = make_server("restart").start()
     try:
         with srv.client() as c:
             up_name, down_name = unique_name("up"), unique_name("down")
@@ -345,6 +438,7 @@ def test_status_endpoint_shapes_match_the_sdk(server: LiveServer, ignored: int) 
 CRASH_ON_RESTART = '''
 import os
 import pathlib
+import sys
 
 try:
     from shared.plugins.inference.serve import BaseInferenceService
@@ -357,13 +451,13 @@ except ImportError:
 class Service(BaseInferenceService):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        marker = pathlib.Path("started-once")
-        if marker.exists():
+        # The plugin folder is read-only to the plugin: the test drops this file into it.
+        if pathlib.Path("lost-gpu").exists():
             raise RuntimeError("cannot start twice: lost my GPU")
-        marker.touch()
 
     def run_inference(self, inputs, parameters):
-        return {"pid": os.getpid()}
+        replica = sys.argv[sys.argv.index("--socket") + 1] if "--socket" in sys.argv else str(os.getpid())
+        return {"pid": os.getpid(), "replica": replica, "cwd": os.getcwd()}
 '''
 
 
@@ -379,15 +473,20 @@ def test_replica_crashing_at_restart_ends_failed_with_its_error(server: LiveServ
     with server.client() as c:
         pid = upload(c, name, zip_bytes(files))
         route = deploy(c, pid)["route_prefix"]
-        wait_for(c, pid, {"deployed"})
-        os.kill(infer(c, route, {}).json()["pid"], signal.SIGKILL)
+        body, _ = wait_for(c, pid, {"deployed"})
+        answer = infer(c, route, {}).json()
+        # on Ray the plugin folder is the package Ray unpacked for this release
+        folder = Path(answer["cwd"]) if on_ray(server) else (
+            server.home / "deployments" / f"r{body['release_id']}")
+        (folder / "lost-gpu").touch()
+        kill_a_replica(server, answer["replica"])
         body, _ = wait_for(c, pid, {"failed"}, timeout=60)
         assert "lost my GPU" in body["error"], body
         assert infer(c, route, {}).status_code == 404
 
 
-def test_interrupted_rollout_is_driven_again_after_a_restart(tmp_path: Any, database_url: str) -> None:
-    srv = LiveServer(home=tmp_path / "interrupt", database_url=database_url).start()
+def test_interrupted_rollout_is_driven_again_after_a_restart(make_server: Callable[..., LiveServer]) -> None:
+    srv = make_server("interrupt").start()
     try:
         name = unique_name("intr")
         with srv.client() as c:
@@ -401,6 +500,50 @@ def test_interrupted_rollout_is_driven_again_after_a_restart(tmp_path: Any, data
             assert body["status"] == "deployed", body
             assert seen[0] in ("in_progress", "deployed")
             assert infer(c, body["route_prefix"], {"text": "t"}).json()["text"] == "t"
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif("ray" not in TEST_BACKENDS, reason="the Ray leg is not selected")
+def test_ray_restart_adopts_live_applications_and_removes_orphans(
+    ray_head: str, tmp_path: Path
+) -> None:
+    srv = LiveServer(home=tmp_path / "adopt", extra_env=ray_server_env(ray_head)).start()
+    try:
+        with srv.client() as c:
+            up_name, down_name = unique_name("adopt"), unique_name("gone")
+            up = upload(c, up_name, plugin_archive(up_name))
+            down = upload(c, down_name, plugin_archive(down_name))
+            route = deploy(c, up)["route_prefix"]
+            deploy(c, down)
+            wait_for(c, up, {"deployed"})
+            wait_for(c, down, {"deployed"})
+            c.post(f"/v1/namespaces/{NS}/plugins/{down}/undeploy")
+            before = infer(c, route, {}).json()["replica"]
+        apps = serve_apps(ray_head)
+        mine = [n for n in apps if n.startswith(f"custom_plugin_{up}__r")]
+        assert len(mine) == 1 and apps[mine[0]] == "RUNNING", apps
+        assert not any(n.startswith(f"custom_plugin_{down}__") for n in apps), apps
+        owner = mine[0].rsplit("_", 1)[1]
+        srv.kill()  # abrupt: the applications keep running in the cluster
+        orphan = f"custom_plugin_ghost_1_0_0__r999999_{owner}"
+        stranger = f"custom_plugin_ghost_1_0_0__r999999_{'f' * 8 if owner != 'f' * 8 else 'e' * 8}"
+        serve_apps(ray_head, plant=orphan)
+        serve_apps(ray_head, plant=stranger)
+        srv.start()
+        with srv.client() as c:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and infer(c, route, {}).status_code != 200:
+                time.sleep(0.1)
+            assert infer(c, route, {}).json()["replica"] == before, "redeployed, not adopted"
+            assert status(c, up)["status"] == "deployed"
+            assert infer(c, f"/inference/{NS}/{down_name}", {}).status_code == 404
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and orphan in (apps := serve_apps(ray_head)):
+            time.sleep(1)
+        assert orphan not in apps, "the orphan of this server was not removed"
+        assert stranger in apps, "another server's application was touched"
+        assert mine[0] in apps
     finally:
         srv.stop()
 

@@ -20,6 +20,7 @@ from plughost.api import (
     routes_store,
 )
 from plughost.api.errors import install_error_handlers
+from plughost.api.fastpath import InferenceFastPath
 from plughost.config import Settings
 from plughost.errors import ServiceUnavailableError
 from plughost.runtime import Runtime, build_runtime
@@ -60,8 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not app.state.ready:
             raise ServiceUnavailableError("starting")
         runtime: Runtime = app.state.runtime
-        return {"status": "ok", "version": __version__, "database": runtime.db.engine.dialect.name}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "database": runtime.db.engine.dialect.name,
+            "sandbox": runtime.sandbox.status() if runtime.sandbox else {"mode": "off"},
+        }
 
+    app.add_middleware(InferenceFastPath)
     app.include_router(routes_deploy.router)
     app.include_router(routes_namespace.router)
     app.include_router(routes_inference.router)

@@ -250,6 +250,8 @@ class Controller:
             plugin_dir=plugin_dir,
             num_replicas=replica_count(serve_config),
             serve_config=serve_config,
+            namespace_id=rel.namespace_id,
+            requirements=tuple(str(d) for d in info.manifest.get("dependencies") or ()),
         )
         group = await self.backend.start(spec)
         try:
@@ -374,6 +376,8 @@ class Controller:
             self.releases.of_plugin, namespace_id, plugin_pk, {Status.DEPLOYED}
         ):
             self.routes.withdraw(namespace_id, rel.plugin_id, rel.id)
+            # still `deployed` while its group drains: keep _recover_missing off it meanwhile
+            self._no_recovery.add(rel.id)
             group = self.groups.pop(rel.id, None)
             if group is not None:
                 await group.stop(self.settings.drain_timeout_s)
