@@ -563,3 +563,39 @@ def test_minilm_example_serves_real_embeddings(server: LiveServer) -> None:
         assert len(a) == 384
         dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
         assert dot(a, b) > dot(a, z)
+
+
+ENV_PEEK = '''
+import os
+
+try:
+    from shared.plugins.inference.serve import BaseInferenceService
+except ImportError:
+    class BaseInferenceService:
+        def __init__(self, **kwargs):
+            self.config = kwargs
+
+
+class Service(BaseInferenceService):
+    def run_inference(self, inputs, parameters):
+        return {"names": sorted(os.environ)}
+'''
+
+
+def test_replicas_do_not_see_the_servers_environment(server: LiveServer) -> None:
+    from support import PIPELINE
+
+    name = unique_name("envpeek")
+    files = {
+        "manifest.py": f'feature_extractor_name = "{name}"\nversion = "1.0.0"\n',
+        "pipeline.py": PIPELINE,
+        "realtime.py": ENV_PEEK,
+    }
+    with server.client() as c:
+        pid = upload(c, name, zip_bytes(files))
+        route = deploy(c, pid)["route_prefix"]
+        body, _ = wait_for(c, pid, {"deployed", "failed"})
+        assert body["status"] == "deployed", body
+        names = infer(c, route, {}).json()["names"]
+        assert "PATH" in names
+        assert not [n for n in names if n.startswith("PLUGHOST_")], names

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plughost.sandbox.requirements import missing_requirements
+from plughost.sandbox.runner import set_rlimits
 from plughost.worker.invoke import ServiceInvoker
 from plughost.worker.loader import PluginLoadError, load_plugin
 from plughost.worker.protocol import FrameError, ResultEncodingError, decode_object, encode_result
@@ -67,6 +68,34 @@ def call_arguments(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     return inputs, parameters
 
 
+HARDEN_FLAG = "PLUGHOST_RAY_REPLICA_HARDEN"
+# What a plugin may see of the Ray worker's environment: the worker inherits the raylet's,
+# which for a Ray owned by the server is the server's own (database URL, bootstrap key).
+ENV_KEEP = frozenset({
+    "PATH", "LANG", "HOME", "TMPDIR", "TZ", "PYTHONPATH", "PYTHONHASHSEED",
+    "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "MALLOC_ARENA_MAX", "CUDA_VISIBLE_DEVICES",
+})
+ENV_KEEP_PREFIXES = ("RAY_", "LC_", "OMP_", "MKL_")
+# Limits a Ray worker tolerates: no core dumps, bounded file writes. RLIMIT_AS and
+# RLIMIT_NOFILE are left to the operator's container limits (SECURITY.md): Ray's own worker
+# maps the object store and keeps many gRPC descriptors in the same process.
+RAY_RLIMITS = {"CORE": 0, "FSIZE": 1 << 30}
+
+
+def harden_worker_process() -> None:
+    """Scrub the environment to an allowlist and set the rlimits Ray tolerates.
+
+    Runs only in a replica started by the Ray backend (it sets HARDEN_FLAG in the
+    runtime_env), never in a process that merely imports this module."""
+    if os.environ.pop(HARDEN_FLAG, None) != "1":
+        return
+    for name in list(os.environ):
+        if name not in ENV_KEEP and not name.startswith(ENV_KEEP_PREFIXES):
+            del os.environ[name]
+    set_rlimits(RAY_RLIMITS)
+
+
 class PluginReplica:
     """A Serve deployment class: loads the plugin in the constructor, answers raw calls.
 
@@ -77,6 +106,7 @@ class PluginReplica:
     def __init__(
         self, init_kwargs: dict[str, Any] | None = None, requirements: Sequence[str] = ()
     ) -> None:
+        harden_worker_process()
         plugin_dir = Path.cwd()
         # the plugin folder is the replica's home, as on the local backend
         os.environ["HOME"] = str(plugin_dir)

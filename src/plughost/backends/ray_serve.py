@@ -35,6 +35,7 @@ from plughost.backends.ray_options import (
     pip_list,
     release_of_app,
 )
+from plughost.backends.ray_replica import HARDEN_FLAG
 from plughost.backends.ray_session import ServeSession
 from plughost.config import Settings
 from plughost.sandbox.requirements import missing_requirements
@@ -332,7 +333,7 @@ class RayBackend:
         env: dict[str, Any] = {
             "working_dir": working_dir,
             "py_modules": [package],
-            "env_vars": {**BASE_ENV, **spec.env},
+            "env_vars": {**BASE_ENV, **spec.env, HARDEN_FLAG: "1"},
         }
         missing = (
             missing_requirements(spec.requirements, spec.plugin_dir)

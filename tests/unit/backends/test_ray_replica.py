@@ -90,3 +90,26 @@ def test_constructor_failure_carries_the_plugins_message(plugin_cwd: Path) -> No
 def test_missing_dependencies_fail_like_a_local_replica(plugin_cwd: Path) -> None:
     with pytest.raises(PluginStartError, match="missing dependencies .*no_such_dist_xyz"):
         PluginReplica({}, ("no_such_dist_xyz>=1",))
+
+
+def test_hardening_scrubs_the_environment_only_when_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plughost.backends import ray_replica
+
+    applied: list[dict[str, int]] = []
+    monkeypatch.setattr(ray_replica, "set_rlimits", lambda limits: applied.append(limits) or True)
+    monkeypatch.setenv("PLUGHOST_DATABASE_URL", "postgresql://secret")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    ray_replica.harden_worker_process()  # not flagged: a plain import must not scrub
+    assert os.environ["PLUGHOST_DATABASE_URL"] == "postgresql://secret" and applied == []
+
+    saved = dict(os.environ)
+    try:
+        os.environ[ray_replica.HARDEN_FLAG] = "1"
+        ray_replica.harden_worker_process()
+        assert "PLUGHOST_DATABASE_URL" not in os.environ
+        assert ray_replica.HARDEN_FLAG not in os.environ
+        assert os.environ["RAY_ADDRESS"] == "127.0.0.1:6379" and "PATH" in os.environ
+        assert applied == [ray_replica.RAY_RLIMITS]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
