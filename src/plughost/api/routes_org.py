@@ -41,9 +41,7 @@ def confirm_upload(
 
 @router.get("")
 def list_plugins(scope: OrgScope, rt: RuntimeDep) -> dict[str, Any]:
-    body = rt.plugins.list(scope)
-    body["organization_id"] = scope.organization_id
-    return body
+    return rt.plugins.list(scope)  # an organization scope already answers organization_id
 
 
 @router.get("/{plugin_id}")
