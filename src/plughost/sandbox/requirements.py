@@ -11,7 +11,6 @@ Finding a module never executes it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import re
 import sys
@@ -33,6 +32,10 @@ def normalise(name: str) -> str:
 
 
 def _installed_distributions() -> set[str]:
+    # Imported on use, not with this module: importlib.metadata pulls in email, zipfile, csv,
+    # tempfile... (about 3.5 MiB), which a replica whose manifest lists no dependency never needs.
+    import importlib.metadata
+
     names: set[str] = set()
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] if dist.metadata else None

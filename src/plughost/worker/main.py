@@ -13,25 +13,25 @@ SIGTERM/SIGINT, or the parent process going away, drain in-flight calls (bounded
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from plughost.sandbox.policy import RunnerPolicy
-from plughost.sandbox.requirements import missing_requirements
-from plughost.sandbox.runner import enter as enter_sandbox
 from plughost.worker.invoke import ServiceInvoker
 from plughost.worker.loader import LoadedPlugin, PluginLoadError, load_plugin
 from plughost.worker.server import ReplicaServer
+
+if TYPE_CHECKING:
+    import argparse
 
 logger = logging.getLogger("plughost.worker")
 
@@ -82,29 +82,63 @@ def describe_error(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the replica's command line."""
+REQUIRED_OPTION = "--socket"
+# The replica's options: flag -> (dest, type, default, help).
+OPTIONS: dict[str, tuple[str, Callable[[str], Any], Any, str]] = {
+    "--socket": ("socket", Path, None, "Unix socket path to listen on"),
+    "--plugin-dir": ("plugin_dir", Path, Path("."), "plugin folder (default: cwd)"),
+    "--init-kwargs": ("init_kwargs", str, "{}", "JSON object passed to the factory or constructor"),
+    "--drain-timeout": ("drain_timeout", float, 10.0, "seconds to finish calls on stop"),
+    "--listen-fd": ("listen_fd", int, None, "an inherited listening socket to serve on"),
+    "--sandbox": ("sandbox", str, None, "sandbox policy (JSON), applied before the plugin loads"),
+    "--requirements": ("requirements", str, "[]", "JSON list of the manifest's dependencies"),
+}
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The full parser: help, usage and every error message of the replica's command line."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m plughost.worker")
-    parser.add_argument("--socket", required=True, type=Path, help="Unix socket path to listen on")
-    parser.add_argument(
-        "--plugin-dir", type=Path, default=Path("."), help="plugin folder (default: cwd)"
-    )
-    parser.add_argument(
-        "--init-kwargs", default="{}", help="JSON object passed to the factory or constructor"
-    )
-    parser.add_argument(
-        "--drain-timeout", type=float, default=10.0, help="seconds to finish calls on stop"
-    )
-    parser.add_argument(
-        "--listen-fd", type=int, default=None, help="an inherited listening socket to serve on"
-    )
-    parser.add_argument(
-        "--sandbox", default=None, help="sandbox policy (JSON), applied before the plugin loads"
-    )
-    parser.add_argument(
-        "--requirements", default="[]", help="JSON list of the manifest's dependencies"
-    )
-    return parser.parse_args(argv)
+    for flag, (_, convert, default, text) in OPTIONS.items():
+        parser.add_argument(
+            flag, type=convert, default=default, required=flag == REQUIRED_OPTION, help=text
+        )
+    return parser
+
+
+def _parse_plain(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The command line the backend builds (every option spelled out as ``--name value``),
+    parsed without argparse; None for anything else (help, ``--name=value``, abbreviations,
+    values starting with ``-``, bad values, a missing ``--socket``).
+
+    argparse and the ``shutil`` its help formatter imports (bz2, lzma, zlib) would stay in
+    every idle replica for about 1 MiB; they are loaded only when this returns None.
+    """
+    if len(argv) % 2:
+        return None
+    values = {dest: default for dest, _, default, _ in OPTIONS.values()}
+    for flag, text in zip(argv[::2], argv[1::2]):
+        option = OPTIONS.get(flag)
+        if option is None or text.startswith("-"):
+            return None
+        dest, convert, _, _ = option
+        try:
+            values[dest] = convert(text)
+        except ValueError:
+            return None
+    if values[OPTIONS[REQUIRED_OPTION][0]] is None:
+        return None
+    return SimpleNamespace(**values)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace | SimpleNamespace:
+    """Parse the replica's command line (``sys.argv[1:]`` when ``argv`` is None); anything
+    the plain parser does not take goes to argparse, which also exits on errors."""
+    plain = _parse_plain(sys.argv[1:] if argv is None else list(argv))
+    if plain is not None:
+        return plain
+    return argument_parser().parse_args(argv)
 
 
 def check_requirements(text: str, plugin_dir: Path) -> None:
@@ -112,6 +146,12 @@ def check_requirements(text: str, plugin_dir: Path) -> None:
     entries = orjson.loads(text)
     if not isinstance(entries, list):
         raise TypeError("--requirements must be a JSON list")
+    if not entries:
+        return
+    # Imported on use: most plugins declare no dependencies, and an idle replica should not
+    # carry the check's imports (importlib.metadata and what it pulls in: email, zipfile...).
+    from plughost.sandbox.requirements import missing_requirements
+
     missing = missing_requirements([str(e) for e in entries], plugin_dir)
     if missing:
         raise PluginLoadError(
@@ -139,7 +179,10 @@ async def _watch_parent(server: ReplicaServer, parent_pid: int) -> None:
 
 
 async def serve(
-    plugin: LoadedPlugin, args: argparse.Namespace, handshake: Handshake, parent_pid: int
+    plugin: LoadedPlugin,
+    args: argparse.Namespace | SimpleNamespace,
+    handshake: Handshake,
+    parent_pid: int,
 ) -> int:
     """Listen, announce readiness, serve until stopped; the process exit code."""
     invoker = ServiceInvoker.for_plugin(plugin)
@@ -180,8 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         init_kwargs = parse_init_kwargs(args.init_kwargs)
-        # plughost's own imports are done; the limits go on before any plugin code runs.
+        # The limits go on before any plugin code runs (the runner's imports are loaded only
+        # when there is a sandbox to enter; the requirement check may import stdlib modules
+        # under the limits, before the plugin folder is on sys.path).
         if args.sandbox is not None:
+            from plughost.sandbox.policy import RunnerPolicy
+            from plughost.sandbox.runner import enter as enter_sandbox
+
             enter_sandbox(RunnerPolicy.from_json(args.sandbox))
         check_requirements(args.requirements, args.plugin_dir)
         plugin = load_plugin(args.plugin_dir, init_kwargs)
