@@ -290,3 +290,37 @@ def test_generated_admin_key_is_written_0600(tmp_path: Any) -> None:
             assert c.get(f"/v1/namespaces/{NS}/plugins").status_code == 200
     finally:
         srv.stop()
+
+
+def test_status_polls_answer_truthfully_after_delete_disable_and_reupload(server: LiveServer) -> None:
+    """Status is answered from memory after the first poll; deleting or disabling a plugin
+    must still show at once, and errors keep the contract's shape."""
+    name = unique_name("stat")
+    with server.client() as c:
+        resp = multipart(c, name, zip_bytes(plugin_files(name)))
+        pid = resp.json()["plugin_id"]
+        url = f"/v1/namespaces/{NS}/plugins/{pid}/status"
+        for _ in range(3):  # the first poll loads, the next ones hit the cache
+            body = c.get(url).json()
+            assert body["status"] == "not_deployed" and body["deployed"] is False
+            assert body["plugin_id"] == pid and body["name"] == name
+        assert_error(httpx.get(f"{server.url}{url}"), 401, "AuthenticationError")
+        assert_error(c.get(f"/v1/namespaces/ns_nowhere/plugins/{pid}/status"), 404, "NotFoundError")
+        assert_error(c.get(f"/v1/namespaces/{NS}/plugins/nope_1_0_0/status"), 404, "NotFoundError")
+        assert c.delete(f"/v1/namespaces/{NS}/plugins/{pid}").status_code == 200
+        assert_error(c.get(url), 404, "NotFoundError")
+        again = multipart(c, name, zip_bytes(plugin_files(name)))
+        assert again.json()["plugin_id"] == pid
+        assert c.get(url).json()["status"] == "not_deployed"
+
+        org_name = unique_name("stato")
+        up = c.post("/v1/plugins/uploads", json={"name": org_name, "version": "1.0.0"}).json()
+        httpx.put(up["presigned_url"], content=zip_bytes(plugin_files(org_name)))
+        opid = c.post(f"/v1/plugins/uploads/{up['upload_id']}/confirm").json()["plugin_id"]
+        org_url = f"/v1/namespaces/{NS}/plugins/{opid}/status"
+        assert_error(c.get(org_url), 404, "NotFoundError")
+        assert c.post(f"/v1/namespaces/{NS}/plugins/org/{opid}/enable", json={"deploy": False}).status_code == 200
+        assert c.get(org_url).json()["status"] == "not_deployed"
+        assert c.get(org_url).json()["plugin_id"] == opid
+        assert c.post(f"/v1/namespaces/{NS}/plugins/org/{opid}/disable").status_code == 200
+        assert_error(c.get(org_url), 404, "NotFoundError")

@@ -20,7 +20,7 @@ from plughost.api import (
     routes_store,
 )
 from plughost.api.errors import install_error_handlers
-from plughost.api.fastpath import InferenceFastPath
+from plughost.api.fastpath import FastPath
 from plughost.config import Settings
 from plughost.errors import ServiceUnavailableError
 from plughost.runtime import Runtime, build_runtime
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "sandbox": runtime.sandbox.status() if runtime.sandbox else {"mode": "off"},
         }
 
-    app.add_middleware(InferenceFastPath)
+    app.add_middleware(FastPath)
     app.include_router(routes_deploy.router)
     app.include_router(routes_namespace.router)
     app.include_router(routes_inference.router)

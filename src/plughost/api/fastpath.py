@@ -1,9 +1,14 @@
-"""The realtime request path as a plain ASGI middleware, ahead of FastAPI's routing.
+"""The two hot paths as a plain ASGI middleware, ahead of FastAPI's routing.
 
-`POST /inference/{namespace_id}/{route}` is the hot path: the body goes to a replica as is,
-the key and namespace checks hit an in-memory cache, and nothing here touches the database
-on a cache hit. Profiling showed FastAPI's routing, dependencies and thread-pool hand-offs
-cost several times what the replica itself spends on a small plugin.
+- `POST /inference/{namespace_id}/{route}`: the body goes to a replica as is;
+- `GET /v1/namespaces/{namespace_id}/plugins/{plugin_id}/status`: what clients poll while a
+  deployment runs, answered from the in-memory release board.
+
+The key and namespace checks hit an in-memory cache, and nothing here touches the database
+on a cache hit (a miss goes to the thread pool once). Profiling showed FastAPI's routing,
+dependencies and thread-pool hand-offs cost several times what the replica itself spends on
+a small plugin, and that status polls were dominated by them and by database reads. The
+FastAPI routes for both paths stay declared (OpenAPI) and answer the same bodies.
 """
 
 from __future__ import annotations
@@ -16,57 +21,94 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plughost.api.errors import error_body
-from plughost.errors import BadRequestError, PayloadTooLargeError, PlughostError, ServiceUnavailableError
+from plughost.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    PlughostError,
+    ServiceUnavailableError,
+)
+from plughost.services.uploads import Scope as PluginScope
 
 log = logging.getLogger("plughost.api")
 
 PREFIX = "/inference/"
+STATUS_PREFIX = "/v1/namespaces/"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class InferenceFastPath:
-    """Answers `/inference/...` itself; every other request goes on to the wrapped app."""
+class FastPath:
+    """Answers inference calls and status polls itself; everything else goes to the app."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(PREFIX):
+        handler = _route(scope) if scope["type"] == "http" else None
+        if handler is None:
             await self.app(scope, receive, send)
             return
-        parts = path[len(PREFIX):].split("/")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
-            await self.app(scope, receive, send)
-            return
+        kind, namespace_id, name = handler
         try:
-            out = await self._handle(scope, receive, parts[0], parts[1])
+            if kind == "inference":
+                out = await self._inference(scope, receive, namespace_id, name)
+            else:
+                out = await self._status(scope, namespace_id, name)
         except PlughostError as exc:
             await _send(send, exc.status_code,
                         orjson.dumps(error_body(exc.status_code, exc.message, exc.error_type, exc.details)))
             return
         except Exception as exc:  # the error body, never a dropped connection
-            log.exception("inference request failed")
+            log.exception("%s request failed", kind)
             await _send(send, 500, orjson.dumps(error_body(
                 500, f"internal error: {type(exc).__name__}", "InternalServerError")))
             return
         await _send(send, 200, out)
 
-    async def _handle(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
-        app_state = scope["app"].state
-        if not getattr(app_state, "ready", False):
-            raise ServiceUnavailableError("starting")
-        rt: Any = app_state.runtime
-        authorization = _header(scope, b"authorization")
-        principal = rt.accounts.cached_principal(authorization)
-        if principal is None:
-            principal = await run_in_threadpool(rt.accounts.authenticate_and_cache, authorization)
-        if not rt.accounts.cached_namespace_ok(principal, namespace_id):
-            await run_in_threadpool(rt.accounts.namespace_visible_and_cache, principal, namespace_id)
+    async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
+        rt, _ = await _authorized(scope, namespace_id)
         body = await _read_body(receive)
         _check_payload(body)
         return bytes(await rt.deployments.infer_body(namespace_id, route, body))
+
+    async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
+        rt, principal = await _authorized(scope, namespace_id)
+        where = PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
+        body = rt.deployments.cached_status(where, plugin_id)
+        if body is None:
+            body = await run_in_threadpool(rt.deployments.status, where, plugin_id)
+        return orjson.dumps(body)
+
+
+def _route(scope: Scope) -> tuple[str, str, str] | None:
+    """("inference" | "status", namespace_id, route or plugin id) for a hot path, else None."""
+    path: str = scope.get("path", "")
+    method = scope["method"]
+    if method == "POST" and path.startswith(PREFIX):
+        parts = path[len(PREFIX):].split("/")
+        if len(parts) == 2 and parts[0] and parts[1]:
+            return "inference", parts[0], parts[1]
+    elif method == "GET" and path.startswith(STATUS_PREFIX) and path.endswith("/status"):
+        parts = path[len(STATUS_PREFIX):].split("/")
+        # {namespace_id}/plugins/{plugin_id}/status
+        if len(parts) == 4 and parts[1] == "plugins" and parts[0] and parts[2]:
+            return "status", parts[0], parts[2]
+    return None
+
+
+async def _authorized(scope: Scope, namespace_id: str) -> tuple[Any, Any]:
+    """The runtime and the caller, once the caller's key may see the namespace (else 401/404)."""
+    app_state = scope["app"].state
+    if not getattr(app_state, "ready", False):
+        raise ServiceUnavailableError("starting")
+    rt: Any = app_state.runtime
+    authorization = _header(scope, b"authorization")
+    principal = rt.accounts.cached_principal(authorization)
+    if principal is None:
+        principal = await run_in_threadpool(rt.accounts.authenticate_and_cache, authorization)
+    if not rt.accounts.cached_namespace_ok(principal, namespace_id):
+        await run_in_threadpool(rt.accounts.namespace_visible_and_cache, principal, namespace_id)
+    return rt, principal
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

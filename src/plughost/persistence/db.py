@@ -52,9 +52,8 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
-        with self._sessions() as session:
-            with session.begin():
-                yield session
+        with self._sessions() as session, session.begin():
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

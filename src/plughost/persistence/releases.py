@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 
 from plughost.domain.states import ACTIVE, Status, can_move
+from plughost.persistence.board import DURATIONS_KEPT, PluginReleases, ReleaseBoard
 from plughost.persistence.db import Database
 from plughost.persistence.tables import Alias, Plugin, Release, ReleaseEvent
 from plughost.timeutil import as_utc, utcnow
@@ -52,12 +54,24 @@ class ReleaseView:
 
 
 class Releases:
-    """Queries and compare-and-set transitions over the releases table."""
+    """Queries and compare-and-set transitions over the releases table.
+
+    Every write also updates :attr:`board`, the in-memory read model of the status endpoint;
+    writes are serialised so the board sees them in commit order.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.board = ReleaseBoard()
+        self._write_lock = threading.Lock()
 
     def enqueue(self, namespace_id: str, plugin: Plugin, message: str) -> ReleaseView:
+        with self._write_lock:
+            view = self._insert(namespace_id, plugin, message)
+            self.board.changed(view)
+            return view
+
+    def _insert(self, namespace_id: str, plugin: Plugin, message: str) -> ReleaseView:
         with self.db.session() as s:
             row = Release(
                 namespace_id=namespace_id,
@@ -95,6 +109,18 @@ class Releases:
             values["message"] = message
         if error is not None:
             values["error"] = error
+        with self._write_lock:
+            view = self._update(release_id, expected, to, values, error or message)
+            if view is None:
+                return False
+            self.board.changed(view, times.get("duration_s"))
+            return True
+
+    def _update(
+        self, release_id: int, expected: Status, to: Status, values: dict[str, Any],
+        note: str | None,
+    ) -> ReleaseView | None:
+        """The compare-and-set and its event row in one transaction; the moved row or None."""
         with self.db.session() as s:
             res = s.execute(
                 update(Release)
@@ -102,16 +128,57 @@ class Releases:
                 .values(**values)
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
-                return False
+                return None
             s.add(
                 ReleaseEvent(
                     release_id=release_id,
                     from_status=expected.value,
                     to_status=to.value,
-                    message=error or message,
+                    message=note,
                 )
             )
-            return True
+            row = s.get(Release, release_id, populate_existing=True)
+            return ReleaseView.of(row) if row is not None else None
+
+    def forget_plugin(self, plugin_pk: int) -> None:
+        """The plugin row was deleted and its releases with it (ON DELETE CASCADE)."""
+        with self._write_lock:
+            self.board.forget_plugin(plugin_pk)
+
+    # -- status reads: the board first, the database once per key ----------------------------
+    def plugin_releases(self, namespace_id: str, plugin_pk: int) -> PluginReleases:
+        """Latest and deployed releases of a plugin in a namespace."""
+        key = (namespace_id, plugin_pk)
+        hit = self.board.plugin(key)
+        if hit is not None:
+            return hit
+        stamp = self.board.plugin_stamp(key)
+        value = PluginReleases(
+            self.latest(namespace_id, plugin_pk),
+            tuple(self.of_plugin(namespace_id, plugin_pk, {Status.DEPLOYED})),
+        )
+        self.board.install_plugin(key, stamp, value)
+        return value
+
+    def queue_position_now(self, release_id: int) -> int:
+        """:meth:`queue_position`, from the board once the queue is loaded."""
+        hit = self.board.queue_position(release_id)
+        if hit is not None:
+            return hit
+        stamp = self.board.queue_stamp()
+        ids = [r.id for r in self.with_status({Status.QUEUED})]
+        self.board.install_queue(stamp, ids)
+        return sum(1 for i in ids if i < release_id) + 1
+
+    def recent_durations_now(self, name: str | None) -> tuple[float, ...]:
+        """:meth:`recent_durations`, from the board once loaded for ``name``."""
+        hit = self.board.durations(name)
+        if hit is not None:
+            return hit
+        stamp = self.board.durations_stamp()
+        values = tuple(self.recent_durations(name))
+        self.board.install_durations(name, stamp, values)
+        return values
 
     def get(self, release_id: int) -> ReleaseView | None:
         with self.db.session() as s:
@@ -174,12 +241,15 @@ class Releases:
                 or 0
             )
 
-    def recent_durations(self, name: str | None, limit: int = 20) -> list[float]:
+    def recent_durations(self, name: str | None, limit: int = DURATIONS_KEPT) -> list[float]:
+        """Durations of the last ``limit`` rollouts to finish (of ``name``, or of any), newest
+        first: the order in which the board records them."""
         with self.db.session() as s:
             q = select(Release.duration_s).where(Release.duration_s.is_not(None))
             if name is not None:
                 q = q.where(Release.name == name)
-            return [float(d) for d in s.scalars(q.order_by(Release.id.desc()).limit(limit))]
+            q = q.order_by(Release.deployed_at.desc(), Release.id.desc()).limit(limit)
+            return [float(d) for d in s.scalars(q)]
 
     def deployed_of_name(self, namespace_id: str, name: str) -> list[ReleaseView]:
         return self._select(

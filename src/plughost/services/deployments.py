@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,10 @@ from plughost.services.uploads import Scope
 from plughost.timeutil import iso, utcnow
 
 
+class _NotCached(Exception):
+    """Raised inside a memory-only status read when something must come from the database."""
+
+
 @dataclass(frozen=True)
 class PluginRef:
     pk: int
@@ -64,14 +67,28 @@ class Deployments:
         self.controller = controller
         self.routes = routes
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._eta_cache: dict[str, tuple[float, int]] = {}
+        # (organization_id, namespace_id, plugin_id) -> the plugin, for status polls
+        self._refs: dict[tuple[str, str | None, str], PluginRef] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def _plugin(self, scope: Scope, plugin_id: str) -> tuple[PluginRef, Plugin]:
         with self.db.session() as s:
             p = find_plugin(s, scope, plugin_id)
             s.expunge(p)
-            return PluginRef(p.id, p.plugin_id, p.name, p.version, p.has_realtime), p
+            ref = PluginRef(p.id, p.plugin_id, p.name, p.version, p.has_realtime)
+        self._refs[(scope.organization_id, scope.namespace_id, plugin_id)] = ref
+        return ref, p
+
+    def _plugin_ref(self, scope: Scope, plugin_id: str, cached_only: bool) -> PluginRef:
+        """The plugin as status needs it: from the lookup cache, else (unless cached_only)
+        from the database. Plugins are immutable once registered; deletion and disabling
+        drop cached lookups through :meth:`plugin_removed`."""
+        ref = self._refs.get((scope.organization_id, scope.namespace_id, plugin_id))
+        if ref is not None:
+            return ref
+        if cached_only:
+            raise _NotCached
+        return self._plugin(scope, plugin_id)[0]
 
     def plugin_info(self, plugin_pk: int) -> PluginRuntimeInfo | None:
         with self.db.session() as s:
@@ -80,24 +97,34 @@ class Deployments:
                 return None
             return PluginRuntimeInfo(storage_key=p.storage_key, manifest=dict(p.manifest or {}))
 
-    def estimate_seconds(self, name: str) -> int:
-        """Median of recent deployment durations of this plugin name, else of the server.
+    def estimate_seconds(self, name: str, cached_only: bool = False) -> int:
+        """Median of recent deployment durations of this plugin name, else of the server."""
+        durations = self._durations(name, cached_only) or self._durations(None, cached_only)
+        if not durations:
+            return self.settings.default_deploy_eta_s
+        return max(1, round(statistics.median(durations)))
 
-        Kept for a second per name: status polls would otherwise recompute it every time."""
-        now = time.monotonic()
-        hit = self._eta_cache.get(name)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        durations = self.releases.recent_durations(name) or self.releases.recent_durations(None)
-        value = (max(1, round(statistics.median(durations))) if durations
-                 else self.settings.default_deploy_eta_s)
-        self._eta_cache[name] = (now + 1.0, value)
-        return value
+    def _durations(self, name: str | None, cached_only: bool) -> tuple[float, ...]:
+        if cached_only:
+            hit = self.releases.board.durations(name)
+            if hit is None:
+                raise _NotCached
+            return hit
+        return self.releases.recent_durations_now(name)
 
-    def _eta(self, rel: ReleaseView) -> int | None:
-        per = self.estimate_seconds(rel.name)
+    def _queue_position(self, release_id: int, cached_only: bool) -> int:
+        if cached_only:
+            hit = self.releases.board.queue_position(release_id)
+            if hit is None:
+                raise _NotCached
+            return hit
+        return self.releases.queue_position_now(release_id)
+
+    def _eta(self, rel: ReleaseView, cached_only: bool = False) -> int | None:
+        """Seconds until ``rel`` is likely deployed; ``queue_position`` of a queued release."""
+        per = self.estimate_seconds(rel.name, cached_only)
         if rel.status is Status.QUEUED:
-            ahead = self.releases.queue_position(rel.id) - 1
+            ahead = self._queue_position(rel.id, cached_only) - 1
             waves = ahead // max(1, self.settings.max_concurrent_deployments)
             return per * (waves + 1)
         if rel.status in ROLLING:
@@ -146,7 +173,7 @@ class Deployments:
             "route_prefix": route_prefix_for(scope.namespace_id, ref.plugin_id),
             "alias_route": alias_route_for(scope.namespace_id, ref.name),
             "estimated_completion_seconds": self._eta(rel) or self.estimate_seconds(ref.name),
-            "queue_position": self.releases.queue_position(rel.id),
+            "queue_position": self._queue_position(rel.id, cached_only=False),
             "deployment_method": "blue_green",
             "status_endpoint": f"/v1/namespaces/{scope.namespace_id}/plugins/{ref.plugin_id}/status",
         }
@@ -157,13 +184,30 @@ class Deployments:
 
     # -- status -------------------------------------------------------------------------------
     def status(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
-        assert scope.namespace_id is not None
-        ref, _ = self._plugin(scope, plugin_id)
-        latest = self.releases.latest(scope.namespace_id, ref.pk)
-        serving = self.releases.of_plugin(scope.namespace_id, ref.pk, {Status.DEPLOYED})
+        """The status body; reads the database only for what the in-memory board lacks."""
+        return self._status(scope, plugin_id, cached_only=False)
+
+    def cached_status(self, scope: Scope, plugin_id: str) -> dict[str, Any] | None:
+        """The status body from memory alone (safe on the event loop), or None on a miss."""
+        try:
+            return self._status(scope, plugin_id, cached_only=True)
+        except _NotCached:
+            return None
+
+    def _status(self, scope: Scope, plugin_id: str, cached_only: bool) -> dict[str, Any]:
+        namespace_id = scope.namespace_id
+        assert namespace_id is not None
+        ref = self._plugin_ref(scope, plugin_id, cached_only)
+        if cached_only:
+            releases = self.releases.board.plugin((namespace_id, ref.pk))
+            if releases is None:
+                raise _NotCached
+        else:
+            releases = self.releases.plugin_releases(namespace_id, ref.pk)
+        latest, serving = releases.latest, releases.deployed
         body: dict[str, Any] = {
             "plugin_id": ref.plugin_id,
-            "namespace_id": scope.namespace_id,
+            "namespace_id": namespace_id,
             "name": ref.name,
             "version": ref.version,
             "realtime_enabled": ref.has_realtime,
@@ -182,19 +226,18 @@ class Deployments:
             message=latest.message,
             queued_at=iso(latest.queued_at),
             started_at=iso(latest.started_at),
-            estimated_completion_seconds=self._eta(latest),
+            estimated_completion_seconds=self._eta(latest, cached_only),
             error=latest.error,
             release_id=latest.id,
         )
         if serving:
-            live = serving[-1]
-            body["deployed_at"] = iso(live.deployed_at)
-            body["route_prefix"] = route_prefix_for(scope.namespace_id, ref.plugin_id)
-            body["alias_route"] = alias_route_for(scope.namespace_id, ref.name)
+            body["deployed_at"] = iso(serving[-1].deployed_at)
+            body["route_prefix"] = route_prefix_for(namespace_id, ref.plugin_id)
+            body["alias_route"] = alias_route_for(namespace_id, ref.name)
         elif latest.status in (Status.QUEUED, *ROLLING):
-            body["route_prefix"] = route_prefix_for(scope.namespace_id, ref.plugin_id)
+            body["route_prefix"] = route_prefix_for(namespace_id, ref.plugin_id)
         if latest.status is Status.QUEUED:
-            body["queue_position"] = self.releases.queue_position(latest.id)
+            body["queue_position"] = self._queue_position(latest.id, cached_only)
         return {k: v for k, v in body.items() if v is not None}
 
     # -- undeploy and removal -------------------------------------------------------------------
@@ -213,6 +256,14 @@ class Deployments:
                 else f"plugin {ref.plugin_id} had no live deployment"
             ),
         }
+
+    def plugin_removed(self, plugin_pk: int, deleted: bool) -> None:
+        """DeploymentHooks: the plugin was deleted, or disabled in a namespace; forget cached
+        lookups of it (and, when deleted, its releases, which the database dropped)."""
+        for key in [k for k, ref in self._refs.items() if ref.pk == plugin_pk]:
+            self._refs.pop(key, None)
+        if deleted:
+            self.releases.forget_plugin(plugin_pk)
 
     def state(self, plugin: Plugin, namespace_id: str | None) -> DeployState:
         """DeploymentHooks: is the plugin serving in the namespace?"""

@@ -39,6 +39,10 @@ class DeploymentHooks(Protocol):
         """Take down any deployment of the plugin; True when a live one was removed."""
         ...
 
+    def plugin_removed(self, plugin_pk: int, deleted: bool) -> None:
+        """The plugin was deleted, or disabled in a namespace: drop what was cached of it."""
+        ...
+
 
 class NoDeployments:
     """Hooks for a registry without a deployment side (tests of the registry alone)."""
@@ -51,6 +55,9 @@ class NoDeployments:
 
     def remove(self, plugin: Plugin, namespace_id: str | None) -> bool:
         return False
+
+    def plugin_removed(self, plugin_pk: int, deleted: bool) -> None:
+        return None
 
 
 def find_plugin(s: Session, scope: Scope, plugin_id: str) -> Plugin:
@@ -139,6 +146,7 @@ class Plugins:
         with self.db.session() as s:
             s.execute(delete(NamespacePlugin).where(NamespacePlugin.plugin_pk == plugin.id))
             s.execute(delete(Plugin).where(Plugin.id == plugin.id))
+        self.hooks.plugin_removed(plugin.id, deleted=True)
         self.store.delete(plugin.storage_key)
         body: dict[str, Any] = {
             "success": True,
@@ -234,6 +242,8 @@ class Plugins:
                 s.delete(row)
             s.expunge(plugin)
         removed = self.hooks.remove(plugin, scope.namespace_id) if row is not None else False
+        if row is not None:
+            self.hooks.plugin_removed(plugin.id, deleted=False)
         if row is None:
             message = f"plugin {plugin_id} was not enabled in namespace {scope.namespace_id}"
         else:

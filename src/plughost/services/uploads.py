@@ -26,7 +26,6 @@ from plughost.domain.ids import (
 from plughost.errors import ConflictError, NotFoundError, ValidationError
 from plughost.persistence.db import Database
 from plughost.persistence.tables import Plugin, Upload
-from plughost.services.accounts import Principal
 from plughost.storage.base import ArchiveStore
 from plughost.storage.signing import UrlSigner
 from plughost.timeutil import as_utc, iso, utcnow
