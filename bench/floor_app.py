@@ -4,8 +4,10 @@ No framework, no routing table, no auth, no process hop: the plugin's handler is
 the event loop and its result encoded with orjson. No serving layer can beat this, so the
 other systems are quoted as ratios of it.
 
-Run: ``python -m bench.floor_app --plugin-dir DIR --port PORT``. Any POST path calls the
-plugin with the body's ``inputs`` and ``parameters``; GET answers 200 (health).
+Run: ``python -m bench.floor_app --plugin-dir DIR --port PORT``, or ``--fd N`` to serve on an
+inherited listening socket (how bench/systems.py starts it: the port is bound before the
+plugin loads, so no other process can take it meanwhile). Any POST path calls the plugin with
+the body's ``inputs`` and ``parameters``; GET answers 200 (health).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,22 +91,30 @@ def make_app(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plugin-dir", required=True, type=Path)
-    parser.add_argument("--port", required=True, type=int)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int, help="bind this port on --host")
+    where.add_argument("--fd", type=int, help="serve on this inherited listening socket")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--call-in-thread", action="store_true")
     args = parser.parse_args()
 
     import uvicorn
 
-    uvicorn.run(
+    # Adopted before the plugin loads, so the descriptor cannot be mistaken for another.
+    sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
+    config = uvicorn.Config(
         make_app(args.plugin_dir.resolve(), call_in_thread=args.call_in_thread),
         host=args.host,
-        port=args.port,
+        port=args.port or 0,
         http="httptools",
         log_level="warning",
         access_log=False,
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(3)  # uvicorn.run's exit code for a failed start-up
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.plughost_sys import EXAMPLES, REPO, BenchError, PlughostServer, free_port, zip_plugin
+from bench.plughost_sys import EXAMPLES, REPO, BenchError, PlughostServer, zip_plugin
 from bench.ray_sys import RayServeHost
 
 log = logging.getLogger("bench")
@@ -88,28 +89,49 @@ class FloorProcess:
                 self.proc.wait(5)
 
 
+def floor_listener() -> socket.socket:
+    """A listening socket on a free 127.0.0.1 port, for the floor to inherit.
+
+    Bound here rather than by the floor from a :func:`free_port` number: the MiniLM floor
+    needs seconds (torch, the model) before uvicorn binds, and with Ray and plughost starting
+    alongside, any process may take a released port meanwhile; uvicorn then stops with
+    "address already in use" and exit code 3 (how the MiniLM floor failed in a full run).
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)  # uvicorn listens again with its own backlog
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def start_floor(plugin: str, log_dir: Path) -> FloorProcess:
-    port = free_port()
     env = {**os.environ, **REPLICA_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     log_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.floor_app",
-            "--plugin-dir",
-            str(PLUGINS[plugin]),
-            "--port",
-            str(port),
-        ]
-        + (["--call-in-thread"] if plugin in CALL_IN_THREAD else []),
-        env=env,
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=(log_dir / f"floor-{plugin}.log").open("ab"),
-    )
+    with floor_listener() as listener:
+        port = int(listener.getsockname()[1])
+        fd = listener.fileno()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.floor_app",
+                "--plugin-dir",
+                str(PLUGINS[plugin]),
+                "--fd",
+                str(fd),
+            ]
+            + (["--call-in-thread"] if plugin in CALL_IN_THREAD else []),
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+            pass_fds=(fd,),
+            stdout=subprocess.DEVNULL,
+            stderr=(log_dir / f"floor-{plugin}.log").open("ab"),
+        )
     return FloorProcess(plugin, port, proc)
 
 
@@ -272,9 +294,21 @@ def setup_floors(systems: Systems, plugins: list[str]) -> None:
         try:
             wait_http(f"http://127.0.0.1:{floor.port}/", floor.proc, 180, f"floor {plugin}")
         except BenchError as exc:
-            systems.skipped[f"floor/{plugin}"] = str(exc)
+            # the work folder (and the log) may be gone when the report is read
+            why = log_tail(systems.work / "logs" / f"floor-{plugin}.log")
+            systems.skipped[f"floor/{plugin}"] = f"{exc}: {why}" if why else str(exc)
             continue
         systems.endpoints.append(Endpoint("floor", plugin, floor.url, [], [floor.proc.pid]))
+
+
+def log_tail(path: Path, limit: int = 300) -> str:
+    """The last non-empty line of a log file (cut to ``limit`` characters); "" if none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    return lines[-1][-limit:] if lines else ""
 
 
 def _last_line(text: str) -> str:
