@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import tarfile
 import zipfile
 from typing import Any
@@ -159,10 +160,18 @@ def test_other_organizations_namespace_answers_404_and_revoked_key_401(server: L
         assert_error(theirs.get(f"/v1/namespaces/{NS}/plugins"), 404, "NotFoundError")
     keys = json.loads(server.cli("keys", "list", "--json").stdout)
     assert all("key_hash" not in k and their_key not in json.dumps(k) for k in keys)
+    polled = f"/v1/namespaces/{their_ns}/plugins/none_1_0_0/status"
+    with server.client(key=their_key) as theirs:  # the polled path caches the key
+        assert_error(theirs.get(polled), 404, "NotFoundError")
     key_id = json.loads(made.stdout)["key_id"]
     assert server.cli("keys", "revoke", key_id).returncode == 0
     with server.client(key=their_key) as theirs:
         assert_error(theirs.get(f"/v1/namespaces/{their_ns}/plugins"), 401, "AuthenticationError")
+        # the cache keeps a revoked key working for at most its 2 s lifetime, busy or not
+        deadline = time.monotonic() + 3.0
+        while (resp := theirs.get(polled)).status_code != 401 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_error(resp, 401, "AuthenticationError")
 
 
 def test_key_limited_to_a_namespace(server: LiveServer) -> None:

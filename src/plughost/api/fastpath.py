@@ -13,7 +13,9 @@ FastAPI routes for both paths stay declared (OpenAPI) and answer the same bodies
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import orjson
@@ -42,6 +44,7 @@ class FastPath:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.flights = _Flights()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = _route(scope) if scope["type"] == "http" else None
@@ -66,13 +69,13 @@ class FastPath:
         await _send(send, 200, out)
 
     async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
-        rt, _ = await _authorized(scope, namespace_id)
+        rt, _ = await _authorized(scope, namespace_id, self.flights)
         body = await _read_body(receive)
         _check_payload(body)
         return bytes(await rt.deployments.infer_body(namespace_id, route, body))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
-        rt, principal = await _authorized(scope, namespace_id)
+        rt, principal = await _authorized(scope, namespace_id, self.flights)
         where = PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
         body = rt.deployments.cached_status(where, plugin_id)
         if body is None:
@@ -96,19 +99,54 @@ def _route(scope: Scope) -> tuple[str, str, str] | None:
     return None
 
 
-async def _authorized(scope: Scope, namespace_id: str) -> tuple[Any, Any]:
-    """The runtime and the caller, once the caller's key may see the namespace (else 401/404)."""
+async def _authorized(scope: Scope, namespace_id: str, flights: _Flights) -> tuple[Any, Any]:
+    """The runtime and the caller, once the caller's key may see the namespace (else 401/404).
+
+    Cache misses read the database once however many requests are waiting on them; entries
+    past half their life are refreshed in the background while they still answer."""
     app_state = scope["app"].state
     if not getattr(app_state, "ready", False):
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime
+    accounts = rt.accounts
     authorization = _header(scope, b"authorization")
-    principal = rt.accounts.cached_principal(authorization)
+    principal = accounts.cached_principal(authorization)
     if principal is None:
-        principal = await run_in_threadpool(rt.accounts.authenticate_and_cache, authorization)
-    if not rt.accounts.cached_namespace_ok(principal, namespace_id):
-        await run_in_threadpool(rt.accounts.namespace_visible_and_cache, principal, namespace_id)
+        principal = await flights.join(
+            ("key", authorization), accounts.authenticate_and_cache, authorization)
+    elif accounts.principal_due(authorization):
+        flights.start(("key", authorization), accounts.authenticate_and_cache, authorization)
+    ns_key = ("namespace", principal.key_id, namespace_id)
+    if not accounts.cached_namespace_ok(principal, namespace_id):
+        await flights.join(ns_key, accounts.namespace_visible_and_cache, principal, namespace_id)
+    elif accounts.namespace_due(principal, namespace_id):
+        flights.start(ns_key, accounts.namespace_visible_and_cache, principal, namespace_id)
     return rt, principal
+
+
+class _Flights:
+    """At most one thread-pool call per key at a time; later callers share its outcome."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    def start(self, key: Hashable, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        running = self._running.get(key)
+        if running is not None:
+            return running
+        future = asyncio.ensure_future(run_in_threadpool(function, *args))
+        self._running[key] = future
+        future.add_done_callback(lambda done: self._finished(key, done))
+        return future
+
+    async def join(self, key: Hashable, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.shield(self.start(key, function, *args))
+
+    def _finished(self, key: Hashable, future: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is future:
+            del self._running[key]
+        if not future.cancelled():
+            future.exception()  # retrieved: a background refresh's failure is not an error
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -17,6 +17,7 @@ from plughost.errors import (
     BadRequestError,
     ConflictError,
     NotFoundError,
+    PlughostError,
     ValidationError,
 )
 from plughost.persistence.db import Database
@@ -166,14 +167,27 @@ class Accounts:
             return Principal(key_id=row.id, organization_id=row.organization_id, namespaces=ns)
 
     # -- the cached variants used on the request path -------------------------------------
+    # An entry answers for `cache_ttl_s`; once half of that has passed the hot paths refresh
+    # it in the background, so a busy key never sees its entry expire (and every request
+    # that arrives meanwhile queue up behind one database read). A refresh that finds the
+    # key revoked, or the namespace gone, drops the entry at once.
     def cached_principal(self, authorization: str | None) -> Principal | None:
         hit = self._principals.get(authorization or "")
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
 
+    def principal_due(self, authorization: str | None) -> bool:
+        """Whether a cached principal is past half its life (time to refresh it)."""
+        hit = self._principals.get(authorization or "")
+        return hit is not None and hit[0] - time.monotonic() < self.cache_ttl_s / 2
+
     def authenticate_and_cache(self, authorization: str | None) -> Principal:
-        principal = self.authenticate(authorization)
+        try:
+            principal = self.authenticate(authorization)
+        except AuthenticationError:
+            self._principals.pop(authorization or "", None)
+            raise
         if len(self._principals) > 10_000:
             self._principals.clear()
         self._principals[authorization or ""] = (time.monotonic() + self.cache_ttl_s, principal)
@@ -183,8 +197,17 @@ class Accounts:
         until = self._namespaces.get((principal.key_id, namespace_id))
         return until is not None and until > time.monotonic()
 
+    def namespace_due(self, principal: Principal, namespace_id: str) -> bool:
+        """Whether a cached namespace check is past half its life."""
+        until = self._namespaces.get((principal.key_id, namespace_id))
+        return until is not None and until - time.monotonic() < self.cache_ttl_s / 2
+
     def namespace_visible_and_cache(self, principal: Principal, namespace_id: str) -> None:
-        self.namespace_visible(principal, namespace_id)
+        try:
+            self.namespace_visible(principal, namespace_id)
+        except PlughostError:
+            self._namespaces.pop((principal.key_id, namespace_id), None)
+            raise
         if len(self._namespaces) > 10_000:
             self._namespaces.clear()
         self._namespaces[(principal.key_id, namespace_id)] = time.monotonic() + self.cache_ttl_s
