@@ -26,8 +26,10 @@ from plughost.errors import ServiceUnavailableError
 from plughost.runtime import Runtime, build_runtime
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the runtime (database, services) is created in the lifespan."""
+def create_app(settings: Settings | None = None) -> FastPath:
+    """Build the ASGI app: the FastAPI app behind the hot paths (:mod:`.fastpath`).
+
+    The runtime (database, services) is created in the lifespan."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -68,10 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "sandbox": runtime.sandbox.status() if runtime.sandbox else {"mode": "off"},
         }
 
-    app.add_middleware(FastPath)
     app.include_router(routes_deploy.router)
     app.include_router(routes_namespace.router)
     app.include_router(routes_inference.router)
     app.include_router(routes_org.router)
     app.include_router(routes_store.router)
-    return app
+    return FastPath(app, app.state)

@@ -1,14 +1,15 @@
-"""The two hot paths as a plain ASGI middleware, ahead of FastAPI's routing.
+"""The two hot paths as a plain ASGI app wrapped around the FastAPI app.
 
 - `POST /inference/{namespace_id}/{route}`: the body goes to a replica as is;
 - `GET /v1/namespaces/{namespace_id}/plugins/{plugin_id}/status`: what clients poll while a
   deployment runs, answered from the in-memory release board.
 
 The key and namespace checks hit an in-memory cache, and nothing here touches the database
-on a cache hit (a miss goes to the thread pool once). Profiling showed FastAPI's routing,
-dependencies and thread-pool hand-offs cost several times what the replica itself spends on
-a small plugin, and that status polls were dominated by them and by database reads. The
-FastAPI routes for both paths stay declared (OpenAPI) and answer the same bodies.
+on a cache hit (a miss goes to the thread pool once). Every other request, and the lifespan,
+go on to FastAPI. Profiling showed FastAPI's middleware stack, routing, dependencies and
+thread-pool hand-offs cost several times what the replica itself spends on a small plugin,
+and that status polls were dominated by them and by database reads. The FastAPI routes for
+both paths stay declared (OpenAPI) and answer the same bodies.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class FastPath:
-    """Answers inference calls and status polls itself; everything else goes to the app."""
+    """Answers inference calls and status polls itself; everything else goes to ``app``.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``state``: the FastAPI app's state, where the lifespan puts the runtime."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
+        self.state = state
         self.flights = _Flights()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,13 +73,13 @@ class FastPath:
         await _send(send, 200, out)
 
     async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
-        rt, _ = await _authorized(scope, namespace_id, self.flights)
+        rt, _ = await _authorized(self.state, scope, namespace_id, self.flights)
         body = await _read_body(receive)
         _check_payload(body)
         return bytes(await rt.deployments.infer_body(namespace_id, route, body))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
-        rt, principal = await _authorized(scope, namespace_id, self.flights)
+        rt, principal = await _authorized(self.state, scope, namespace_id, self.flights)
         where = PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
         body = rt.deployments.cached_status(where, plugin_id)
         if body is None:
@@ -99,12 +103,13 @@ def _route(scope: Scope) -> tuple[str, str, str] | None:
     return None
 
 
-async def _authorized(scope: Scope, namespace_id: str, flights: _Flights) -> tuple[Any, Any]:
+async def _authorized(
+    app_state: Any, scope: Scope, namespace_id: str, flights: _Flights
+) -> tuple[Any, Any]:
     """The runtime and the caller, once the caller's key may see the namespace (else 401/404).
 
     Cache misses read the database once however many requests are waiting on them; entries
     past half their life are refreshed in the background while they still answer."""
-    app_state = scope["app"].state
     if not getattr(app_state, "ready", False):
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime

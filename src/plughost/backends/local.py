@@ -170,6 +170,7 @@ class LocalReplicaGroup:
 
     async def call_body(self, body: bytes) -> bytes:
         """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out.
+        Callers pass a body already checked to be one JSON object.
 
         A call whose replica died under it is retried once on another live replica; with
         none left the caller gets Unavailable (never a hang)."""
@@ -208,7 +209,7 @@ class LocalReplicaGroup:
 
 async def _call_on(replica: ReplicaProcess, body: bytes) -> bytes:
     try:
-        return await replica.call_raw(body)
+        return await replica.call_raw(body, checked=True)
     except ReplicaCallError as exc:
         raise CallFailed(exc.type_name, exc.message) from exc
     except ReplicaCallTimeout as exc:

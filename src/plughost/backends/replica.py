@@ -4,15 +4,14 @@ A replica is ``python -I -m plughost.worker`` in its own session (so its whole p
 can be killed), started in the plugin folder with an environment built only from the spec;
 with a sandbox launch (:mod:`plughost.sandbox`) it runs inside bubblewrap, which leads the
 session, and gets its listening socket from here.
-One persistent connection carries pipelined requests; a reader task matches replies to
-callers by id. When the process dies or the connection drops, every waiting call fails at
-once with :class:`ReplicaUnavailable`.
+One persistent connection (:class:`~plughost.backends.channel.ReplicaChannel`) carries
+pipelined requests and matches replies to callers by id. When the process dies or the
+connection drops, every waiting call fails at once with :class:`ReplicaUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import signal
@@ -26,16 +25,14 @@ from typing import Any
 
 import orjson
 
+from plughost.backends.channel import ChannelClosed, ReplicaChannel
 from plughost.sandbox.policy import SandboxLaunch
 from plughost.worker.protocol import (
     FrameError,
     ReplyHead,
     decode_object,
-    encode_frame,
     encode_raw_call_request,
     encode_request,
-    read_frame,
-    split_reply,
 )
 
 logger = logging.getLogger(__name__)
@@ -213,9 +210,7 @@ class ReplicaProcess:
         self._spec = spec
         self._process = process
         self._output = _OutputPump(_require(process.stderr), process.pid)
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[tuple[ReplyHead, bytes]]] = {}
-        self._ids = itertools.count(1)
+        self._channel: ReplicaChannel | None = None
         self._calls_in_flight = 0
         self._unavailable_reason: str | None = None
         self._stopping = False
@@ -290,14 +285,17 @@ class ReplicaProcess:
         return ReplicaStartError(message, tuple(self._output.tail))
 
     async def _connect(self) -> None:
-        """Open the persistent connection and start the reply reader and exit watcher."""
+        """Open the persistent connection and start the exit watcher."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                reader, writer = await asyncio.open_unix_connection(str(self._spec.socket_path))
+                _, channel = await loop.create_unix_connection(
+                    lambda: ReplicaChannel(self._timeout_error, self._connection_lost),
+                    str(self._spec.socket_path),
+                )
         except (OSError, TimeoutError) as exc:
             raise self._start_error(f"cannot connect to the replica socket: {exc}") from exc
-        self._writer = writer
-        self._tasks.append(asyncio.create_task(self._read_replies(reader)))
+        self._channel = channel
         self._tasks.append(asyncio.create_task(self._watch_exit()))
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:
@@ -392,42 +390,26 @@ class ReplicaProcess:
 
     # -- connection -----------------------------------------------------------------------
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
-        """Hand each reply to the caller waiting for its id until the connection ends."""
-        reason = "connection to the replica closed"
-        try:
-            while (body := await read_frame(reader)) is not None:
-                self._dispatch(body)
-        except (FrameError, OSError) as exc:
-            reason = f"connection to the replica failed: {exc}"
-        self._fail_pending(reason)
+    def _connection_lost(self, reason: str) -> None:
+        """The channel ended: without it the replica is useless, so end it (the exit path
+        then runs)."""
+        if self._unavailable_reason is None:
+            self._unavailable_reason = reason
         if not self._stopping and self._process.returncode is None:
-            # Without its connection the replica is useless: end it so the exit path runs.
             logger.warning("replica %d: %s; killing it", self.pid, reason)
             self._kill_group()
-
-    def _dispatch(self, body: bytes) -> None:
-        """Resolve the future of the request a reply answers; unknown ids are dropped."""
-        head = split_reply(body)
-        future = self._pending.get(head.request_id) if head.request_id is not None else None
-        if future is None:
-            logger.debug("replica %d: reply for unknown request %s", self.pid, head.request_id)
-            return
-        if not future.done():
-            future.set_result((head, body))
 
     def _fail_pending(self, reason: str) -> None:
         """Mark the replica unavailable and fail every waiting request with ``reason``."""
         if self._unavailable_reason is None:
             self._unavailable_reason = reason
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ReplicaUnavailable(self._unavailable_reason))
+        if self._channel is not None:
+            self._channel.fail_all(self._unavailable_reason)
 
     def _close_connection(self) -> None:
         """Close the socket transport (no wait)."""
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.close()
+        if self._channel is not None:
+            self._channel.close()
 
     async def _request(
         self, body_for: Callable[[int], bytes], timeout_s: float, is_call: bool = False
@@ -435,27 +417,20 @@ class ReplicaProcess:
         """Send one request and wait for its reply.
 
         Raises ReplicaUnavailable when the replica is gone, the connection drops or no reply
-        arrives within ``timeout_s``.
+        arrives within ``timeout_s`` (ReplicaCallTimeout for a call).
         """
-        if self._unavailable_reason is not None or self._writer is None:
+        if self._unavailable_reason is not None or self._channel is None:
             raise ReplicaUnavailable(self._unavailable_reason or "replica is not connected")
-        request_id = next(self._ids)
-        frame = encode_frame(body_for(request_id))
-        future: asyncio.Future[tuple[ReplyHead, bytes]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
         try:
-            self._writer.write(frame)
-            async with asyncio.timeout(timeout_s):
-                await self._writer.drain()
-                return await future
-        except TimeoutError:
-            if is_call:
-                raise self._call_timed_out(timeout_s) from None
-            raise ReplicaUnavailable(f"no reply within {timeout_s:g} s") from None
-        except (ConnectionError, OSError) as exc:
-            raise ReplicaUnavailable(f"cannot send to the replica: {exc}") from exc
-        finally:
-            del self._pending[request_id]
+            return await self._channel.request(body_for, timeout_s, is_call)
+        except ChannelClosed as exc:
+            raise ReplicaUnavailable(self._unavailable_reason or str(exc)) from None
+
+    def _timeout_error(self, timeout_s: float, is_call: bool) -> ReplicaUnavailable:
+        """The error for a request without a reply in time."""
+        if is_call:
+            return self._call_timed_out(timeout_s)
+        return ReplicaUnavailable(f"no reply within {timeout_s:g} s")
 
     def _call_timed_out(self, timeout_s: float) -> ReplicaCallTimeout:
         """The error for a request without a reply; kills the replica when the spec says so."""
@@ -483,14 +458,18 @@ class ReplicaProcess:
             return orjson.loads(memoryview(body)[head.result_start : -1])
         return _result_or_raise(body)
 
-    async def call_raw(self, payload: bytes, timeout_s: float | None = None) -> bytes:
+    async def call_raw(
+        self, payload: bytes, timeout_s: float | None = None, checked: bool = False
+    ) -> bytes:
         """Run the plugin on a JSON request body ``{"inputs": ..., "parameters": ...}``.
 
         Returns the result's JSON bytes exactly as the replica encoded them, so a proxy can
         forward them without decoding. Raises ReplicaCallError (type ``ValidationError``)
         when ``payload`` is not one JSON object, and like :meth:`call` otherwise.
+        ``checked``: the caller already made sure of that (the replica checks again anyway).
         """
-        _require_json_object(payload)
+        if not checked:
+            _require_json_object(payload)
         head, body = await self._counted_call(
             lambda request_id: encode_raw_call_request(request_id, payload), timeout_s
         )
