@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from plughost.worker.loader import LoadedPlugin
+
+QUICK_CALL_S = 0.001  # a plain call this quick costs less than the hand-off to a thread
+QUICK_STREAK = 16  # consecutive quick calls in the thread before calls run on the loop
+# In the thread a call's wall time includes waiting for the GIL while the loop is busy, so
+# there a call counts as quick on its CPU time, unless it also waited this long (I/O, sleep).
+THREAD_WALL_LIMIT_S = 0.02
 
 
 class ServiceInvoker:
@@ -17,6 +24,13 @@ class ServiceInvoker:
     An async handler runs on the event loop. A plain one runs in a single dedicated thread,
     one call at a time, so the loop keeps answering health pings while it computes; an
     awaitable it returns is then awaited on the loop.
+
+    Except when it is quick: after QUICK_STREAK calls in a row that each took less than
+    QUICK_CALL_S in the thread, plain calls run on the event loop itself (:meth:`call_now`),
+    as a bare server would run them: for a sub-millisecond plugin the thread hand-off, its
+    wake-ups and the GIL passing between two threads cost more than the call. The first call
+    that takes longer sends the following ones back to the thread (at most that one call
+    held the loop up). Still one call at a time: inline calls wait until the thread is idle.
     """
 
     def __init__(self, handler: Callable[..., Any], health: Callable[[], Any] | None = None):
@@ -25,6 +39,7 @@ class ServiceInvoker:
         self._handler_is_async = inspect.iscoroutinefunction(handler)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugin-call")
         self._thread_futures: set[Future[Any]] = set()
+        self._quick_streak = 0
 
     @classmethod
     def for_plugin(cls, plugin: LoadedPlugin) -> ServiceInvoker:
@@ -36,15 +51,49 @@ class ServiceInvoker:
         """Whether a plain call is queued or running in the plugin thread."""
         return bool(self._thread_futures)
 
+    @property
+    def inline_ready(self) -> bool:
+        """Whether the next plain call may run on the event loop (:meth:`call_now`)."""
+        return (
+            self._quick_streak >= QUICK_STREAK
+            and not self._handler_is_async
+            and not self._thread_futures
+        )
+
+    def call_now(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
+        """Run the plain handler on the calling thread, timed; only when :attr:`inline_ready`.
+
+        Returns what the handler returned (an awaitable is the caller's to await)."""
+        started = time.perf_counter()
+        try:
+            return self._handler(inputs, parameters)
+        finally:
+            self._note(time.perf_counter() - started)
+
     async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
         """Answer one request; the plugin's exceptions propagate to the caller."""
         if self._handler_is_async:
             result = await self._handler(inputs, parameters)
+        elif self.inline_ready:
+            result = self.call_now(inputs, parameters)
         else:
-            result = await self._in_thread(self._handler, inputs, parameters)
+            result = await self._in_thread(self._timed_call, inputs, parameters)
         while inspect.isawaitable(result):
             result = await result
         return result
+
+    def _timed_call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
+        """The handler in the plugin thread, timed."""
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return self._handler(inputs, parameters)
+        finally:
+            wall = time.perf_counter() - started
+            cpu = time.thread_time() - cpu_started
+            self._note(cpu if wall < THREAD_WALL_LIMIT_S else wall)
+
+    def _note(self, seconds: float) -> None:
+        self._quick_streak = self._quick_streak + 1 if seconds < QUICK_CALL_S else 0
 
     async def health(self) -> bool:
         """The service's own verdict (True when it has no health method).

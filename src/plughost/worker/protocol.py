@@ -77,6 +77,47 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
         raise FrameError(f"stream ended after {len(exc.partial)} of {length} bytes") from exc
 
 
+class FrameBuffer:
+    """Splits a byte stream into frame bodies, for a protocol's ``data_received``."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The frame bodies completed by ``data``, in order; a partial frame is kept.
+
+        Raises FrameError on a length above MAX_FRAME_BYTES (the stream is then unusable).
+        """
+        buffer = self._buffer
+        source: bytes | bytearray = data
+        if buffer:
+            buffer += data
+            source = buffer
+        frames: list[bytes] = []
+        pos, size = 0, len(source)
+        while size - pos >= HEADER.size:
+            (length,) = HEADER.unpack_from(source, pos)
+            if length > MAX_FRAME_BYTES:
+                raise FrameError(f"frame length {length} exceeds the {MAX_FRAME_BYTES} byte limit")
+            end = pos + HEADER.size + length
+            if end > size:
+                break
+            frames.append(bytes(source[pos + HEADER.size : end]))
+            pos = end
+        if source is buffer:
+            del buffer[:pos]
+        elif pos < size:
+            buffer += data[pos:]
+        return frames
+
+    @property
+    def partial(self) -> int:
+        """Bytes of an incomplete frame waiting for the rest."""
+        return len(self._buffer)
+
+
 def decode_object(body: bytes) -> dict[str, Any]:
     """Decode a frame body that must hold a JSON object; raises FrameError otherwise."""
     try:

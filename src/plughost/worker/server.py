@@ -4,19 +4,25 @@ Requests on one connection are answered concurrently and replies may leave out o
 the client matches them by id. A plugin exception becomes an error reply and never stops
 the server. On stop the listener closes, connections stop reading, and in-flight requests
 get up to the drain timeout to finish and be answered.
+
+Connections are asyncio protocols: frames are split out of ``data_received``, and the replies
+of one loop turn leave in one write. A quick plain call (see
+:class:`~plughost.worker.invoke.ServiceInvoker`) is answered right there, with no task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from plughost.worker.invoke import ServiceInvoker
 from plughost.worker.protocol import (
+    FrameBuffer,
     FrameError,
     ResultEncodingError,
     decode_object,
@@ -24,7 +30,6 @@ from plughost.worker.protocol import (
     encode_frame,
     encode_ok_reply,
     encode_result,
-    read_frame,
     recover_request_id,
 )
 
@@ -32,35 +37,94 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL_ERROR = "ProtocolError"
 VALIDATION_ERROR = "ValidationError"
+CLOSE_WAIT_S = 2.0  # how long a stopping server waits for its connections to close
 
 
-class _Connection:
-    """One client connection: serialised writes and the requests still being answered."""
+class _Connection(asyncio.Protocol):
+    """One client connection: frames in, replies out (batched per loop turn), and the
+    requests still being answered."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self.tasks: set[asyncio.Task[None]] = set()
-        self._write_lock = asyncio.Lock()
+    def __init__(self, server: ReplicaServer) -> None:
+        self._server = server
+        self._frames = FrameBuffer()
+        self._outbox: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Future[None]] = set()
+        self.reading = True
+        self.closed = asyncio.get_running_loop().create_future()
 
-    async def send(self, body: bytes) -> None:
-        """Write one reply frame; a vanished peer is logged, not raised."""
-        frame = encode_frame(body)
-        async with self._write_lock:
-            if self.writer.is_closing():
-                return
-            try:
-                self.writer.write(frame)
-                await self.writer.drain()
-            except (ConnectionError, OSError) as exc:
-                logger.debug("client went away before a reply could be sent: %s", exc)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._server._connections.add(self)
 
-    async def close(self) -> None:
-        """Close the transport and wait for it to go."""
-        self.writer.close()
+    def data_received(self, data: bytes) -> None:
+        if not self.reading:
+            return
         try:
-            await self.writer.wait_closed()
-        except (ConnectionError, OSError) as exc:
-            logger.debug("error while closing a connection: %s", exc)
+            bodies = self._frames.feed(data)
+        except FrameError as exc:
+            logger.warning("dropping connection: %s", exc)
+            self.stop_reading()
+            return
+        for body in bodies:
+            self._server._handle(self, body)
+
+    def eof_received(self) -> bool:
+        """The peer will send no more: answer what is in flight, then close."""
+        self.stop_reading()
+        return True  # keep the write side open for those replies
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reading = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._outbox.clear()
+        self._server._connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def stop_reading(self) -> None:
+        """Take no more requests; close once the ones in flight are answered."""
+        if not self.reading:
+            return
+        self.reading = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        asyncio.ensure_future(self._close_when_answered())
+
+    async def _close_when_answered(self) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+        self.close()
+
+    def send(self, body: bytes) -> None:
+        """Queue one reply frame; everything queued in this loop turn leaves in one write."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._outbox.append(encode_frame(body))
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if not self._outbox or self.transport is None or self.transport.is_closing():
+            return
+        data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+        self._outbox.clear()
+        self.transport.write(data)
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        """Keep ``task`` (answering a request of this connection) until it is done."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close(self) -> None:
+        """Send what is queued and close (the transport flushes before it closes)."""
+        self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 def _call_arguments(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -96,7 +160,6 @@ class ReplicaServer:
         self._drain_timeout_s = drain_timeout_s
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
-        self._readers: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
 
     async def start(self) -> None:
@@ -105,14 +168,15 @@ class ReplicaServer:
         With ``listen_fd`` the socket was bound by the parent (a sandboxed replica cannot see
         the socket's folder) and is served as it is.
         """
+        loop = asyncio.get_running_loop()
         if self._listen_fd is not None:
             sock = socket.socket(fileno=self._listen_fd)
-            self._server = await asyncio.start_unix_server(self._handle_connection, sock=sock)
+            self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
             return
         if self._socket_path.exists() or self._socket_path.is_symlink():
             self._socket_path.unlink()
-        self._server = await asyncio.start_unix_server(
-            self._handle_connection, path=str(self._socket_path)
+        self._server = await loop.create_unix_server(
+            lambda: _Connection(self), path=str(self._socket_path)
         )
         os.chmod(self._socket_path, 0o600)
 
@@ -126,8 +190,8 @@ class ReplicaServer:
         if self._server is not None:
             self._server.close()
         self._remove_socket_file()
-        for reader in list(self._readers):
-            reader.cancel()
+        for conn in list(self._connections):
+            conn.stop_reading()
         pending = {task for conn in self._connections for task in conn.tasks}
         if pending:
             _, unfinished = await asyncio.wait(pending, timeout=self._drain_timeout_s)
@@ -135,8 +199,11 @@ class ReplicaServer:
                 logger.warning("%d call(s) still running after the drain timeout", len(unfinished))
             for task in unfinished:
                 task.cancel()
-        for conn in list(self._connections):
-            await conn.close()
+        connections = list(self._connections)
+        for conn in connections:
+            conn.close()
+        if connections:
+            await asyncio.wait([conn.closed for conn in connections], timeout=CLOSE_WAIT_S)
         self._invoker.shutdown()
 
     def _remove_socket_file(self) -> None:
@@ -146,44 +213,33 @@ class ReplicaServer:
         except FileNotFoundError:
             pass
 
-    async def _handle_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Read requests until the peer leaves, then wait for its replies and close."""
-        conn = _Connection(writer)
-        self._connections.add(conn)
-        current = asyncio.current_task()
-        if current is not None:
-            self._readers.add(current)
+    def _handle(self, conn: _Connection, body: bytes) -> None:
+        """Answer one request frame: at once when no waiting is needed, else in a task."""
         try:
-            await self._read_requests(reader, conn)
-        except asyncio.CancelledError:
-            return  # stopping: serve_until_stopped drains and closes this connection
-        finally:
-            if current is not None:
-                self._readers.discard(current)
-        if conn.tasks:
-            await asyncio.wait(set(conn.tasks))
-        await conn.close()
-        self._connections.discard(conn)
+            request = decode_object(body)
+        except FrameError as exc:
+            conn.send(encode_error_reply(recover_request_id(body), PROTOCOL_ERROR, str(exc)))
+            return
+        request_id = request.get("id")
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            conn.send(encode_error_reply(None, PROTOCOL_ERROR, "request has no integer id"))
+            return
+        op = request.get("op")
+        if op == "call" and self._invoker.inline_ready:
+            self._call_now(conn, request_id, request)
+        elif op in ("call", "health"):
+            conn.track(asyncio.ensure_future(self._respond(conn, request_id, op, request)))
+        else:
+            conn.send(encode_error_reply(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
 
-    async def _read_requests(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
-        """Start a task per request frame until end of stream or an unreadable frame."""
-        while not self._stop_requested.is_set():
-            try:
-                body = await read_frame(reader)
-            except (FrameError, ConnectionError) as exc:
-                logger.warning("dropping connection: %s", exc)
-                return
-            if body is None:
-                return
-            task = asyncio.create_task(self._respond(conn, body))
-            conn.tasks.add(task)
-            task.add_done_callback(conn.tasks.discard)
-
-    async def _respond(self, conn: _Connection, body: bytes) -> None:
-        """Answer one request frame."""
-        await conn.send(await self.answer(body))
+    async def _respond(
+        self, conn: _Connection, request_id: int, op: str, request: dict[str, Any]
+    ) -> None:
+        if op == "health":
+            reply = await self._answer_health(request_id)
+        else:
+            reply = await self._answer_call(request_id, request)
+        conn.send(reply)
 
     async def answer(self, body: bytes) -> bytes:
         """The reply body for one request body; never raises for a plugin's failure."""
@@ -210,6 +266,32 @@ class ReplicaServer:
             healthy = False
         return encode_ok_reply(request_id, b"true" if healthy else b"false")
 
+    def _call_now(self, conn: _Connection, request_id: int, request: dict[str, Any]) -> None:
+        """A quick plain call run right here on the loop (the invoker said it may)."""
+        try:
+            inputs, parameters = _call_arguments(request)
+        except TypeError as exc:
+            conn.send(encode_error_reply(request_id, VALIDATION_ERROR, str(exc)))
+            return
+        try:
+            result = self._invoker.call_now(inputs, parameters)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            conn.send(_failure_reply(request_id, exc))
+            return
+        if inspect.isawaitable(result):  # a plain handler that returned an awaitable
+            conn.track(asyncio.ensure_future(self._finish(conn, request_id, result)))
+            return
+        conn.send(_encode_reply(request_id, result))
+
+    async def _finish(self, conn: _Connection, request_id: int, result: Any) -> None:
+        try:
+            while inspect.isawaitable(result):
+                result = await result
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            conn.send(_failure_reply(request_id, exc))
+            return
+        conn.send(_encode_reply(request_id, result))
+
     async def _answer_call(self, request_id: int, request: dict[str, Any]) -> bytes:
         """Run the plugin and encode its result, or the reason it failed."""
         try:
@@ -218,10 +300,18 @@ class ReplicaServer:
             return encode_error_reply(request_id, VALIDATION_ERROR, str(exc))
         try:
             result = await self._invoker.call(inputs, parameters)
-        except (Exception, SystemExit) as exc:  # a plugin failure is a reply, not a crash
-            logger.warning("plugin raised %s", type(exc).__name__, exc_info=True)
-            return encode_error_reply(request_id, type(exc).__name__, str(exc))
-        try:
-            return encode_ok_reply(request_id, encode_result(result))
-        except ResultEncodingError as exc:
-            return encode_error_reply(request_id, type(exc).__name__, str(exc))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            return _failure_reply(request_id, exc)
+        return _encode_reply(request_id, result)
+
+
+def _failure_reply(request_id: int, exc: BaseException) -> bytes:
+    logger.warning("plugin raised %s", type(exc).__name__, exc_info=exc)
+    return encode_error_reply(request_id, type(exc).__name__, str(exc))
+
+
+def _encode_reply(request_id: int, result: Any) -> bytes:
+    try:
+        return encode_ok_reply(request_id, encode_result(result))
+    except ResultEncodingError as exc:
+        return encode_error_reply(request_id, type(exc).__name__, str(exc))

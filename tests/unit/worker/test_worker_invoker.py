@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from plughost.worker.invoke import ServiceInvoker
+from plughost.worker.invoke import QUICK_STREAK, ServiceInvoker
 from plughost.worker.shim.shared.plugins.inference.serve import BaseInferenceService
 
 
@@ -134,3 +134,59 @@ def test_shim_base_stores_kwargs_and_call_delegates_to_run_inference() -> None:
 def test_shim_base_run_inference_must_be_overridden() -> None:
     with pytest.raises(NotImplementedError, match="BaseInferenceService must implement"):
         BaseInferenceService().run_inference({}, {})
+
+
+def test_quick_plain_calls_move_onto_the_loop_and_a_slow_one_sends_them_back() -> None:
+    delay = {"s": 0.0}
+
+    def handler(inputs: dict[str, Any], parameters: dict[str, Any]) -> str:
+        if delay["s"]:
+            time.sleep(delay["s"])
+        return threading.current_thread().name
+
+    async def go() -> tuple[list[str], str, str, str, str]:
+        invoker = ServiceInvoker(handler)
+        loop_thread = threading.current_thread().name
+        try:
+            names = [await invoker.call({}, {}) for _ in range(QUICK_STREAK + 2)]
+            delay["s"] = 0.005  # slower than a quick call: the next calls go back to the thread
+            slow = await invoker.call({}, {})
+            delay["s"] = 0.0
+            after = await invoker.call({}, {})
+            return names, loop_thread, slow, after, str(invoker.inline_ready)
+        finally:
+            invoker.shutdown()
+
+    names, loop_thread, slow, after, ready = asyncio.run(go())
+    assert all(n.startswith("plugin-call") for n in names[:QUICK_STREAK])
+    assert names[QUICK_STREAK:] == [loop_thread, loop_thread]
+    assert slow == loop_thread  # that one ran inline, and was timed there
+    assert after.startswith("plugin-call") and ready == "False"
+
+
+def test_no_inline_call_while_the_thread_is_busy() -> None:
+    gate = threading.Event()
+
+    def handler(inputs: dict[str, Any], parameters: dict[str, Any]) -> str:
+        if inputs.get("block"):
+            gate.wait(5)
+        return threading.current_thread().name
+
+    async def go() -> tuple[bool, bool, str]:
+        invoker = ServiceInvoker(handler)
+        try:
+            for _ in range(QUICK_STREAK):
+                await invoker.call({}, {})
+            ready_idle = invoker.inline_ready
+            invoker._quick_streak = QUICK_STREAK  # as if the blocked call had not reset it
+            blocked = asyncio.ensure_future(invoker._in_thread(handler, {"block": True}, {}))
+            await asyncio.sleep(0.05)
+            ready_busy = invoker.inline_ready
+            gate.set()
+            return ready_idle, ready_busy, await blocked
+        finally:
+            invoker.shutdown()
+
+    ready_idle, ready_busy, _ = asyncio.run(go())
+    assert ready_idle is True
+    assert ready_busy is False

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from plughost.worker.protocol import (
     MAX_FRAME_BYTES,
+    FrameBuffer,
     FrameError,
     ResultEncodingError,
     decode_object,
@@ -154,3 +155,24 @@ def test_raw_call_request_splices_the_body_and_its_id_can_be_recovered() -> None
     assert recover_request_id(body) == 9
     assert recover_request_id(b'{"id":9,"op":"call","body":{broken') == 9
     assert recover_request_id(b"garbage") is None
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64, 10_000])
+def test_frame_buffer_splits_any_chunking_of_a_stream(chunk: int) -> None:
+    bodies = [b'{"id":1}', b"", bytes(range(256)) * 3, b"x" * 5000, b"{}"]
+    stream = b"".join(encode_frame(body) for body in bodies)
+    frames = FrameBuffer()
+    got: list[bytes] = []
+    for start in range(0, len(stream), chunk):
+        got += frames.feed(stream[start : start + chunk])
+    assert got == bodies
+    assert frames.partial == 0
+
+
+def test_frame_buffer_keeps_a_partial_frame_and_refuses_an_oversized_length() -> None:
+    frames = FrameBuffer()
+    assert frames.feed(encode_frame(b"one") + encode_frame(b"two")[:5]) == [b"one"]
+    assert frames.partial == 5
+    assert frames.feed(encode_frame(b"two")[5:]) == [b"two"]
+    with pytest.raises(FrameError, match="exceeds"):
+        FrameBuffer().feed(struct.pack(">I", MAX_FRAME_BYTES + 1))
