@@ -634,15 +634,16 @@ def _profile_facts(res: dict[str, Any]) -> str:
 def likely_cause(key: str, res: dict[str, Any]) -> str:
     if key == "p50":
         return (
-            "per request the server's event-loop thread runs FastAPI's middleware stack, "
-            "routing and dependency solving (a sync dependency is sent to the thread pool), "
-            "then the socket hop to the replica and the replica's hand-off to its plugin "
-            "thread; the floor does none of this." + _profile_facts(res)
+            "per request the server's event loop parses HTTP (uvicorn), checks the cached key "
+            "and relays the body over a Unix socket to the replica, whose event loop runs the "
+            "plugin and sends the reply back: one process hop and two event-loop turns the "
+            "floor does not make." + _profile_facts(res)
         )
     if key == "rps_hash":
         return (
             "the server's event-loop thread saturates first (see its CPU per request under "
-            '"Where plughost\'s time goes"): the same per-request work as for the p50 goal.'
+            '"Where plughost\'s time goes"), with the replica and the load generator '
+            "sharing the other core."
         )
     if key == "rps_minilm":
         return (
@@ -659,9 +660,10 @@ def likely_cause(key: str, res: dict[str, Any]) -> str:
         )
     if key == "status":
         return (
-            "each status request runs several SQL queries (plugin, latest release, "
-            "serving releases, ETA from recent durations, queue position) in the thread "
-            "pool, while the controller writes to the same SQLite database."
+            "status polls are answered from the in-memory release board on the fast path (no "
+            "SQL once a plugin was polled), so a miss means CPU taken by the deployments "
+            "themselves (replica processes starting on the same cores): compare the quiet "
+            "figure measured just before."
         )
     if key == "bluegreen":
         samples = res.get("bluegreen", {}).get("error_samples", [])
