@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +70,19 @@ class Deployments:
         self.loop: asyncio.AbstractEventLoop | None = None
         # (organization_id, namespace_id, plugin_id) -> the plugin, for status polls
         self._refs: dict[tuple[str, str | None, str], PluginRef] = {}
+        self._refs_generation = 0  # bumped by every removal: a lookup that raced one is not kept
+        self._refs_lock = threading.Lock()
 
     # -- helpers ------------------------------------------------------------------------------
     def _plugin(self, scope: Scope, plugin_id: str) -> tuple[PluginRef, Plugin]:
+        generation = self._refs_generation
         with self.db.session() as s:
             p = find_plugin(s, scope, plugin_id)
             s.expunge(p)
             ref = PluginRef(p.id, p.plugin_id, p.name, p.version, p.has_realtime)
-        self._refs[(scope.organization_id, scope.namespace_id, plugin_id)] = ref
+        with self._refs_lock:
+            if generation == self._refs_generation:  # no plugin was removed while we read
+                self._refs[(scope.organization_id, scope.namespace_id, plugin_id)] = ref
         return ref, p
 
     def _plugin_ref(self, scope: Scope, plugin_id: str, cached_only: bool) -> PluginRef:
@@ -260,8 +266,10 @@ class Deployments:
     def plugin_removed(self, plugin_pk: int, deleted: bool) -> None:
         """DeploymentHooks: the plugin was deleted, or disabled in a namespace; forget cached
         lookups of it (and, when deleted, its releases, which the database dropped)."""
-        for key in [k for k, ref in self._refs.items() if ref.pk == plugin_pk]:
-            self._refs.pop(key, None)
+        with self._refs_lock:
+            self._refs_generation += 1
+            for key in [k for k, ref in self._refs.items() if ref.pk == plugin_pk]:
+                del self._refs[key]
         if deleted:
             self.releases.forget_plugin(plugin_pk)
 

@@ -53,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self.tasks: set[asyncio.Future[None]] = set()
         self.reading = True
         self.closed = asyncio.get_running_loop().create_future()
+        self._closer: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -92,7 +93,8 @@ class _Connection(asyncio.Protocol):
         self.reading = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
-        asyncio.ensure_future(self._close_when_answered())
+        # kept: the loop holds only a weak reference to a task
+        self._closer = asyncio.ensure_future(self._close_when_answered())
 
     async def _close_when_answered(self) -> None:
         if self.tasks:

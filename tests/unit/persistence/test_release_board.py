@@ -42,7 +42,7 @@ def db(db_kind: str, tmp_path: Path) -> Iterator[Database]:
 def _plugin(db: Database, name: str) -> Plugin:
     with db.session() as s:
         row = Plugin(
-            plugin_id=f"{name}_1_0_0", organization_id="org", scope="org:org", name=name,
+            plugin_id=f"{name}_1_0_0", organization_id="org", scope="", name=name,
             version="1.0.0", storage_key=f"k/{name}", archive_url="", code_hash="",
             validation_status="passed", validation_errors=[], security_scan_passed=True,
             has_realtime=True, manifest={},
@@ -192,3 +192,29 @@ def _view(release_id: int, status: Status) -> ReleaseView:
         version="1.0.0", status=status, message=None, error=None, queued_at=utcnow(),
         started_at=None, deployed_at=None, finished_at=None,
     )
+
+
+def test_a_plugin_lookup_that_raced_a_removal_is_not_cached(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plughost.config import Settings
+    from plughost.services import deployments as module
+    from plughost.services.uploads import Scope
+
+    plugin = _plugin(db, "racy")
+    service = module.Deployments(Settings(), db, Releases(db), None, None)  # type: ignore[arg-type]
+    scope = Scope(organization_id="org", namespace_id=None)
+    real = module.find_plugin
+
+    def find_then_removed(s: object, sc: Scope, pid: str) -> Plugin:
+        row = real(s, sc, pid)  # type: ignore[arg-type]
+        service.plugin_removed(plugin.id, deleted=True)  # lands while the lookup runs
+        return row
+
+    monkeypatch.setattr(module, "find_plugin", find_then_removed)
+    service._plugin(scope, plugin.plugin_id)
+    with pytest.raises(module._NotCached):
+        service._plugin_ref(scope, plugin.plugin_id, cached_only=True)
+    monkeypatch.setattr(module, "find_plugin", real)
+    service._plugin(scope, plugin.plugin_id)
+    assert service._plugin_ref(scope, plugin.plugin_id, cached_only=True).pk == plugin.id
