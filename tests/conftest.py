@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import LiveServer, create_pg_database, drop_pg_database  # noqa: E402
+from support import LiveServer, create_pg_database, drop_pg_database
 
 DB_KINDS = [k for k in os.environ.get("PLUGHOST_TEST_DBS", "sqlite,postgres").split(",") if k]
 

@@ -122,7 +122,7 @@ class LiveServer:
         """Run the admin CLI against this server's database."""
         return subprocess.run(
             [sys.executable, "-m", "plughost", *args], env=self.env(),
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, check=False,
         )
 
 

@@ -8,17 +8,17 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from plughost.config import Settings
-from plughost.persistence.db import Database
-from plughost.services.accounts import Accounts
 from plughost.backends.base import Backend
 from plughost.backends.local import LocalBackend
+from plughost.config import Settings
 from plughost.control.controller import Controller
 from plughost.control.workspace import Workspace
 from plughost.domain.states import Status
+from plughost.persistence.db import Database
 from plughost.persistence.releases import Releases
 from plughost.routing.table import RouteTable
 from plughost.sandbox.host import Sandbox, config_from_settings
+from plughost.services.accounts import Accounts
 from plughost.services.deployments import Deployments
 from plughost.services.plugins import Plugins
 from plughost.services.uploads import Scope, Uploads

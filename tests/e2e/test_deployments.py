@@ -191,7 +191,7 @@ def test_failed_constructor_keeps_previous_version_on_the_alias(server: LiveServ
         wait_for(c, v1, {"deployed"})
         v2 = upload(c, name, plugin_archive(name, tag="two", fail_init="model weights missing"), version="2.0.0")
         deploy(c, v2)
-        body, seen = wait_for(c, v2, {"failed", "deployed"})
+        body, _ = wait_for(c, v2, {"failed", "deployed"})
         assert body["status"] == "failed", body
         assert "model weights missing" in body["error"], body
         assert body["deployed"] is False
@@ -567,7 +567,7 @@ def test_minilm_example_serves_real_embeddings(server: LiveServer) -> None:
         b = infer(c, route, {"text": "a kitten rests on a rug"}).json()["embedding"]
         z = infer(c, route, {"text": "quarterly tax filing deadline"}).json()["embedding"]
         assert len(a) == 384
-        dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
+        dot = lambda x, y: sum(p * q for p, q in zip(x, y))
         assert dot(a, b) > dot(a, z)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import time
 import tarfile
+import time
 import zipfile
 from typing import Any
 
 import httpx
-import pytest
 from support import LiveServer, plugin_files, tar_gz_bytes, unique_name, zip_bytes
 
 NS = "ns_default"

@@ -163,7 +163,7 @@ class Controller:
             group = await self._start_group(rel)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any start failure fails the release, with its text
             self._no_recovery.add(rel.id)
             await asyncio.to_thread(
                 self.releases.move,
@@ -226,7 +226,7 @@ class Controller:
                 rel, group, Status.NOT_DEPLOYED, "undeployed during the rollout", None
             )
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the plugin's own error becomes the release's
             log.info("release %s of %s failed: %s", rel.id, rel.plugin_id, exc)
             await self._abandon(rel, group, Status.FAILED, "deployment failed", _error_text(exc))
 

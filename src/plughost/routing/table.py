@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from plughost.backends.base import ReplicaGroup
 from plughost.domain.ids import deployment_name_for

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 from support import create_pg_database, drop_pg_database
 
 from plughost.domain.states import TRANSITIONS, Status
