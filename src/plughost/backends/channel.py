@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from plughost.worker.protocol import FrameBuffer, FrameError, ReplyHead, encode_frame, split_reply
+from plughost.worker.protocol import FrameBuffer, FrameError, FrameOutbox, ReplyHead, split_reply
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class ReplicaChannel(asyncio.Protocol):
         self._frames = FrameBuffer()
         self._waiting: dict[int, _Waiting] = {}
         self._ids = itertools.count(1)
-        self._outbox: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._outbox = FrameOutbox()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -66,6 +65,7 @@ class ReplicaChannel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self._transport = cast(asyncio.Transport, transport)
+        self._outbox.attach(self._transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -118,14 +118,11 @@ class ReplicaChannel(asyncio.Protocol):
         if self.closed_reason is not None or self._transport is None:
             raise ChannelClosed(self.closed_reason or "replica is not connected")
         request_id = next(self._ids)
-        frame = encode_frame(body_for(request_id))
+        self._outbox.put(body_for(request_id))
         future: asyncio.Future[tuple[ReplyHead, bytes]] = self._loop.create_future()
         self._waiting[request_id] = _Waiting(
             future, self._loop.time() + timeout_s, timeout_s, is_call
         )
-        self._outbox.append(frame)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
         if self._sweep_handle is None:
             self._sweep_handle = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         try:
@@ -139,14 +136,6 @@ class ReplicaChannel(asyncio.Protocol):
         if self._drained is None:
             self._drained = self._loop.create_future()
         await asyncio.shield(self._drained)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        if not self._outbox or self._transport is None or self._transport.is_closing():
-            return
-        data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
-        self._outbox.clear()
-        self._transport.write(data)
 
     def _sweep(self) -> None:
         self._sweep_handle = None
@@ -176,11 +165,10 @@ class ReplicaChannel(asyncio.Protocol):
     def _close(self, reason: str) -> None:
         first = self.closed_reason is None
         self.fail_all(reason)
-        for handle in (self._flush_handle, self._sweep_handle):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._sweep_handle = None
-        self._outbox.clear()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        self._outbox.discard()
         self.close()
         if first:
             self._lost(reason)

@@ -118,6 +118,47 @@ class FrameBuffer:
         return len(self._buffer)
 
 
+class FrameOutbox:
+    """Frames queued during one turn of the event loop, written at its end in one write.
+
+    At high concurrency many requests or replies then share one system call; both ends of
+    the replica socket send through one of these.
+    """
+
+    __slots__ = ("_frames", "_handle", "_transport")
+
+    def __init__(self) -> None:
+        self._frames: list[bytes] = []
+        self._handle: asyncio.Handle | None = None
+        self._transport: asyncio.WriteTransport | None = None
+
+    def attach(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+
+    def put(self, body: bytes) -> None:
+        """Queue ``body`` as one frame; raises FrameError (queuing nothing) when oversized."""
+        self._frames.append(encode_frame(body))
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is queued now (a closing transport drops it)."""
+        self._handle = None
+        transport = self._transport
+        if not self._frames or transport is None or transport.is_closing():
+            return
+        data = self._frames[0] if len(self._frames) == 1 else b"".join(self._frames)
+        self._frames.clear()
+        transport.write(data)
+
+    def discard(self) -> None:
+        """Drop what is queued and the pending write (the connection is gone)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._frames.clear()
+
+
 def decode_object(body: bytes) -> dict[str, Any]:
     """Decode a frame body that must hold a JSON object; raises FrameError otherwise."""
     try:

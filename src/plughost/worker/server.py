@@ -24,10 +24,10 @@ from plughost.worker.invoke import ServiceInvoker
 from plughost.worker.protocol import (
     FrameBuffer,
     FrameError,
+    FrameOutbox,
     ResultEncodingError,
     decode_object,
     encode_error_reply,
-    encode_frame,
     encode_ok_reply,
     encode_result,
     recover_request_id,
@@ -47,8 +47,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: ReplicaServer) -> None:
         self._server = server
         self._frames = FrameBuffer()
-        self._outbox: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._outbox = FrameOutbox()
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Future[None]] = set()
         self.reading = True
@@ -57,6 +56,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._outbox.attach(self.transport)
         self._server._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -78,10 +78,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reading = False
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._outbox.clear()
+        self._outbox.discard()
         self._server._connections.discard(self)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -105,17 +102,7 @@ class _Connection(asyncio.Protocol):
         """Queue one reply frame; everything queued in this loop turn leaves in one write."""
         if self.transport is None or self.transport.is_closing():
             return
-        self._outbox.append(encode_frame(body))
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        if not self._outbox or self.transport is None or self.transport.is_closing():
-            return
-        data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
-        self._outbox.clear()
-        self.transport.write(data)
+        self._outbox.put(body)
 
     def track(self, task: asyncio.Future[None]) -> None:
         """Keep ``task`` (answering a request of this connection) until it is done."""
@@ -124,7 +111,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Send what is queued and close (the transport flushes before it closes)."""
-        self._flush()
+        self._outbox.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -242,22 +229,6 @@ class ReplicaServer:
         else:
             reply = await self._answer_call(request_id, request)
         conn.send(reply)
-
-    async def answer(self, body: bytes) -> bytes:
-        """The reply body for one request body; never raises for a plugin's failure."""
-        try:
-            request = decode_object(body)
-        except FrameError as exc:
-            return encode_error_reply(recover_request_id(body), PROTOCOL_ERROR, str(exc))
-        request_id = request.get("id")
-        if not isinstance(request_id, int) or isinstance(request_id, bool):
-            return encode_error_reply(None, PROTOCOL_ERROR, "request has no integer id")
-        op = request.get("op")
-        if op == "health":
-            return await self._answer_health(request_id)
-        if op == "call":
-            return await self._answer_call(request_id, request)
-        return encode_error_reply(request_id, PROTOCOL_ERROR, f"unknown op {op!r}")
 
     async def _answer_health(self, request_id: int) -> bytes:
         """Reply true/false from the service's health check; a raising check means false."""
