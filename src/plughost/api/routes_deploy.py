@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from plughost.api.deps import NamespaceScope, PolledNamespaceScope, RuntimeDep
+from plughost.api.deps import NamespaceScope, RuntimeDep
 from plughost.api.schemas import RealtimeTestRequest, RollbackRequest
 from plughost.domain.ids import validate_name
 
@@ -21,7 +21,9 @@ def deploy(
 
 
 @router.get("/{plugin_id}/status")
-def status(scope: PolledNamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
+def status(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
+    """Declared for the OpenAPI schema; the served app answers this path in
+    :mod:`plughost.api.fastpath` (cached auth, the release board) with the same body."""
     return rt.deployments.status(scope, plugin_id)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -40,6 +41,19 @@ from plughost.timeutil import iso, utcnow
 
 class _NotCached(Exception):
     """Raised inside a memory-only status read when something must come from the database."""
+
+
+T = TypeVar("T")
+
+
+def _memory_or_load(hit: T | None, load: Callable[[], T], cached_only: bool) -> T:
+    """What memory holds (the release board, the plugin lookups), else ``load()`` (which reads
+    the database and fills it), or _NotCached when only memory may be read."""
+    if hit is not None:
+        return hit
+    if cached_only:
+        raise _NotCached
+    return load()
 
 
 @dataclass(frozen=True)
@@ -89,12 +103,11 @@ class Deployments:
         """The plugin as status needs it: from the lookup cache, else (unless cached_only)
         from the database. Plugins are immutable once registered; deletion and disabling
         drop cached lookups through :meth:`plugin_removed`."""
-        ref = self._refs.get((scope.organization_id, scope.namespace_id, plugin_id))
-        if ref is not None:
-            return ref
-        if cached_only:
-            raise _NotCached
-        return self._plugin(scope, plugin_id)[0]
+        return _memory_or_load(
+            self._refs.get((scope.organization_id, scope.namespace_id, plugin_id)),
+            lambda: self._plugin(scope, plugin_id)[0],
+            cached_only,
+        )
 
     def plugin_info(self, plugin_pk: int) -> PluginRuntimeInfo | None:
         with self.db.session() as s:
@@ -111,20 +124,18 @@ class Deployments:
         return max(1, round(statistics.median(durations)))
 
     def _durations(self, name: str | None, cached_only: bool) -> tuple[float, ...]:
-        if cached_only:
-            hit = self.releases.board.durations(name)
-            if hit is None:
-                raise _NotCached
-            return hit
-        return self.releases.recent_durations_now(name)
+        return _memory_or_load(
+            self.releases.board.durations(name),
+            lambda: self.releases.recent_durations_now(name),
+            cached_only,
+        )
 
     def _queue_position(self, release_id: int, cached_only: bool) -> int:
-        if cached_only:
-            hit = self.releases.board.queue_position(release_id)
-            if hit is None:
-                raise _NotCached
-            return hit
-        return self.releases.queue_position_now(release_id)
+        return _memory_or_load(
+            self.releases.board.queue_position(release_id),
+            lambda: self.releases.queue_position_now(release_id),
+            cached_only,
+        )
 
     def _eta(self, rel: ReleaseView, cached_only: bool = False) -> int | None:
         """Seconds until ``rel`` is likely deployed; ``queue_position`` of a queued release."""
@@ -204,12 +215,11 @@ class Deployments:
         namespace_id = scope.namespace_id
         assert namespace_id is not None
         ref = self._plugin_ref(scope, plugin_id, cached_only)
-        if cached_only:
-            releases = self.releases.board.plugin((namespace_id, ref.pk))
-            if releases is None:
-                raise _NotCached
-        else:
-            releases = self.releases.plugin_releases(namespace_id, ref.pk)
+        releases = _memory_or_load(
+            self.releases.board.plugin((namespace_id, ref.pk)),
+            lambda: self.releases.plugin_releases(namespace_id, ref.pk),
+            cached_only,
+        )
         latest, serving = releases.latest, releases.deployed
         body: dict[str, Any] = {
             "plugin_id": ref.plugin_id,
