@@ -163,10 +163,7 @@ class Systems:
     skipped: dict[str, str] = field(default_factory=dict)  # system or system/plugin -> why
     setup_seconds: dict[str, float] = field(default_factory=dict)
 
-    def endpoint(self, system: str, plugin: str) -> Endpoint | None:
-        return next((e for e in self.endpoints if e.system == system and e.plugin == plugin), None)
-
-    def stop_all(self) -> None:
+    def _stop_all_but_plughost(self) -> None:
         for floor in self.floors.values():
             floor.stop()
         self.floors.clear()
@@ -176,21 +173,19 @@ class Systems:
         if self.plughost_ray is not None:
             self.plughost_ray.stop()
             self.plughost_ray = None
+
+    def endpoint(self, system: str, plugin: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.system == system and e.plugin == plugin), None)
+
+    def stop_all(self) -> None:
+        self._stop_all_but_plughost()
         if self.plughost is not None:
             self.plughost.stop()
             self.plughost = None
 
     def stop_baselines(self) -> None:
         """Stop everything but the plughost local server (the control-plane runs need it)."""
-        for floor in self.floors.values():
-            floor.stop()
-        self.floors.clear()
-        for host in self.ray_hosts.values():
-            host.stop()
-        self.ray_hosts.clear()
-        if self.plughost_ray is not None:
-            self.plughost_ray.stop()
-            self.plughost_ray = None
+        self._stop_all_but_plughost()
         self.endpoints = [e for e in self.endpoints if e.system in ("plughost", "plughost-alias")]
 
 
