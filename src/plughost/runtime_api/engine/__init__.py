@@ -1,0 +1,1 @@
+"""Mixpeek's ``engine`` package as plughost provides it to plugins (docs/plugin-runtime.md)."""

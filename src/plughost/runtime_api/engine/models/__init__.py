@@ -1,0 +1,7 @@
+"""``engine.models``: re-exports ``load_namespace_model`` (see ``shared.models.loader``)."""
+
+from __future__ import annotations
+
+from shared.models.loader import NamespaceModelUnavailable, load_namespace_model
+
+__all__ = ["NamespaceModelUnavailable", "load_namespace_model"]

@@ -1,0 +1,1 @@
+"""``engine.plugins.extractors``: the declarative pipeline API (:mod:`.pipeline`)."""

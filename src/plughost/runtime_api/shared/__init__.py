@@ -1,0 +1,1 @@
+"""Mixpeek's ``shared`` package as plughost provides it to plugins (docs/plugin-runtime.md)."""

@@ -1,0 +1,1 @@
+"""``shared.loggers``: loggers for plugin code."""

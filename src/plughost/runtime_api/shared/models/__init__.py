@@ -1,0 +1,1 @@
+"""``shared.models``: model loading (not served by plughost yet; see :mod:`.loader`)."""
