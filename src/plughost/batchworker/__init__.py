@@ -1,0 +1,1 @@
+"""``python -I -m plughost.batchworker``: one batch worker process (see :mod:`.main`)."""
