@@ -1,0 +1,45 @@
+"""The dashboard at /ui: one server-rendered Jinja2 page and a small script.
+
+The page holds no data: the browser signs in with an API key (kept in sessionStorage) and
+calls the JSON API with it as a Bearer token, so the dashboard sees exactly what the key
+may see. Live status comes from the status watch (server-sent events read with fetch, since
+EventSource cannot send an Authorization header); figures and logs are polled. No CDN, no
+build step: the script and the style sheet are files beside this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from plughost import __version__
+from plughost.errors import NotFoundError
+
+HERE = Path(__file__).resolve().parent
+STATIC = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+router = APIRouter(tags=["dashboard"], include_in_schema=False)
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+)
+
+
+@router.get("/ui", response_class=HTMLResponse)
+def dashboard() -> HTMLResponse:
+    html = _env.get_template("dashboard.html").render(version=__version__)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/static/{name}")
+def static(name: str) -> Response:
+    media = STATIC.get(name)
+    if media is None:  # only the files named above: no path ever reaches the disk
+        raise NotFoundError(f"no static file {name!r}")
+    return Response((HERE / "static" / name).read_bytes(), media_type=media,
+                    headers={"Cache-Control": "no-cache"})

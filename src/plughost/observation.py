@@ -1,0 +1,89 @@
+"""The observation side of one server (issue 13), built beside the runtime: the replicas'
+log store, the status watches, request counters and /metrics, the dashboard's samples."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from plughost.config import Settings
+from plughost.domain.release import ReleaseView
+from plughost.logs import capture
+from plughost.logs.output import OutputLimits, ReplicaLogs
+from plughost.logs.store import LogLimits, LogStore
+from plughost.metrics.collector import (
+    DeployDurations,
+    PlughostCollector,
+    ValidationFailures,
+)
+from plughost.metrics.series import Sampler
+from plughost.persistence import history
+from plughost.persistence.db import Database
+from plughost.services.deployments import Deployments
+from plughost.services.observe import Observe
+from plughost.services.watch import StatusWatches
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Observation:
+    logs: ReplicaLogs
+    observe: Observe
+    watches: StatusWatches
+    sampler: Sampler
+    collector: PlughostCollector
+    validation: ValidationFailures
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _capture: capture.CaptureFilter | None = None
+
+    def replica_output(self, rel: ReleaseView) -> capture.Sink:
+        """The sink of one release's replica lines (the controller's hook)."""
+        key = (rel.namespace_id, rel.plugin_id)
+
+        def sink(pid: int, line: str) -> None:
+            self.logs.emit(key, rel.id, f"r{rel.id}-{pid}", line)
+
+        return sink
+
+    def start(self) -> None:
+        """Start the log writer thread, output capture and the sampler (on the running loop)."""
+        self.logs.store.start()
+        self._capture = capture.install()
+        self._tasks.append(asyncio.create_task(self.sampler.run(), name="plughost-sampler"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._capture is not None:
+            capture.uninstall(self._capture)
+            self._capture = None
+        await asyncio.to_thread(self.logs.store.close)
+
+
+def build_observation(settings: Settings, db: Database, deployments: Deployments) -> Observation:
+    store = LogStore(settings.logs_dir, LogLimits(
+        release_cap_bytes=int(settings.logs_release_cap_mb * MIB),
+        total_cap_bytes=int(settings.logs_total_cap_mb * MIB),
+    ))
+    rate = settings.logs_rate_kb_s * 1024
+    logs = ReplicaLogs(store, OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB)))
+    durations = DeployDurations()
+    deployments.releases.board.listeners.append(durations.on_change)
+    sampler = Sampler(deployments.request_metrics, deployments.controller, deployments.routes)
+    sampler.recent = deployments.recent
+    validation = ValidationFailures()
+    collector = PlughostCollector(
+        deployments.request_metrics,
+        sampler.replica_figures,
+        lambda: history.release_counts(db),
+        durations,
+        validation,
+    )
+    return Observation(
+        logs, Observe(db, store), StatusWatches(deployments), sampler, collector, validation
+    )
