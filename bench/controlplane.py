@@ -3,8 +3,10 @@ queue of many deployments."""
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -217,3 +219,44 @@ def queue_many(server: PlughostServer, profile: Profile) -> dict[str, Any]:
         "undeploy_all_s": undeploy_s,
         "progress": progress,
     }
+
+
+ENV_DEPENDENCY = "inflection==0.5.1"  # small, pure Python, no dependencies, not in the base set
+ENV_ROUNDS = 3
+
+
+def _with_dependency(archive: bytes, dependency: str) -> bytes:
+    """The hash embedder's zip with ``dependency`` added to its manifest's dependencies."""
+    src = zipfile.ZipFile(io.BytesIO(archive))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.py":
+                data += f"\ndependencies = [{dependency!r}]\n".encode()
+            out.writestr(item, data)
+    return buf.getvalue()
+
+
+def env_deploy_times(server: PlughostServer, profile: Profile) -> dict[str, Any]:
+    """Deploy -> `deployed` of the hash embedder needing one package the base set lacks:
+    cold (a requirement set not seen before, so its environment is built; uv's download cache
+    is warm after the first round), warm (a second plugin with the same set reuses it), and
+    the plain plugin beside them, interleaved per round. Each round's set differs only by an
+    always-true marker, so it gets an environment of its own."""
+    plain_zip = zip_plugin(PLUGINS["hash16"])
+    out: dict[str, Any] = {"dependency": ENV_DEPENDENCY, "cold": [], "warm": [], "plain": []}
+    ids: list[str] = []
+    for i in range(min(ENV_ROUNDS, profile.deploy_n)):
+        dep = f"{ENV_DEPENDENCY} ; python_version >= '3.{i}'"
+        with_dep = _with_dependency(plain_zip, dep)
+        for kind, archive in (("cold", with_dep), ("warm", with_dep), ("plain", plain_zip)):
+            pid = server.upload(f"bench_env_{kind}_{i}", archive)
+            ids.append(pid)
+            out[kind].append(server.deploy_and_wait(pid))
+        log.info(
+            "env deploy %d: cold %.3f s  warm %.3f s  plain %.3f s",
+            i, out["cold"][-1], out["warm"][-1], out["plain"][-1],
+        )
+    undeploy_many(server, ids)
+    return out

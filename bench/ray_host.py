@@ -9,6 +9,8 @@ line on stdin, answering one ``BENCH {json}`` line each on stdout:
   ``serve.run`` of PluginIngress for that plugin; answers the seconds it took (serve.run
   blocks until the application is RUNNING).
 - ``{"cmd": "delete", "app": str}``: ``serve.delete``.
+- ``{"cmd": "status", "app": str}``: the replica states ``serve.status()`` reports for the
+  application's deployment (``{"RUNNING": 1, ...}``; ``{}`` when it has none).
 - ``{"cmd": "quit"}``: shut Serve and Ray down and exit.
 
 The variant only decides the environment the parent sets before this process starts (Ray
@@ -102,6 +104,13 @@ def main() -> None:
                 t0 = time.perf_counter()
                 serve.delete(cmd["app"])
                 reply({"ok": True, "seconds": time.perf_counter() - t0})
+            elif cmd["cmd"] == "status":
+                app = serve.status().applications.get(cmd["app"])
+                dep = app.deployments.get(cmd["app"]) if app is not None else None
+                states = {str(k): v for k, v in (dep.replica_states if dep else {}).items()}
+                reply(
+                    {"ok": True, "app_status": str(app.status) if app else None, "replicas": states}
+                )
             elif cmd["cmd"] == "quit":
                 break
             else:

@@ -134,9 +134,15 @@ class RayServeHost:
         return answer
 
     def deploy(
-        self, app: str, plugin_dir: Path, call_in_thread: bool = False, timeout: float = 300.0
+        self,
+        app: str,
+        plugin_dir: Path,
+        call_in_thread: bool = False,
+        timeout: float = 300.0,
+        options: dict[str, Any] | None = None,
     ) -> float:
-        """serve.run of the plugin as application ``app`` at ``/app``; returns its seconds."""
+        """serve.run of the plugin as application ``app`` at ``/app``; returns its seconds.
+        ``options``: extra ``serve.deployment`` options (e.g. ``autoscaling_config``)."""
         answer = self._command(
             {
                 "cmd": "deploy",
@@ -144,10 +150,15 @@ class RayServeHost:
                 "plugin_dir": str(plugin_dir),
                 "route_prefix": f"/{app}",
                 "call_in_thread": call_in_thread,
+                "options": options or {},
             },
             timeout,
         )
         return float(answer["seconds"])
+
+    def status(self, app: str, timeout: float = 60.0) -> dict[str, Any]:
+        """``{"app_status": ..., "replicas": {state: count}}`` of application ``app``."""
+        return self._command({"cmd": "status", "app": app}, timeout)
 
     def delete(self, app: str, timeout: float = 120.0) -> float:
         return float(self._command({"cmd": "delete", "app": app}, timeout)["seconds"])

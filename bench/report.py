@@ -7,10 +7,16 @@ import platform
 import re
 import statistics
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench import multiserver as multiserver_goals
+from bench import ray_goals
+from bench import restart as restart_goals
+from bench import workers as workers_goals
 from bench.systems import SYSTEM_ORDER
 
 Goal = dict[str, Any]
@@ -80,193 +86,385 @@ def _verdict(met: bool | None) -> str:
 
 
 # -- goals --------------------------------------------------------------------------------------
-def evaluate_goals(res: dict[str, Any]) -> list[Goal]:
-    goals: list[Goal] = []
-    summary = res.get("summary", {})
-    deploy = res.get("deploy", {})
+# Each goal is a row of data: what is measured, the target, and a small function that reads the
+# run's results and returns the measured text and the verdict (None: not measured).
+Judge = Callable[[dict[str, Any]], tuple[str, bool | None]]
 
+
+@dataclass(frozen=True)
+class GoalRow:
+    key: str  # names the goal in likely_cause() and the README table
+    goal: str
+    figure: Callable[[dict[str, Any]], str]
+    judge: Judge
+
+    def evaluate(self, res: dict[str, Any]) -> Goal:
+        measured, met = self.judge(res)
+        return {
+            "figure": self.figure(res),
+            "goal": self.goal,
+            "measured": measured,
+            "met": met,
+            "key": self.key,
+        }
+
+
+def _deploy(res: dict[str, Any]) -> tuple[str, bool | None]:
+    deploy = res.get("deploy", {})
     ph = _median(deploy.get("plughost", []))
     ray = _median(deploy.get("ray_serve_run", []))
     ratio = (ray / ph) if ph and ray else None
-    met = None if ph is None else (ph <= 1.0 and (ratio is None or ratio >= 4))
-    goals.append(
-        {
-            "figure": f"deploy -> deployed, hash embedder, local (median of {len(deploy.get('plughost', []))})",
-            "goal": "<= 1.0 s and >= 4x faster than Ray serve.run",
-            "measured": f"{_num(ph, '{:.3f}')} s; Ray serve.run {_num(ray, '{:.3f}')} s; "
-            f"{_num(ratio, '{:.1f}')}x" + ("" if ray else " (Ray baseline missing)"),
-            "met": met,
-            "key": "deploy",
-        }
+    measured = (
+        f"{_num(ph, '{:.3f}')} s; Ray serve.run {_num(ray, '{:.3f}')} s; "
+        f"{_num(ratio, '{:.1f}')}x" + ("" if ray else " (Ray baseline missing)")
     )
+    return measured, None if ph is None else (ph <= 1.0 and (ratio is None or ratio >= 4))
 
+
+def _redeploy(res: dict[str, Any]) -> tuple[str, bool | None]:
     red = _median(res.get("redeploy", []))
-    goals.append(
-        {
-            "figure": "redeploy of a deployed plugin (blue-green)",
-            "goal": "<= 1.5 s",
-            "measured": f"{_num(red, '{:.3f}')} s (median of {len(res.get('redeploy', []))})",
-            "met": None if red is None else red <= 1.5,
-            "key": "redeploy",
-        }
+    measured = f"{_num(red, '{:.3f}')} s (median of {len(res.get('redeploy', []))})"
+    return measured, None if red is None else red <= 1.5
+
+
+def _hash16(res: dict[str, Any], point: str, system: str) -> dict[str, Any] | None:
+    return _cell(res.get("summary", {}), "hash16", point, system)
+
+
+def _p50(res: dict[str, Any]) -> tuple[str, bool | None]:
+    floor1, ph1 = _hash16(res, "c=1", "floor"), _hash16(res, "c=1", "plughost")
+    al1 = _hash16(res, "c=1", "plughost-alias")
+    if not (floor1 and ph1):
+        return "not measured", None
+    delta = ph1["p50_us"] - floor1["p50_us"]
+    extra = f"; alias +{(al1['p50_us'] - floor1['p50_us']) / 1000:.2f} ms" if al1 else ""
+    measured = (
+        f"{_ms(ph1['p50_us'])} ms vs floor {_ms(floor1['p50_us'])} ms "
+        f"(+{delta / 1000:.2f} ms){extra}"
     )
+    return measured, delta <= 500
 
-    floor1 = _cell(summary, "hash16", "c=1", "floor")
-    ph1 = _cell(summary, "hash16", "c=1", "plughost")
-    al1 = _cell(summary, "hash16", "c=1", "plughost-alias")
-    if floor1 and ph1:
-        delta = ph1["p50_us"] - floor1["p50_us"]
-        extra = f"; alias +{(al1['p50_us'] - floor1['p50_us']) / 1000:.2f} ms" if al1 else ""
-        goals.append(
-            {
-                "figure": "p50 latency at concurrency 1, plughost vs floor (hash16)",
-                "goal": "<= floor + 0.5 ms",
-                "measured": f"{_ms(ph1['p50_us'])} ms vs floor {_ms(floor1['p50_us'])} ms "
-                f"(+{delta / 1000:.2f} ms){extra}",
-                "met": delta <= 500,
-                "key": "p50",
-            }
-        )
-    else:
-        goals.append(
-            {
-                "figure": "p50 latency at concurrency 1, plughost vs floor",
-                "goal": "<= floor + 0.5 ms",
-                "measured": "not measured",
-                "met": None,
-                "key": "p50",
-            }
-        )
 
-    f32 = _cell(summary, "hash16", "c=32", "floor")
-    p32 = _cell(summary, "hash16", "c=32", "plughost")
-    r32 = _cell(summary, "hash16", "c=32", "ray-serve")
-    if f32 and p32:
-        vs_floor = p32["rps"] / f32["rps"] if f32["rps"] else 0.0
-        vs_ray = p32["rps"] / r32["rps"] if r32 and r32["rps"] else None
-        goals.append(
-            {
-                "figure": "requests/s at concurrency 32, hash embedder",
-                "goal": ">= 50% of floor, >= 3x Ray Serve defaults",
-                "measured": f"{p32['rps']:,.0f} req/s = {vs_floor:.0%} of floor "
-                f"({f32['rps']:,.0f}); {_num(vs_ray, '{:.1f}')}x Ray Serve "
-                f"({_num(r32['rps'] if r32 else None)})",
-                "met": vs_floor >= 0.5 and (vs_ray is None or vs_ray >= 3),
-                "key": "rps_hash",
-            }
-        )
-    else:
-        goals.append(
-            {
-                "figure": "requests/s at concurrency 32, hash embedder",
-                "goal": ">= 50% of floor, >= 3x Ray Serve defaults",
-                "measured": "not measured in this profile",
-                "met": None,
-                "key": "rps_hash",
-            }
-        )
+def _rps_hash(res: dict[str, Any]) -> tuple[str, bool | None]:
+    f32, p32 = _hash16(res, "c=32", "floor"), _hash16(res, "c=32", "plughost")
+    r32 = _hash16(res, "c=32", "ray-serve")
+    if not (f32 and p32):
+        return "not measured in this profile", None
+    vs_floor = p32["rps"] / f32["rps"] if f32["rps"] else 0.0
+    vs_ray = p32["rps"] / r32["rps"] if r32 and r32["rps"] else None
+    measured = (
+        f"{p32['rps']:,.0f} req/s = {vs_floor:.0%} of floor "
+        f"({f32['rps']:,.0f}); {_num(vs_ray, '{:.1f}')}x Ray Serve "
+        f"({_num(r32['rps'] if r32 else None)})"
+    )
+    return measured, vs_floor >= 0.5 and (vs_ray is None or vs_ray >= 3)
 
-    fm = _cell(summary, "minilm", "c=32", "floor")
-    pm = _cell(summary, "minilm", "c=32", "plughost")
-    if fm and pm:
-        share = pm["rps"] / fm["rps"] if fm["rps"] else 0.0
-        goals.append(
-            {
-                "figure": "requests/s at concurrency 32, MiniLM",
-                "goal": ">= 90% of floor",
-                "measured": f"{pm['rps']:,.1f} req/s = {share:.0%} of floor ({fm['rps']:,.1f})",
-                "met": share >= 0.9,
-                "key": "rps_minilm",
-            }
-        )
-    else:
-        goals.append(
-            {
-                "figure": "requests/s at concurrency 32, MiniLM",
-                "goal": ">= 90% of floor",
-                "measured": "not measured in this profile",
-                "met": None,
-                "key": "rps_minilm",
-            }
-        )
 
+def _rps_minilm(res: dict[str, Any]) -> tuple[str, bool | None]:
+    summary = res.get("summary", {})
+    fm, pm = _cell(summary, "minilm", "c=32", "floor"), _cell(summary, "minilm", "c=32", "plughost")
+    if not (fm and pm):
+        return "not measured in this profile", None
+    share = pm["rps"] / fm["rps"] if fm["rps"] else 0.0
+    return f"{pm['rps']:,.1f} req/s = {share:.0%} of floor ({fm['rps']:,.1f})", share >= 0.9
+
+
+def _bluegreen(res: dict[str, Any]) -> tuple[str, bool | None]:
     bg = res.get("bluegreen", {})
-    goals.append(
-        {
-            "figure": f"failed requests during {bg.get('redeploys', '?')} blue-green redeploys "
-            f"under concurrency {bg.get('concurrency', '?')}",
-            "goal": "0",
-            "measured": f"{bg.get('failed', '-')} failed of {bg.get('requests', '-')}"
-            + (f" ({bg.get('errors')})" if bg.get("failed") else ""),
-            "met": None if "failed" not in bg else bg["failed"] == 0,
-            "key": "bluegreen",
-        }
+    measured = f"{bg.get('failed', '-')} failed of {bg.get('requests', '-')}" + (
+        f" ({bg.get('errors')})" if bg.get("failed") else ""
     )
+    return measured, None if "failed" not in bg else bg["failed"] == 0
 
+
+def _rss(res: dict[str, Any]) -> tuple[str, bool | None]:
     mem = res.get("memory", {}).get("hash16", {})
     bare = mem.get("bare", {}).get("rss_kb")
     rep = mem.get("plughost", {}).get("rss_kb")
-    goals.append(
-        {
-            "figure": "RSS of one idle replica, hash embedder",
-            "goal": "<= 1.5x a bare Python importing the plugin",
-            "measured": f"{_num(rep / 1024 if rep else None, '{:.1f}')} MiB vs bare "
-            f"{_num(bare / 1024 if bare else None, '{:.1f}')} MiB"
-            + (f" = {rep / bare:.2f}x" if rep and bare else ""),
-            "met": None if not (rep and bare) else rep <= 1.5 * bare,
-            "key": "rss",
-        }
+    measured = (
+        f"{_num(rep / 1024 if rep else None, '{:.1f}')} MiB vs bare "
+        f"{_num(bare / 1024 if bare else None, '{:.1f}')} MiB"
+        + (f" = {rep / bare:.2f}x" if rep and bare else "")
     )
+    return measured, None if not (rep and bare) else rep <= 1.5 * bare
 
+
+def _status(res: dict[str, Any]) -> tuple[str, bool | None]:
     st = res.get("status", {})
-    goals.append(
-        {
-            "figure": f"status endpoint at concurrency {st.get('concurrency', '?')} while "
-            f"{st.get('deployments', '?')} deployments run",
-            "goal": ">= 2,000 req/s, p99 <= 20 ms",
-            "measured": f"{_num(st.get('rps'))} req/s, p99 {_ms(st.get('p99_us'))} ms"
-            if st
-            else "not measured",
-            "met": None if not st else (st["rps"] >= 2000 and st["p99_us"] <= 20_000),
-            "key": "status",
-        }
-    )
+    if not st:
+        return "not measured", None
+    measured = f"{_num(st.get('rps'))} req/s, p99 {_ms(st.get('p99_us'))} ms"
+    return measured, st["rps"] >= 2000 and st["p99_us"] <= 20_000
 
+
+def _queue(res: dict[str, Any]) -> tuple[str, bool | None]:
     q = res.get("queue", {})
-    goals.append(
-        {
-            "figure": f"{q.get('queued', '?')} deployments queued at once (hash embedder)",
-            "goal": "all deployed, none lost, total time reported",
-            "measured": f"{q.get('deployed', '-')}/{q.get('queued', '-')} deployed in "
-            f"{_num(q.get('total_s'), '{:.1f}')} s; lost {q.get('lost', '-')}, "
-            f"failed {q.get('failed', '-')}"
-            if q
-            else "not measured",
-            "met": None
-            if not q
-            else (q["deployed"] == q["queued"] and q["lost"] == 0 and q["failed"] == 0),
-            "key": "queue",
-        }
+    if not q:
+        return "not measured", None
+    measured = (
+        f"{q.get('deployed', '-')}/{q.get('queued', '-')} deployed in "
+        f"{_num(q.get('total_s'), '{:.1f}')} s; lost {q.get('lost', '-')}, "
+        f"failed {q.get('failed', '-')}"
+    )
+    return measured, q["deployed"] == q["queued"] and q["lost"] == 0 and q["failed"] == 0
+
+
+def _env_deploy(res: dict[str, Any]) -> tuple[str, bool | None]:
+    """Cold (environment built) and warm (reused) beside the plain deploy; reuse should cost
+    next to nothing."""
+    env = res.get("env_deploy", {})
+    cold, warm, plain = (_median(env.get(k, [])) for k in ("cold", "warm", "plain"))
+    measured = (
+        f"cold {_num(cold, '{:.3f}')} s, warm {_num(warm, '{:.3f}')} s, "
+        f"plain {_num(plain, '{:.3f}')} s"
+        if env
+        else "not measured"
+    )
+    return measured, None if warm is None or plain is None else warm <= plain + 0.5
+
+
+def _cpu(res: dict[str, Any]) -> tuple[str, bool | None]:
+    points = [point for plugin in res.get("summary", {}).values() for point in plugin.values()]
+    seen = {s for point in points for s in point}
+    with_cpu = {
+        s for point in points for s, v in point.items() if v.get("cpu_us_per_req") is not None
+    }
+    return f"{len(with_cpu)}/{len(seen)} systems", bool(seen) and with_cpu == seen
+
+
+def _rollback(res: dict[str, Any]) -> tuple[str, bool | None]:
+    """Issue 17, from ``python -m bench.rollouts`` (its JSON merged into the results)."""
+    runs = res.get("rollback") or []
+    if not runs:
+        return "not measured (python -m bench.rollouts)", None
+    parts = [
+        f"{r['strategy']}: {r['failed']} failed of {r['calls']} (bound {r['bound']}), "
+        f"{r['status']} in {r['seconds_to_rollback']} s"
+        for r in runs
+    ]
+    met = all(r["status"] == "failed" and r["failed"] <= r["bound"] for r in runs)
+    return "; ".join(parts), met
+
+
+def _cold_start(res: dict[str, Any]) -> tuple[str, bool | None]:
+    """Issue 17, from ``python -m bench.elastic`` (its JSON merged into the results)."""
+    cold = res.get("cold") or {}
+    med = cold.get("cold_start_median_s")
+    if med is None:
+        return "not measured (python -m bench.elastic)", None
+    fresh = cold.get("fresh_deploy_median_s")
+    rounds = len(cold.get("cold_start_s") or [])
+    plain = cold.get("cold_start_no_spare_median_s")
+    text = (
+        f"{med:.3f} s (median of {rounds}, warm spare); without the spare "
+        f"{_num(plain, '{:.3f}')} s; a fresh deploy {_num(fresh, '{:.3f}')} s"
+    )
+    text += _ray_zero(med, cold.get("ray_zero") or {})
+    parts = cold.get("breakdown") or {}
+    if parts:
+        ms = lambda key: _num(parts.get(key, 0) * 1000, "{:.0f}")
+        text += (
+            f"; a replica start {ms('replica_start_s')} ms: interpreter "
+            f"{ms('interpreter_s')}, sandbox {ms('sandbox_wrap_s')} + {ms('sandbox_enter_s')}, "
+            f"runtime imports {ms('runtime_imports_s')}, plugin load {ms('plugin_load_s')}"
+        )
+    return text, med <= 0.15
+
+
+def _ray_zero(med: float, ray: dict[str, Any]) -> str:
+    """Ray Serve's scale-from-zero of the same plugin (``bench.ray_zero``), and the ratio."""
+    if ray.get("skipped"):
+        return f"; Ray Serve scale-from-zero not measured ({ray['skipped']})"
+    ray_med = ray.get("cold_start_median_s")
+    if not ray_med:
+        return ""
+    rounds = len(ray.get("cold_start_s") or [])
+    return (
+        f"; Ray Serve scale-from-zero {ray_med:.2f} s (N={rounds}), "
+        f"plughost/Ray {med / ray_med:.3f}"
     )
 
-    systems_seen = {s for plugin in summary.values() for point in plugin.values() for s in point}
-    with_cpu = {
-        s
-        for plugin in summary.values()
-        for point in plugin.values()
-        for s, v in point.items()
-        if v.get("cpu_us_per_req") is not None
-    }
-    goals.append(
-        {
-            "figure": "CPU microseconds per request (server + replicas, /proc)",
-            "goal": "reported for each system",
-            "measured": f"{len(with_cpu)}/{len(systems_seen)} systems",
-            "met": bool(systems_seen) and with_cpu == systems_seen,
-            "key": "cpu",
-        }
-    )
-    return goals
+
+def _cold_minilm(res: dict[str, Any]) -> tuple[str, bool | None]:
+    """Issue 17, from ``bench.elastic`` (full profile): MiniLM from zero against its load."""
+    cold = res.get("cold_minilm") or {}
+    med, load = cold.get("cold_start_median_s"), cold.get("model_load_s")
+    if med is None or load is None:
+        return f"not measured ({cold.get('skipped') or 'python -m bench.elastic'})", None
+    rounds = len(cold.get("cold_start_s") or [])
+    text = f"{med:.2f} s (median of {rounds}, warm spare); model load {load:.2f} s"
+    whole = cold.get("load_with_imports_s")
+    tail = f"; load with its imports {whole:.2f} s" if whole is not None else ""
+    return f"{text} (+{med - load:.2f} s){tail}", med <= load + 0.3
+
+
+def _scale_up(res: dict[str, Any]) -> tuple[str, bool | None]:
+    scale = res.get("scale") or {}
+    if "scale_1_to_4_s" not in scale:
+        return "not measured (python -m bench.elastic)", None
+    took = scale["scale_1_to_4_s"]
+    return f"{_num(took, '{:.2f}')} s, {scale.get('failed')} failed calls", took is not None
+
+
+def _has_hash16_c1(res: dict[str, Any]) -> bool:
+    return bool(_hash16(res, "c=1", "floor") and _hash16(res, "c=1", "plughost"))
+
+
+GOALS: tuple[GoalRow, ...] = (
+    GoalRow(
+        "deploy",
+        "<= 1.0 s and >= 4x faster than Ray serve.run",
+        lambda r: "deploy -> deployed, hash embedder, local "
+        f"(median of {len(r.get('deploy', {}).get('plughost', []))})",
+        _deploy,
+    ),
+    GoalRow("redeploy", "<= 1.5 s", lambda r: "redeploy of a deployed plugin (blue-green)", _redeploy),
+    GoalRow(
+        "p50",
+        "<= floor + 0.5 ms",
+        lambda r: "p50 latency at concurrency 1, plughost vs floor"
+        + (" (hash16)" if _has_hash16_c1(r) else ""),
+        _p50,
+    ),
+    GoalRow(
+        "rps_hash",
+        ">= 50% of floor, >= 3x Ray Serve defaults",
+        lambda r: "requests/s at concurrency 32, hash embedder",
+        _rps_hash,
+    ),
+    GoalRow(
+        "rps_minilm", ">= 90% of floor", lambda r: "requests/s at concurrency 32, MiniLM", _rps_minilm
+    ),
+    GoalRow(
+        "bluegreen",
+        "0",
+        lambda r: f"failed requests during {r.get('bluegreen', {}).get('redeploys', '?')} "
+        f"blue-green redeploys under concurrency {r.get('bluegreen', {}).get('concurrency', '?')}",
+        _bluegreen,
+    ),
+    GoalRow(
+        "rss",
+        "<= 1.5x a bare Python importing the plugin",
+        lambda r: "RSS of one idle replica, hash embedder",
+        _rss,
+    ),
+    GoalRow(
+        "status",
+        ">= 2,000 req/s, p99 <= 20 ms",
+        lambda r: f"status endpoint at concurrency {r.get('status', {}).get('concurrency', '?')} "
+        f"while {r.get('status', {}).get('deployments', '?')} deployments run",
+        _status,
+    ),
+    GoalRow(
+        "queue",
+        "all deployed, none lost, total time reported",
+        lambda r: f"{r.get('queue', {}).get('queued', '?')} deployments queued at once "
+        "(hash embedder)",
+        _queue,
+    ),
+    GoalRow(
+        "env_deploy",
+        "reported; warm (environment reused) <= plain + 0.5 s",
+        lambda r: "deploy with one extra dependency "
+        f"({r.get('env_deploy', {}).get('dependency', '?')}), "
+        f"median of {len(r.get('env_deploy', {}).get('cold', []))}",
+        _env_deploy,
+    ),
+    GoalRow(
+        "cpu",
+        "reported for each system",
+        lambda r: "CPU microseconds per request (server + replicas, /proc)",
+        _cpu,
+    ),
+    # issue 14: serving across the server's own restarts (bench/restart.py)
+    GoalRow(
+        "restart_kill",
+        "only the requests in flight on the killed process fail",
+        lambda r: "server SIGKILL + start under load, 8 connections, one per request",
+        restart_goals.judge_kill_start,
+    ),
+    GoalRow(
+        "restart_takeover",
+        "0 failed",
+        lambda r: "two takeovers by a second server under load, 16 connections, one per request",
+        restart_goals.judge_takeover,
+    ),
+    GoalRow(
+        "rollback",
+        "rolled back; failed calls <= step share x 30% x calls + 5",
+        lambda r: "failed calls during an automatic rollback (v2 fails 30%, canary 10% and bake)",
+        _rollback,
+    ),
+    GoalRow(
+        "cold_start",
+        "<= 150 ms",
+        lambda r: "cold start from zero, call to answer, hash embedder (median)",
+        _cold_start,
+    ),
+    GoalRow(
+        "cold_start_minilm",
+        "<= its model load + 0.3 s",
+        lambda r: "cold start from zero, call to answer, MiniLM (median)",
+        _cold_minilm,
+    ),
+    GoalRow(
+        "scale_up",
+        "reported",
+        lambda r: "seconds to scale 1 -> 4 replicas under a step in load (local)",
+        _scale_up,
+    ),
+    # issue 16: `plughost serve --workers N` (bench/workers.py)
+    GoalRow(
+        "workers",
+        "reported",
+        lambda r: "1 -> 2 workers, hash embedder, req/s and p50/p99 at c=32 and c=64",
+        workers_goals.judge,
+    ),
+    GoalRow(
+        "multiserver",
+        "leader failover <= 5 s; propagation reported",
+        lambda r: "two servers on one PostgreSQL: leader SIGKILL -> survivor leads; status change seen by the other",
+        multiserver_goals.judge,
+    ),
+    # issue 15: plughost on Ray against Ray Serve tuned, same run (bench/ray_goals.py)
+    GoalRow(
+        "ray_rps",
+        ">= Ray Serve tuned at every concurrency, p50 no worse",
+        lambda r: "plughost-ray vs Ray Serve tuned, requests/s (closed loop)",
+        ray_goals.ray_rps,
+    ),
+    GoalRow(
+        "ray_cpu",
+        "<= Ray Serve tuned",
+        lambda r: "plughost-ray CPU µs per request vs Ray Serve tuned",
+        ray_goals.ray_cpu,
+    ),
+    GoalRow(
+        "ray_idle", "<= Ray Serve tuned", lambda r: "idle CPU, plughost-ray", ray_goals.ray_idle
+    ),
+    GoalRow(
+        "ray_deploy",
+        "<= Ray serve.run of the same class",
+        lambda r: "deploy -> deployed on the Ray backend (median)",
+        ray_goals.ray_deploy,
+    ),
+    GoalRow(
+        "ray_redeploy",
+        "<= Ray serve.run of the same class",
+        lambda r: "redeploy (blue-green) on the Ray backend (median)",
+        ray_goals.ray_redeploy,
+    ),
+    GoalRow(
+        "ray_bluegreen",
+        "0",
+        lambda r: "failed requests during blue-green redeploys under load on Ray",
+        ray_goals.ray_bluegreen,
+    ),
+)
+
+
+def evaluate_goals(res: dict[str, Any]) -> list[Goal]:
+    return [row.evaluate(res) for row in GOALS]
 
 
 # -- markdown -----------------------------------------------------------------------------------
@@ -432,6 +630,12 @@ def render_markdown(res: dict[str, Any], goals: list[Goal]) -> str:
         _stats_row("plughost redeploy (blue-green) -> deployed", res.get("redeploy", [])),
         _stats_row("Ray Serve serve.run (same class, warm cluster)", dep.get("ray_serve_run", [])),
         _stats_row("plughost on the Ray backend deploy -> deployed", dep.get("plughost_ray", [])),
+        _stats_row("plughost deploy, one extra dependency, environment built",
+                   res.get("env_deploy", {}).get("cold", [])),
+        _stats_row("plughost deploy, one extra dependency, environment reused",
+                   res.get("env_deploy", {}).get("warm", [])),
+        _stats_row("plughost deploy, same plugin without it",
+                   res.get("env_deploy", {}).get("plain", [])),
         "",
     ]
     setup = res.get("setup", {})
@@ -682,6 +886,8 @@ def likely_cause(key: str, res: dict[str, Any]) -> str:
         )
     if key == "queue":
         return "some deployments did not reach deployed; see the final statuses."
+    if key in ray_goals.CAUSE:
+        return ray_goals.CAUSE[key]
     return "see the tables above."
 
 

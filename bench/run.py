@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import controlplane, dataplane
+from bench import controlplane, dataplane, elastic, multiserver, restart, rollouts, workers
 from bench.load import wrk_path
 from bench.plughost_sys import REPO
 from bench.ray_sys import ray_available
@@ -161,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             res["bluegreen"]["requests"],
         )
         controlplane.undeploy_many(server, res["deploy"]["plugin_ids"])
+        ph_ray = systems.plughost_ray
+        if ph_ray is not None and res["deploy"].get("plughost_ray"):
+            # issue 15: blue-green on the Ray backend, under the same load as on local
+            ray_id = controlplane.upload_many(ph_ray, ["bench_rredeploy"], 1)[0]
+            ph_ray.deploy_and_wait(ray_id)
+            res["redeploy_ray"] = controlplane.redeploy_times(ph_ray, ray_id, profile.redeploy_n)
+            ph_ray.undeploy(ray_id)
+            res["bluegreen_ray"] = controlplane.redeploys_under_load(
+                ph_ray, profile.bluegreen_n, profile.bluegreen_c
+            )
+            log.info("redeploys under load on Ray: %s failed", res["bluegreen_ray"]["failed"])
 
         systems.stop_baselines()  # the rest only needs plughost: give it the machine
         res["status"] = controlplane.status_under_deployments(
@@ -178,6 +189,24 @@ def main(argv: list[str] | None = None) -> int:
             res["queue"]["deployed"],
             res["queue"]["total_s"],
         )
+        res["env_deploy"] = controlplane.env_deploy_times(server, profile)
+        # issue 14: its own servers and homes
+        res["restart"] = restart.run(work / "restart", seconds=max(1.0, profile.duration_s))
+        # issue 17: cold start from zero (and where it goes), scale 1 -> 4, rollbacks
+        full = profile.name == "full"
+        res.update(
+            elastic.run(
+                work / "elastic",
+                rounds=10 if full else 3,
+                minilm_rounds=5 * full,
+                ray_rounds=0 if args.no_ray else 10 if full else 2,
+            )
+        )
+        res.update(rollouts.run(work / "rollouts"))
+        # issue 16: 1 against 2 workers on PostgreSQL (their own servers and databases)
+        res.update(workers.run(work / "workers", seconds=max(2.0, profile.duration_s)))
+        # issue 16: leader failover and status propagation between two servers
+        res.update(multiserver.run(rounds=5 if full else 1, changes=20 if full else 2))
         completed = True
     finally:
         systems.stop_all()

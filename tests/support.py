@@ -70,6 +70,9 @@ class LiveServer:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGHOST_")}
         env.update(PLUGHOST_HOME=str(self.home), PLUGHOST_BOOTSTRAP_KEY=self.key)
+        # replicas outlive a SIGKILLed server (issue 14): a test that kills one and never
+        # starts another on its home leaves them for a minute, not the default ten
+        env["PLUGHOST_REPLICA_ORPHAN_TIMEOUT_S"] = "60"
         if self.database_url:
             env["PLUGHOST_DATABASE_URL"] = self.database_url
         env.update(self.extra_env)

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from plughost.cli_author import register as register_author_commands
+from plughost.cli_batch import batch_app
 from plughost.config import Settings
 from plughost.errors import PlughostError
 from plughost.persistence.db import Database
@@ -22,6 +24,8 @@ orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 app.add_typer(namespaces_app, name="namespaces")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(batch_app, name="batch")
+register_author_commands(app)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -46,17 +50,87 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="server processes sharing the port (PLUGHOST_WORKERS, default 1)"),
+    ] = None,
 ) -> None:
-    """Run the server on the configured (by default embedded) database and store."""
-    import uvicorn
+    """Run the server on the configured (by default embedded) database and store.
 
+    A server already running on the same home and port is taken over without downtime
+    (plughost.handover); SIGHUP or `plughost restart` makes a running server do that to
+    itself."""
+    from plughost import keeper, takeover
     from plughost.api.app import create_app
+    from plughost.control.leader_run import lock_sqlite_home
+    from plughost.handover import ask_predecessor
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings(host=host, port=port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    if workers is not None:
+        settings.workers = workers
+    if settings.workers > 1:  # no takeover: each worker would need its own (plughost.workers)
+        from plughost.workers import run_parent
+
+        try:
+            code = run_parent(settings, log_level)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        raise typer.Exit(code=code)
+    handoff = None
+    try:
+        handoff = ask_predecessor(settings)
+        lock_sqlite_home(settings)
+        # a server that died left its port with the keeper: take it (its queued connections)
+        kept = None if handoff else keeper.take(settings)
+        # fail here, before migrations, when the port is taken
+        if handoff is not None:
+            listener = handoff.listener
+        elif kept is not None:
+            listener = kept[0]
+        else:
+            listener = takeover.bind_listener(host, port)
+    except RuntimeError as exc:
+        if handoff is not None:
+            handoff.abandon()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    link = kept[1] if kept is not None else keeper.attach(settings, listener)
+    takeover.run(settings, create_app(settings), listener, handoff, log_level, link)
+
+
+@app.command()
+def restart(
+    port: Annotated[int, typer.Option(help="the running server's port")] = 8080,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the new process")] = 300,
+) -> None:
+    """Restart the server running on this home and port without downtime: it starts a new
+    process with its own arguments, which takes over (the same as SIGHUP)."""
+    import time
+
+    from plughost.handover import ask
+
+    settings = Settings(port=port)
+    try:
+        old = ask(settings, {"op": "restart"})
+    except (ConnectionError, OSError) as exc:
+        typer.echo(f"error: {exc} (home {settings.resolved_home}, port {port})", err=True)
+        raise typer.Exit(code=1) from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            now = ask(settings, {"op": "hello"})
+        except (ConnectionError, OSError, ValueError):
+            continue
+        if now["pid"] != old["pid"] and now["state"] == "serving":
+            typer.echo(f"restarted: pid {old['pid']} handed over to pid {now['pid']}")
+            return
+    typer.echo(f"error: no new server took over within {timeout:g} s", err=True)
+    raise typer.Exit(code=1)
 
 
 @namespaces_app.command("create")

@@ -21,8 +21,26 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in home")
     bootstrap_key: str = Field(default="", description="first API key; empty = generate one")
     public_url: str = Field(default="", description="base URL used in presigned URLs")
+    # several servers on one PostgreSQL database (plughost.control.leader_run)
+    peer_url: str = Field(
+        default="", description="how other servers reach this one; empty = http://host:port"
+    )
     host: str = "127.0.0.1"
     port: int = 8080
+    # `plughost serve --workers N`: server processes sharing the port (plughost.workers);
+    # more than 1 needs PostgreSQL
+    workers: int = Field(default=1, ge=1, le=64)
+
+    # archive store (issue 16): plugin archives on S3 or an S3-compatible server
+    storage_url: str = Field(
+        default="",
+        description="empty: archives in $PLUGHOST_HOME/archives; s3://bucket/prefix: on S3 "
+        "(needs the `s3` extra; region and credentials from boto3's usual chain)",
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="S3-compatible endpoint (MinIO, moto); empty = AWS"
+    )
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
 
     max_archive_bytes: int = 524_288_000
     max_archive_entries: int = 1000
@@ -38,6 +56,26 @@ class Settings(BaseSettings):
     drain_timeout_s: float = 30.0
     reconcile_interval_s: float = 0.2
     max_start_crashes: int = 3
+    # issue 17: a local group scaled to zero keeps one replica process started ahead of need
+    # (sandboxed, the worker imported, the plugin not loaded: backends/local_spare.py)
+    warm_spare: bool = True
+    # ... which, inside its sandbox, also imports the plugin's dependencies as the release's
+    # last replica start learned them (torch for MiniLM: most of its cold start, and most of
+    # the spare's memory while it waits; plughost.worker.preload)
+    spare_preload: bool = True
+    # a small process holds a copy of the listening socket: after a crash of the server the
+    # port stays open (connections queue) this long for the next server (plughost.keeper);
+    # 0: no keeper, a crash closes the port
+    port_keep_s: float = Field(default=60.0, ge=0)
+    # how long a call to a route whose release is being restored after a server start waits
+    # for it before a 503 with Retry-After (issue 14)
+    restore_hold_s: float = Field(default=30.0, ge=0)
+    # a deliberate stop (SIGTERM, Ctrl-C) leaves the local replicas running for the next
+    # server to adopt (issue 14: upgrades and takeovers); a crash always leaves them
+    keep_replicas_on_stop: bool = False
+    # a local replica that has had no server connected for this long ends itself (0: never;
+    # it then waits for the next server on the same home, which adopts or stops it)
+    replica_orphan_timeout_s: float = Field(default=600.0, ge=0)
 
     # Ray Serve backend (PLUGHOST_BACKEND=ray, needs the `ray` extra)
     ray_address: str = Field(
@@ -52,13 +90,26 @@ class Settings(BaseSettings):
     )
     ray_pip: Literal["missing", "all", "off"] = Field(
         default="missing",
-        description="manifest dependencies pip-installed for replicas: those the server's "
-        "environment lacks | all | none",
+        description="manifest dependencies pip-installed by Ray for replicas: missing (none: "
+        "the plugin environment built on the server ships as a py_module) | all | off",
     )
     ray_replica_pip: str = Field(
         default="", description="comma-separated pip packages added to every replica"
     )
     ray_health_check_period_s: float = Field(default=5.0, gt=0)
+
+    # plugin environments: manifest `dependencies` the base set lacks, installed with uv
+    plugin_install: bool = Field(
+        default=True, description="install missing manifest dependencies (off: they fail)"
+    )
+    plugin_index_url: str = Field(default="", description="index uv installs from; empty = PyPI")
+    plugin_uv_cache_dir: str = Field(
+        default="", description="uv's download cache; empty = $PLUGHOST_HOME/uv-cache"
+    )
+    plugin_build_sdists: bool = Field(
+        default=False, description="let uv build source distributions (runs their build code)"
+    )
+    plugin_build_timeout_s: float = Field(default=600.0, gt=0)
 
     # sandbox of plugin code (see SECURITY.md)
     sandbox: Literal["off", "auto", "strict"] = Field(
@@ -79,6 +130,31 @@ class Settings(BaseSettings):
         default=False, description="TESTS ONLY: skip the upload scanner (the sandbox must hold)"
     )
 
+    # batch jobs (a plugin's pipeline.py over a data set)
+    batch_max_jobs: int = Field(default=2, gt=0, description="batch jobs running at once")
+    batch_max_workers: int = Field(
+        default=0, ge=0, description="worker processes per job at most; 0 = the machine's cores"
+    )
+    batch_max_input_bytes: int = Field(default=10 * 1024**3, gt=0)
+    batch_chunk_rows: int = Field(
+        default=1024, gt=0, description="rows per chunk (rounded up to a multiple of batch_size)"
+    )
+    batch_worker_start_timeout_s: float = Field(default=120.0, gt=0)
+    unsafe_batch_ray_in_process: bool = Field(
+        default=False,
+        description="BENCH ONLY: on Ray, run batch pipelines in Ray's actors, unsandboxed",
+    )
+
+    # observation (issue 13): /metrics access and the replicas' kept output
+    metrics_public: bool = Field(
+        default=False, description="serve /metrics without a key (else an admin key)"
+    )
+    logs_release_cap_mb: float = Field(default=8.0, gt=0, description="kept output per release")
+    logs_total_cap_mb: float = Field(default=1024.0, gt=0, description="kept output, all releases")
+    logs_rate_kb_s: float = Field(
+        default=1024.0, gt=0, description="a release's output beyond this rate is dropped"
+    )
+
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
@@ -94,12 +170,40 @@ class Settings(BaseSettings):
         return self.resolved_home / "archives"
 
     @property
+    def archive_cache_dir(self) -> Path:
+        """Local copies of archives kept on S3, read to validate and deploy them."""
+        return self.resolved_home / "archive-cache"
+
+    @property
     def work_dir(self) -> Path:
         return self.resolved_home / "work"
 
     @property
+    def batch_dir(self) -> Path:
+        return self.resolved_home / "batches"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.resolved_home / "envs"
+
+    @property
+    def uv_cache_dir(self) -> Path:
+        if self.plugin_uv_cache_dir:
+            return Path(self.plugin_uv_cache_dir).expanduser().resolve()
+        return self.resolved_home / "uv-cache"
+
+    @property
     def egress_namespaces(self) -> frozenset[str]:
         return frozenset(x.strip() for x in self.sandbox_egress_namespaces.split(",") if x.strip())
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.resolved_home / "logs"
+
+    @property
+    def replicas_dir(self) -> Path:
+        """The local replica registry (issue 14): one record and one output file each."""
+        return self.resolved_home / "replicas"
 
     @property
     def admin_key_path(self) -> Path:

@@ -1,11 +1,43 @@
-"""plughost's exception tree: each error has a stable wire `type` and an HTTP status.
+"""plughost's exception tree.
 
-The API maps these to the contract's error body in exactly one handler.
+Errors that reach a client carry a stable wire ``type`` and an HTTP status; the API maps
+them to the contract's error body in one place (:mod:`plughost.api.errors`, used by both
+the FastAPI handler and the ASGI fast path). Backend errors stay inside the server: the
+services translate them to client errors once (:meth:`Deployments.infer_body`), and each
+backend's own errors subclass them, so nothing in between translates again.
+
+    PlughostError                  wire type (HTTP status)
+    ├── ValidationError            ValidationError (422)
+    ├── BadRequestError            BadRequestError (400)
+    ├── AuthenticationError        AuthenticationError (401)
+    ├── ForbiddenError             ForbiddenError (403)
+    ├── NotFoundError              NotFoundError (404)
+    ├── ConflictError              ConflictError (409)
+    ├── PayloadTooLargeError       PayloadTooLargeError (413)
+    ├── UnsupportedMediaTypeError  UnsupportedMediaTypeError (415)
+    ├── ServiceUnavailableError    ServiceUnavailableError (503)
+    │   └── StorageUnavailableError  the archive store (S3) cannot be used now
+    └── PluginRuntimeError         PluginError (500)
+
+    BackendError                   replicas, never on the wire as such
+    ├── StartFailed                replicas could not be brought up   (ReplicaStartError)
+    ├── RequestRefused             the replica refused the request itself, before any
+    │                              plugin code ran: also a BadRequestError (400), so it
+    │                              reaches the client as a request problem, never as the
+    │                              plugin's                           (ReplicaRequestRefused)
+    ├── CallFailed                 the plugin raised during a call    (ReplicaCallError)
+    └── Unavailable                no replica could answer            (ReplicaUnavailable)
+        └── CallTimedOut           no reply in time; replica killed   (ReplicaCallTimeout)
+
+(In brackets: the local backend's subclasses, in :mod:`plughost.backends.replica`.)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+RETRY_AFTER_MAX_S = 5
 
 
 class PlughostError(Exception):
@@ -55,14 +87,39 @@ class PayloadTooLargeError(PlughostError):
     error_type = "PayloadTooLargeError"
 
 
-class QuotaExceededError(PlughostError):
-    status_code = 429
-    error_type = "QuotaExceededError"
+class UnsupportedMediaTypeError(PlughostError):
+    status_code = 415
+    error_type = "UnsupportedMediaTypeError"
 
 
 class ServiceUnavailableError(PlughostError):
+    """503. With ``retry_after_s`` (how long the wait that ran out would still take) the
+    answer carries a ``Retry-After`` header of that many seconds, 1 to
+    :data:`RETRY_AFTER_MAX_S`: the one place both the restore hold and a wake from zero
+    get it from."""
+
     status_code = 503
     error_type = "ServiceUnavailableError"
+
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, details)
+        if retry_after_s is not None:
+            seconds = max(1, min(RETRY_AFTER_MAX_S, math.ceil(retry_after_s)))
+            self.headers = {"Retry-After": str(seconds)}
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    """The archive store cannot be used now (a missing bucket, refused credentials, an
+    unreachable endpoint); the message names the bucket and the endpoint. Nothing the
+    request stored is dropped: the client may retry."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details, retry_after_s=5)
 
 
 class PluginRuntimeError(PlughostError):
@@ -70,3 +127,39 @@ class PluginRuntimeError(PlughostError):
 
     status_code = 500
     error_type = "PluginError"
+
+
+class BackendError(Exception):
+    """Base of the errors a replica backend raises."""
+
+
+class StartFailed(BackendError):
+    """Replicas could not be brought up; the message carries the plugin's own error text."""
+
+
+class RequestRefused(BackendError, BadRequestError):
+    """The replica refused a request (not one JSON object, inputs or parameters not objects):
+    a 400 about the request; the plugin never saw it."""
+
+
+class CallFailed(BackendError):
+    """The plugin raised while serving a call; the replica keeps serving."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+class Unavailable(BackendError):
+    """No replica could answer (none ready, died mid-call, or timed out).
+
+    ``retry_after_s``: set when a replica is on its way (a start from zero still under way),
+    so the client's 503 can say when to come back."""
+
+    retry_after_s: float | None = None
+
+
+class CallTimedOut(Unavailable):
+    """A call got no reply within the call timeout (its replica may have been killed): the
+    request is not retried on another replica."""

@@ -124,8 +124,22 @@ def kill_replica(replica: str) -> int:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.worker" in argv and replica.encode() in argv:
+        worker = b"plughost.worker" in argv or b"plughost.worker.spare" in argv  # issue 17
+        if worker and replica.encode() in argv:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed += 1
     return killed
+
+
+# realtime.py of a plugin that prints a line per call (log collection across restarts)
+PRINTING = """
+class Service:
+    def __call__(self, inputs, parameters):
+        print("called with", inputs.get("word"), flush=True)
+        return {"ok": True}
+
+
+def get_inference_service(**kwargs):
+    return Service()
+"""

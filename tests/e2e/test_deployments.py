@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,13 +101,27 @@ def on_ray(server: LiveServer) -> bool:
 
 
 def kill_a_replica(server: LiveServer, replica: str) -> None:
-    """SIGKILL the replica that answered with `"replica": replica`: a local worker (found by
-    its socket path) or, on Ray, the Serve replica process of that pid (checked first)."""
-    if not on_ray(server):
-        assert kill_replica(replica) >= 1
-        return
-    assert b"ServeReplica" in Path(f"/proc/{int(replica)}/cmdline").read_bytes()
-    os.kill(int(replica), signal.SIGKILL)
+    """SIGKILL the worker that answered with `"replica": replica` (found by its socket path):
+    a local replica, or on Ray the sandboxed worker of a Serve replica, whose actor then
+    ends too and is replaced by Serve."""
+    assert kill_replica(replica) >= 1
+
+
+def ray_plugin_folder(replica: str) -> Path:
+    """On Ray: the plugin folder of worker `replica` on the host (the package its Serve
+    replica fetched, which bubblewrap mounts read-only at /plugin)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"plughost.worker" in argv and replica.encode() in argv and b"bwrap" in argv[0]:
+            at = argv.index(b"/plugin")
+            assert argv[at - 2] == b"--ro-bind", argv
+            return Path(argv[at - 1].decode())
+    raise AssertionError(f"no sandboxed worker {replica}")
 
 
 def assert_in_order(seen: list[str]) -> None:
@@ -214,6 +226,10 @@ def test_plugin_exception_is_an_error_body_and_the_replica_keeps_serving(server:
         test = c.post(f"/v1/namespaces/{NS}/plugins/{pid}/realtime/test", json={"inputs": {"boom": "t"}})
         assert test.status_code == 200 and test.json()["status"] == "error"
         assert "plugin says boom: t" in test.json()["error"]
+        # an integer past 64 bits reaches the plugin (as a float, like the inference route)
+        big = c.post(f"/v1/namespaces/{NS}/plugins/{pid}/realtime/test",
+                     json={"inputs": {"text": "ok", "n": 2**70}})
+        assert big.status_code == 200 and big.json()["status"] == "success", big.text
         assert infer(c, f"/inference/{NS}/custom_plugin_nope_1_0_0", {}).status_code == 404
         assert c.post(route, content=b"{not json").status_code == 400
         assert httpx.post(f"{server.url}{route}", json={"inputs": {}}).status_code == 401
@@ -481,8 +497,8 @@ def test_replica_crashing_at_restart_ends_failed_with_its_error(server: LiveServ
         route = deploy(c, pid)["route_prefix"]
         body, _ = wait_for(c, pid, {"deployed"})
         answer = infer(c, route, {}).json()
-        # on Ray the plugin folder is the package Ray unpacked for this release
-        folder = Path(answer["cwd"]) if on_ray(server) else (
+        # on Ray the plugin folder is the package its replica fetched for this release
+        folder = ray_plugin_folder(answer["replica"]) if on_ray(server) else (
             server.home / "deployments" / f"r{body['release_id']}")
         (folder / "lost-gpu").touch()
         kill_a_replica(server, answer["replica"])

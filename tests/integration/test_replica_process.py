@@ -19,15 +19,20 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
+from plughost.api.errors import wire_error
 from plughost.backends.replica import (
     ReplicaCallError,
     ReplicaProcess,
+    ReplicaRequestRefused,
     ReplicaSpec,
     ReplicaStartError,
     ReplicaUnavailable,
+    _result_or_raise,
     build_replica_command,
     build_replica_env,
 )
+from plughost.errors import CallFailed, RequestRefused
+from plughost.worker.protocol import encode_request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 T = TypeVar("T")
@@ -129,8 +134,28 @@ def spec_for(plugin_dir: Path, workdir: Path, **overrides: Any) -> ReplicaSpec:
     return ReplicaSpec(plugin_dir=plugin_dir, socket_path=socket_path, **overrides)
 
 
-async def started(spec: ReplicaSpec) -> ReplicaProcess:
-    return await ReplicaProcess.start(spec)
+class Replica(ReplicaProcess):
+    """ReplicaProcess plus what only these tests need: decoded calls, exit waits, output."""
+
+    async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
+        head, body = await self._counted_call(
+            lambda request_id: encode_request(request_id, "call", inputs, parameters), None
+        )
+        if head.ok and head.result_start >= 0:
+            return orjson.loads(memoryview(body)[head.result_start : -1])
+        return _result_or_raise(body)
+
+    async def wait_closed(self) -> int | None:
+        await self._exited.wait()
+        return self.returncode
+
+    @property
+    def output_tail(self) -> tuple[str, ...]:
+        return tuple(self._output.tail)
+
+
+async def started(spec: ReplicaSpec) -> Replica:
+    return await Replica.start(spec)  # type: ignore[return-value]
 
 
 # -- the example plugin -------------------------------------------------------------------
@@ -260,14 +285,18 @@ def test_plugin_exception_becomes_call_error_and_the_replica_keeps_serving(
     assert alive is True
 
 
-def test_call_raw_rejects_a_body_that_is_not_one_json_object(workdir: Path) -> None:
-    async def scenario() -> list[ReplicaCallError]:
+def test_call_raw_refuses_a_body_that_is_not_one_json_object(workdir: Path) -> None:
+    """A request problem, never the plugin's: RequestRefused (a 400 on the wire), whether the
+    client checks the body or the worker does (``checked=True`` skips the client's check)."""
+
+    async def scenario() -> list[ReplicaRequestRefused]:
         replica = await started(spec_for(EXAMPLES / "hash_embedder", workdir))
         errors = []
         try:
-            for payload in (b"[1]", b'{"inputs": {}}, "id": 1', b"{"):
-                with pytest.raises(ReplicaCallError) as caught:
-                    await replica.call_raw(payload)
+            for payload, checked in ((b"[1]", False), (b'{"inputs": {}}, "id": 1', False),
+                                     (b"{", False), (b"", True), (b'{"inputs": [1]}', True)):
+                with pytest.raises(ReplicaRequestRefused) as caught:
+                    await replica.call_raw(payload, checked=checked)
                 errors.append(caught.value)
             assert await replica.call({"text": "still fine"}, {})
         finally:
@@ -275,7 +304,9 @@ def test_call_raw_rejects_a_body_that_is_not_one_json_object(workdir: Path) -> N
         return errors
 
     errors = run(scenario())
-    assert [e.type_name for e in errors] == ["ValidationError"] * 3
+    assert all(isinstance(e, RequestRefused) and not isinstance(e, CallFailed) for e in errors)
+    assert wire_error(errors[0])[0] == 400 and "request body" in errors[0].message
+    assert "inputs must be a JSON object" in errors[-1].message
 
 
 def test_constructor_error_is_reported_with_the_plugins_text(
@@ -631,7 +662,10 @@ def test_worker_cli_announces_ready_once_and_exits_0_on_sigterm(
     process = run_worker(plugin, socket_path, "--init-kwargs", '{"k": 1}')
     assert process.stdout is not None
     event = orjson.loads(process.stdout.readline())
+    # with what a warm spare of this plugin may import first (plughost.worker.preload)
+    learned = event.pop("preload", {"modules": [], "env": {}})
     assert event == {"event": "ready", "pid": process.pid}
+    assert set(learned) == {"modules", "env"} and "plughost_plugin" not in learned["modules"]
     assert socket_path.is_socket()
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
@@ -649,3 +683,46 @@ def test_worker_cli_rejects_init_kwargs_that_are_not_an_object(
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 3
     assert orjson.loads(stdout)["error"] == "TypeError: --init-kwargs must be a JSON object"
+
+
+def test_a_process_single_only_plugin_in_mixpeeks_template_style_serves(
+    workdir: Path, make_plugin: Callable[..., Path]
+) -> None:
+    plugin = make_plugin(
+        """
+        from shared.plugins.inference.serve import BaseInferenceService, ServeDeploymentConfig
+
+        from .processors.core import shout
+
+
+        class ShoutRealtimeService(BaseInferenceService):
+            serve_config = ServeDeploymentConfig(enabled=True, num_replicas=1)
+
+            def __init__(self):
+                super().__init__()
+                self.logger.info("shout service loaded")
+
+            async def _process_single(self, inputs, parameters):
+                return {"result": shout(inputs.get("text", "")), "confidence": 1.0}
+
+
+        __all__ = ["ShoutRealtimeService"]
+        """,
+        {
+            "__init__.py": "from . import processors\n",
+            "processors/__init__.py": "from .core import shout\n",
+            "processors/core.py": "def shout(text):\n    return text.upper()\n",
+        },
+    )
+
+    async def scenario() -> tuple[Any, tuple[str, ...]]:
+        replica = await started(spec_for(plugin, workdir))
+        try:
+            result = await replica.call({"text": "hello"}, {})
+        finally:
+            await replica.stop()
+        return result, replica.output_tail
+
+    result, tail = run(scenario())
+    assert result == {"result": "HELLO", "confidence": 1.0}
+    assert any("shout service loaded" in line for line in tail), tail

@@ -13,14 +13,21 @@ from fastapi.responses import ORJSONResponse
 
 from plughost import __version__
 from plughost.api import (
+    routes_batches,
     routes_deploy,
     routes_inference,
     routes_namespace,
+    routes_observe,
     routes_org,
     routes_store,
+    ui,
 )
 from plughost.api.errors import install_error_handlers
 from plughost.api.fastpath import FastPath
+from plughost.api.methods import method_table
+from plughost.api.openapi import fastpath_docs, install_openapi
+from plughost.api.peer import PeerPath
+from plughost.batch.wiring import start_batches
 from plughost.config import Settings
 from plughost.errors import ServiceUnavailableError
 from plughost.runtime import Runtime, build_runtime
@@ -37,13 +44,26 @@ def create_app(settings: Settings | None = None) -> FastPath:
         runtime = build_runtime(settings)
         runtime.deployments.loop = asyncio.get_running_loop()
         app.state.runtime = runtime
+        cluster = getattr(runtime, "cluster", None)  # several servers on one database
+        if cluster is not None:  # the lease first: the first server leads at once
+            await cluster.start()
         loop_task = asyncio.create_task(runtime.controller.run(), name="plughost-controller")
+        batches = start_batches(runtime)
+        if runtime.observation is not None:
+            runtime.observation.start()
+        app.state.batches = batches.service
+        app.state.batch_runtime = batches  # a takeover stops it first (plughost.takeover)
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            await batches.stop()  # before the lease goes: the next leader resumes them
+            if cluster is not None:  # hand the lease over before stopping replicas
+                await cluster.stop()
             await runtime.controller.shutdown()
+            if runtime.observation is not None:
+                await runtime.observation.stop()
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
@@ -63,10 +83,18 @@ def create_app(settings: Settings | None = None) -> FastPath:
         if not app.state.ready:
             raise ServiceUnavailableError("starting")
         runtime: Runtime = app.state.runtime
+        cluster = getattr(runtime, "cluster", None)
         return {
             "status": "ok",
             "version": __version__,
             "database": runtime.db.engine.dialect.name,
+            # several servers on one database: whether this one runs the controller
+            "role": "leader" if cluster is None or cluster.leading() else "follower",
+            # calls this server sent on to the leader, and those it made to replicas itself
+            "peer_calls": {
+                "forwarded": cluster.peers.forwarded if cluster is not None else 0,
+                "direct": cluster.peers.direct_calls if cluster is not None else 0,
+            },
             "sandbox": runtime.sandbox.status() if runtime.sandbox else {"mode": "off"},
         }
 
@@ -75,4 +103,12 @@ def create_app(settings: Settings | None = None) -> FastPath:
     app.include_router(routes_inference.router)
     app.include_router(routes_org.router)
     app.include_router(routes_store.router)
-    return FastPath(app, app.state)
+    app.include_router(routes_batches.router)
+    app.include_router(routes_batches.store_router)
+    app.include_router(routes_observe.router)
+    app.include_router(routes_observe.metrics_router)
+    app.include_router(ui.router)
+    app.include_router(fastpath_docs)
+    install_openapi(app)
+    app.state.methods = method_table(app.routes)
+    return PeerPath(FastPath(app, app.state), app.state)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from plughost.domain.scope import PluginScope
 from plughost.runtime import Runtime
 from plughost.services.accounts import Principal
-from plughost.services.uploads import Scope
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -20,7 +20,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def get_principal(
-    rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+    rt: RuntimeDep,
+    # the Bearer security scheme of the OpenAPI document, not a parameter of each operation
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     return rt.accounts.authenticate(authorization)
 
@@ -28,18 +30,18 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def namespace_scope(namespace_id: str, principal: PrincipalDep, rt: RuntimeDep) -> Scope:
+def namespace_scope(namespace_id: str, principal: PrincipalDep, rt: RuntimeDep) -> PluginScope:
     """The namespace as a scope, after checking the caller may see it (else 404)."""
     rt.accounts.namespace_visible(principal, namespace_id)
-    return Scope(organization_id=principal.organization_id, namespace_id=namespace_id)
+    return PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
 
 
-def org_scope(principal: PrincipalDep) -> Scope:
-    return Scope(organization_id=principal.organization_id, namespace_id=None)
+def org_scope(principal: PrincipalDep) -> PluginScope:
+    return PluginScope(organization_id=principal.organization_id, namespace_id=None)
 
 
-NamespaceScope = Annotated[Scope, Depends(namespace_scope)]
-OrgScope = Annotated[Scope, Depends(org_scope)]
+NamespaceScope = Annotated[PluginScope, Depends(namespace_scope)]
+OrgScope = Annotated[PluginScope, Depends(org_scope)]
 
 
 def base_url(request: Request, rt: RuntimeDep) -> str:

@@ -1,4 +1,6 @@
-"""The one place where errors become the contract's error body."""
+"""The one place where errors become the contract's error body: FastAPI's exception
+handlers and the ASGI fast path (:mod:`plughost.api.fastpath`) both go through
+:func:`wire_error`."""
 
 from __future__ import annotations
 
@@ -42,6 +44,22 @@ def error_response(
     return ORJSONResponse(error_body(status, message, error_type, details), status_code=status)
 
 
+def wire_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and error body for ``exc``: a PlughostError as it says, anything else
+    a 500 naming only the exception's type (logged here with its traceback)."""
+    if isinstance(exc, PlughostError):
+        return exc.status_code, error_body(
+            exc.status_code, exc.message, exc.error_type, exc.details
+        )
+    log.error("unhandled error", exc_info=exc)
+    return 500, error_body(500, f"internal error: {type(exc).__name__}", "InternalServerError")
+
+
+def _respond(exc: BaseException) -> ORJSONResponse:
+    status, body = wire_error(exc)
+    return ORJSONResponse(body, status_code=status, headers=getattr(exc, "headers", None))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -55,7 +73,7 @@ def _jsonable(value: Any) -> Any:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlughostError)
     async def _plughost(_: Request, exc: PlughostError) -> ORJSONResponse:
-        return error_response(exc.status_code, exc.message, exc.error_type, exc.details)
+        return _respond(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
@@ -78,11 +96,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         message = str(exc.detail) if exc.detail else "error"
-        return error_response(
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # every method of the path, not just those of the first route that matched it
+            allowed = request.app.state.methods.allowed(request.url.path)
+            headers["Allow"] = ", ".join(allowed) or headers.get("Allow", "")
+            message = f"method {request.method} is not allowed here; allowed: {headers['Allow']}"
+        elif exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        response = error_response(
             exc.status_code, message, _HTTP_TYPES.get(exc.status_code, "HTTPError")
         )
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(_: Request, exc: ClientDisconnect) -> ORJSONResponse:
@@ -91,5 +119,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, f"internal error: {type(exc).__name__}", "InternalServerError")
+        return _respond(exc)

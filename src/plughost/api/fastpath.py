@@ -5,32 +5,47 @@
   deployment runs, answered from the in-memory release board.
 
 The key and namespace checks hit an in-memory cache, and nothing here touches the database
-on a cache hit (a miss goes to the thread pool once). Every other request, and the lifespan,
-go on to FastAPI. Profiling showed FastAPI's middleware stack, routing, dependencies and
-thread-pool hand-offs cost several times what the replica itself spends on a small plugin,
-and that status polls were dominated by them and by database reads. The FastAPI routes for
-both paths stay declared (OpenAPI) and answer the same bodies.
+on a cache hit (a miss goes to the thread pool once); they and the body checks live in
+:mod:`.inference_request`, shared with ``POST /v1/inference``. Every other request, and the
+lifespan, go on to FastAPI. Profiling showed FastAPI's middleware stack, routing,
+dependencies and thread-pool hand-offs cost several times what the replica itself spends on
+a small plugin, and that status polls were dominated by them and by database reads.
+
+FastAPI keeps only what the fast path cannot do without: the status route stays declared
+for the OpenAPI schema and serves the SSE watch (``?watch=``), which passes through here.
+``POST /inference/{namespace_id}/{route}`` is declared to FastAPI by a documentation-only
+route (:mod:`.openapi`) that this class always answers first; FastAPI still answers the
+path's other methods (405 with ``Allow: POST``).
+
+``OPTIONS`` on any path is answered here too: 204 with ``Allow`` listing the methods the
+path's routes take (plus HEAD where GET is, and OPTIONS), 404 when no route has the path.
+``HEAD`` on a path that takes GET is the GET with its headers and without its body (FastAPI's
+routes do not answer HEAD themselves).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Hashable
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plughost.api.errors import error_body
+from plughost.api.errors import wire_error
+from plughost.api.inference_request import (
+    Flights,
+    caller,
+    check_call_body,
+    check_content_type,
+    check_namespace,
+)
+from plughost.domain.scope import PluginScope
 from plughost.errors import (
     BadRequestError,
     PayloadTooLargeError,
-    PlughostError,
     ServiceUnavailableError,
 )
-from plughost.services.uploads import Scope as PluginScope
 
 log = logging.getLogger("plughost.api")
 
@@ -48,9 +63,17 @@ class FastPath:
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
         self.state = state
-        self.flights = _Flights()
+        self.flights = Flights()
+        state.flights = self.flights  # POST /v1/inference shares the cache misses in flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("OPTIONS", "HEAD"):
+            allowed = self.state.methods.allowed(scope["path"])
+            if scope["method"] == "OPTIONS" and allowed:
+                await _send_options(send, allowed)
+                return
+            if scope["method"] == "HEAD" and "GET" in allowed:
+                scope, send = {**scope, "method": "GET"}, _bodiless(send)
         handler = _route(scope) if scope["type"] == "http" else None
         if handler is None:
             await self.app(scope, receive, send)
@@ -61,21 +84,17 @@ class FastPath:
                 out = await self._inference(scope, receive, namespace_id, name)
             else:
                 out = await self._status(scope, namespace_id, name)
-        except PlughostError as exc:
-            await _send(send, exc.status_code,
-                        orjson.dumps(error_body(exc.status_code, exc.message, exc.error_type, exc.details)))
-            return
-        except Exception as exc:  # the error body, never a dropped connection
-            log.exception("%s request failed", kind)
-            await _send(send, 500, orjson.dumps(error_body(
-                500, f"internal error: {type(exc).__name__}", "InternalServerError")))
+        except Exception as exc:  # noqa: BLE001 - the error body, never a dropped connection
+            status, body = wire_error(exc)
+            await _send(send, status, orjson.dumps(body), getattr(exc, "headers", None))
             return
         await _send(send, 200, out)
 
     async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
         rt, _ = await _authorized(self.state, scope, namespace_id, self.flights)
+        check_content_type(_header(scope, b"content-type"))
         body = await _read_body(receive)
-        _check_payload(body)
+        check_call_body(body)
         return bytes(await rt.deployments.infer_body(namespace_id, route, body))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
@@ -95,7 +114,10 @@ def _route(scope: Scope) -> tuple[str, str, str] | None:
         parts = path[len(PREFIX):].split("/")
         if len(parts) == 2 and parts[0] and parts[1]:
             return "inference", parts[0], parts[1]
-    elif method == "GET" and path.startswith(STATUS_PREFIX) and path.endswith("/status"):
+    elif (
+        method == "GET" and path.startswith(STATUS_PREFIX) and path.endswith("/status")
+        and b"watch=" not in scope.get("query_string", b"")  # the SSE watch: FastAPI's
+    ):
         parts = path[len(STATUS_PREFIX):].split("/")
         # {namespace_id}/plugins/{plugin_id}/status
         if len(parts) == 4 and parts[1] == "plugins" and parts[0] and parts[2]:
@@ -104,54 +126,15 @@ def _route(scope: Scope) -> tuple[str, str, str] | None:
 
 
 async def _authorized(
-    app_state: Any, scope: Scope, namespace_id: str, flights: _Flights
+    app_state: Any, scope: Scope, namespace_id: str, flights: Flights
 ) -> tuple[Any, Any]:
-    """The runtime and the caller, once the caller's key may see the namespace (else 401/404).
-
-    Cache misses read the database once however many requests are waiting on them; entries
-    past half their life are refreshed in the background while they still answer."""
+    """The runtime and the caller, once the caller's key may see the namespace (else 401/404)."""
     if not getattr(app_state, "ready", False):
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime
-    accounts = rt.accounts
-    authorization = _header(scope, b"authorization")
-    principal = accounts.cached_principal(authorization)
-    if principal is None:
-        principal = await flights.join(
-            ("key", authorization), accounts.authenticate_and_cache, authorization)
-    elif accounts.principal_due(authorization):
-        flights.start(("key", authorization), accounts.authenticate_and_cache, authorization)
-    ns_key = ("namespace", principal.key_id, namespace_id)
-    if not accounts.cached_namespace_ok(principal, namespace_id):
-        await flights.join(ns_key, accounts.namespace_visible_and_cache, principal, namespace_id)
-    elif accounts.namespace_due(principal, namespace_id):
-        flights.start(ns_key, accounts.namespace_visible_and_cache, principal, namespace_id)
+    principal = await caller(rt.accounts, _header(scope, b"authorization"), flights)
+    await check_namespace(rt.accounts, principal, namespace_id, flights)
     return rt, principal
-
-
-class _Flights:
-    """At most one thread-pool call per key at a time; later callers share its outcome."""
-
-    def __init__(self) -> None:
-        self._running: dict[Hashable, asyncio.Future[Any]] = {}
-
-    def start(self, key: Hashable, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        running = self._running.get(key)
-        if running is not None:
-            return running
-        future = asyncio.ensure_future(run_in_threadpool(function, *args))
-        self._running[key] = future
-        future.add_done_callback(lambda done: self._finished(key, done))
-        return future
-
-    async def join(self, key: Hashable, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.shield(self.start(key, function, *args))
-
-    def _finished(self, key: Hashable, future: asyncio.Future[Any]) -> None:
-        if self._running.get(key) is future:
-            del self._running[key]
-        if not future.cancelled():
-            future.exception()  # retrieved: a background refresh's failure is not an error
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -177,20 +160,34 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-def _check_payload(body: bytes) -> None:
-    """`{"inputs": {...}, "parameters": {...}}`, both optional; anything else is a 400."""
-    try:
-        value = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise BadRequestError("request body must be a JSON object with inputs and parameters")
-    for key in ("inputs", "parameters"):
-        if value.get(key) is not None and not isinstance(value[key], dict):
-            raise BadRequestError(f"{key} must be a JSON object")
-
-
-async def _send(send: Send, status: int, body: bytes) -> None:
+async def _send(
+    send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
+) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if extra:  # an error's own headers (Retry-After of a restore hold, issue 14)
+        headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_options(send: Send, allowed: list[str]) -> None:
+    headers = [(b"allow", ", ".join(allowed).encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _bodiless(send: Send) -> Send:
+    """``send`` for a HEAD answered by its GET: the start as is (Content-Length included), then
+    one empty body; the rest is dropped (a stream ends once the server sees it complete)."""
+    done = False
+
+    async def bodiless(message: Message) -> None:
+        nonlocal done
+        if message["type"] == "http.response.body":
+            if done:
+                return
+            done = True
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return bodiless

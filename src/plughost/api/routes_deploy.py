@@ -5,25 +5,40 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from fastapi.responses import StreamingResponse
 
 from plughost.api.deps import NamespaceScope, RuntimeDep
+from plughost.api.rollout_schema import DeployOptions
+from plughost.api.routes_observe import status_stream
 from plughost.api.schemas import RealtimeTestRequest, RollbackRequest
 from plughost.domain.ids import validate_name
+from plughost.domain.rollout import parse_rollout
 
 router = APIRouter(prefix="/v1/namespaces/{namespace_id}/plugins", tags=["deployments"])
 
 
 @router.post("/{plugin_id}/deploy")
 def deploy(
-    scope: NamespaceScope, rt: RuntimeDep, plugin_id: str, deployment_type: str | None = None
+    scope: NamespaceScope,
+    rt: RuntimeDep,
+    plugin_id: str,
+    deployment_type: str | None = None,
+    options: Annotated[DeployOptions | None, Body()] = None,
 ) -> dict[str, Any]:
-    return rt.deployments.deploy(scope, plugin_id, deployment_type)
+    """``options`` (ours): the rollout's strategy and guard; none = blue-green, no bake."""
+    rollout = parse_rollout(options.model_dump(exclude_unset=True) if options else None)
+    return rt.deployments.deploy(scope, plugin_id, deployment_type, rollout)
 
 
-@router.get("/{plugin_id}/status")
-def status(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
+@router.get("/{plugin_id}/status", response_model=None)
+def status(
+    scope: NamespaceScope, rt: RuntimeDep, plugin_id: str, watch: bool = False
+) -> dict[str, Any] | StreamingResponse:
     """Declared for the OpenAPI schema; the served app answers this path in
-    :mod:`plughost.api.fastpath` (cached auth, the release board) with the same body."""
+    :mod:`plughost.api.fastpath` (cached auth, the release board) with the same body.
+    ``watch=true``: server-sent events until a final status (:mod:`.routes_observe`)."""
+    if watch:
+        return status_stream(rt, scope, plugin_id)
     return rt.deployments.status(scope, plugin_id)
 
 

@@ -1,67 +1,55 @@
 """Realtime inference by name: POST /v1/inference (by inference_name or feature_uri).
 
 The route prefix and the alias (`/inference/{namespace}/{route}`) are served by
-api/fastpath.py ahead of FastAPI. Like there, keys and namespaces come from a short-lived
-cache and the replica's JSON goes out as is.
+api/fastpath.py ahead of FastAPI, with no FastAPI route of their own. The body checks and the
+cached key and namespace checks are the fast path's (:mod:`.inference_request`), and the
+replica's JSON goes out as is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import RuntimeDep
+from plughost.api.fastpath import MAX_BODY_BYTES
+from plughost.api.inference_request import (
+    Flights,
+    caller,
+    check_call_body,
+    check_content_type,
+    check_namespace,
+)
+from plughost.api.streams import check_declared_length, limited_stream
+from plughost.domain.ids import parse_feature_uri
 from plughost.errors import BadRequestError
-from plughost.runtime import Runtime
-from plughost.services.accounts import Principal
 
 router = APIRouter(tags=["inference"])
-
-
-async def _principal(rt: Runtime, authorization: str | None) -> Principal:
-    cached = rt.accounts.cached_principal(authorization)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(rt.accounts.authenticate_and_cache, authorization)
-
-
-async def _check_namespace(rt: Runtime, principal: Principal, namespace_id: str) -> None:
-    if rt.accounts.cached_namespace_ok(principal, namespace_id):
-        return
-    await run_in_threadpool(rt.accounts.namespace_visible_and_cache, principal, namespace_id)
-
-
-async def _payload(request: Request) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("request body must be a JSON object with inputs and parameters")
-    inputs, parameters = body.get("inputs") or {}, body.get("parameters") or {}
-    if not isinstance(inputs, dict) or not isinstance(parameters, dict):
-        raise BadRequestError("inputs and parameters must be JSON objects")
-    return body, inputs, parameters
 
 
 @router.post("/v1/inference")
 async def infer_by_name(
     request: Request,
     rt: RuntimeDep,
-    authorization: str | None = Header(default=None),
+    authorization: str | None = Header(default=None, include_in_schema=False),
     x_namespace: str | None = Header(default=None),
 ) -> Response:
-    principal = await _principal(rt, authorization)
-    body, inputs, parameters = await _payload(request)
+    flights: Flights = request.app.state.flights
+    principal = await caller(rt.accounts, authorization, flights)
+    check_content_type(request.headers.get("content-type"))
+    check_declared_length(request, MAX_BODY_BYTES)
+    body = check_call_body(b"".join([c async for c in limited_stream(request, MAX_BODY_BYTES)]))
     namespace_id = x_namespace or await run_in_threadpool(rt.accounts.only_namespace, principal)
-    await _check_namespace(rt, principal, namespace_id)
+    await check_namespace(rt.accounts, principal, namespace_id, flights)
+    feature_uri = _opt_str(body, "feature_uri")
+    if feature_uri is not None:
+        parse_feature_uri(feature_uri)  # checked even when inference_name decides
     name = rt.deployments.resolve_inference_name(
-        namespace_id, _opt_str(body, "inference_name"), _opt_str(body, "feature_uri")
+        namespace_id, _opt_str(body, "inference_name"), feature_uri
     )
+    inputs, parameters = body.get("inputs") or {}, body.get("parameters") or {}
     out = await rt.deployments.infer_json(namespace_id, name, inputs, parameters)
     return Response(content=out, media_type="application/json")
 

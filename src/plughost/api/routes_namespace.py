@@ -1,44 +1,20 @@
-"""Namespace-scoped registry endpoints: /v1/namespaces/{namespace_id}/plugins..."""
+"""Namespace-scoped registry endpoints: /v1/namespaces/{namespace_id}/plugins... (those the
+organization level also has come from :mod:`.plugin_routes`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Request
 
-from plughost.api.deps import NamespaceScope, RuntimeDep, base_url
-from plughost.api.schemas import ConfirmUploadRequest, CreateUploadRequest, EnableRequest
+from plughost.api.deps import NamespaceScope, RuntimeDep, namespace_scope
+from plughost.api.plugin_routes import add_plugin_routes, add_upload_routes
+from plughost.api.schemas import EnableRequest
 from plughost.api.streams import check_declared_length, file_chunks, parse_plugin_form
 
 router = APIRouter(prefix="/v1/namespaces/{namespace_id}/plugins", tags=["namespace plugins"])
-BaseUrl = Annotated[str, Depends(base_url)]
 
-
-@router.post("/uploads")
-def create_upload(
-    scope: NamespaceScope, rt: RuntimeDep, body: CreateUploadRequest, url: BaseUrl
-) -> dict[str, Any]:
-    return rt.uploads.create_upload(
-        scope,
-        body.name,
-        body.version,
-        body.description,
-        body.file_size_bytes,
-        body.presigned_url_expiration,
-        url,
-    )
-
-
-@router.post("/uploads/{upload_id}/confirm")
-def confirm_upload(
-    scope: NamespaceScope,
-    rt: RuntimeDep,
-    upload_id: str,
-    body: Annotated[ConfirmUploadRequest | None, Body()] = None,
-) -> dict[str, Any]:
-    body = body or ConfirmUploadRequest()
-    return rt.uploads.confirm(scope, upload_id, body.etag, body.file_size_bytes)
+add_upload_routes(router, namespace_scope)
 
 
 @router.post("")
@@ -54,17 +30,12 @@ async def upload_plugin(scope: NamespaceScope, rt: RuntimeDep, request: Request)
         await form.file.close()
 
 
-@router.get("")
-def list_plugins(scope: NamespaceScope, rt: RuntimeDep) -> dict[str, Any]:
-    return rt.plugins.list(scope)
-
-
 @router.get("/available")
 def list_available(scope: NamespaceScope, rt: RuntimeDep) -> dict[str, Any]:
     return rt.plugins.available(scope)
 
 
-@router.post("/org/{plugin_id}/enable")
+@router.post("/org/{plugin_id:plugin_id}/enable")
 def enable_org_plugin(
     scope: NamespaceScope,
     rt: RuntimeDep,
@@ -77,23 +48,10 @@ def enable_org_plugin(
     return result
 
 
-@router.post("/org/{plugin_id}/disable")
+@router.post("/org/{plugin_id:plugin_id}/disable")
 def disable_org_plugin(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
     return rt.plugins.disable(scope, plugin_id)
 
 
-@router.get("/{plugin_id}")
-def get_plugin(
-    scope: NamespaceScope,
-    rt: RuntimeDep,
-    plugin_id: str,
-    url: BaseUrl,
-    return_presigned_urls: bool = False,
-) -> dict[str, Any]:
-    download = rt.download_url(scope, plugin_id, url) if return_presigned_urls else None
-    return rt.plugins.get(scope, plugin_id, download)
-
-
-@router.delete("/{plugin_id}")
-async def delete_plugin(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
-    return await run_in_threadpool(rt.plugins.delete, scope, plugin_id)
+# after /available and /org/...: GET /{plugin_id} would shadow them
+add_plugin_routes(router, namespace_scope)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from plughost.api.deps import RuntimeDep
-from plughost.api.streams import check_declared_length, limited_stream
+from plughost.api.streams import check_declared_length, limited_stream, non_empty
 from plughost.errors import NotFoundError
 
 router = APIRouter(prefix="/v1/_store", tags=["archive store"])
@@ -25,7 +25,7 @@ async def put_archive(
     rt.uploads.signer.verify("PUT", f"/v1/_store/uploads/{upload_id}", expires, signature)
     check_declared_length(request, limit)
     etag = await rt.uploads.receive_archive(
-        upload_id, expires, signature, limited_stream(request, limit)
+        upload_id, expires, signature, non_empty(limited_stream(request, limit))
     )
     return Response(status_code=200, headers={"ETag": etag})
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -37,10 +37,39 @@ async def limited_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def non_empty(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, raising BadRequestError (400) when they hold no byte at all."""
+    empty = True
+    async for chunk in chunks:
+        empty = empty and not chunk
+        yield chunk
+    if empty:
+        raise BadRequestError("request body is empty: PUT the file's bytes")
+
+
 async def file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
     await upload.seek(0)
     while chunk := await upload.read(_CHUNK):
         yield chunk
+
+
+def check_form_fields(present: Iterable[str], known: tuple[str, ...]) -> None:
+    """422 for a form field the route does not read (the OpenAPI document lists them) or
+    one given more than once; ``present``: the name of every part, repeats included."""
+    names = list(present)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValidationError(
+            f"unknown form field(s): {', '.join(map(repr, unknown))}; this form takes "
+            f"{', '.join(known)}",
+            {"unknown": unknown},
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValidationError(
+            f"form field(s) given more than once: {', '.join(map(repr, repeated))}",
+            {"repeated": repeated},
+        )
 
 
 @dataclass
@@ -68,6 +97,9 @@ async def parse_plugin_form(request: Request, limit: int) -> PluginForm:
         raise
     except Exception as exc:  # starlette raises its own MultiPartException for malformed bodies
         raise BadRequestError(f"malformed multipart body: {exc}") from exc
+    check_form_fields(
+        (name for name, _ in form.multi_items()), ("file", "name", "version", "description")
+    )
     missing = [f for f in ("file", "name", "version") if f not in form]
     if missing:
         raise ValidationError(f"missing form field(s): {', '.join(missing)}", {"missing": missing})

@@ -16,6 +16,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +24,34 @@ from pathlib import Path
 from typing import IO, Any
 
 from plughost.archive.errors import ArchiveError
+from plughost.archive.limits import IntakeLimits
 
 MAX_RESULT_BYTES = 8 * 1024 * 1024
 MAX_STDERR_TAIL = 2000
 _READ_BYTES = 64 * 1024
 _POLL_S = 0.01
+
+
+def child_argv(script: Path, plugin_root: Path, limits: IntakeLimits, *args: str) -> list[str]:
+    """Command line that runs an intake child script (stdlib only) on ``plugin_root``.
+
+    Every intake child (this manifest reader and the security scan) is started through this
+    one function: through the server's sandbox hook ``limits.manifest_command`` when set
+    (the hook's argv ends with the script and the plugin root; ``args`` follow them), else
+    as ``python -I -B script plugin_root args...``.
+    """
+    if limits.manifest_command is not None:  # the server's sandbox wraps the child
+        return [*limits.manifest_command(script, plugin_root), *args]
+    return [sys.executable, "-I", "-B", str(script), str(plugin_root), *args]
+
+
+def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for the child: PATH and LANG from ``parent`` (default: this process)."""
+    source = os.environ if parent is None else parent
+    return {
+        "PATH": source.get("PATH", os.defpath),
+        "LANG": source.get("LANG", "C.UTF-8"),
+    }
 
 
 @dataclass(frozen=True)

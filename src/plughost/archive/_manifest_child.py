@@ -1,11 +1,15 @@
 """Child process that loads a plugin's manifest.py and reports it as one JSON object.
 
-Run as ``python -I -B _manifest_child.py <plugin_root>`` with the plugin root as working
-directory. Standard library only: it is started by path, so it imports nothing of plughost.
+Run as ``python -I -B _manifest_child.py <plugin_root> [<import_dir>...]`` with the plugin root
+as working directory. Standard library only: it is started by path, so it imports nothing of
+plughost. The ``import_dir`` folders (the runtime API folder, so that a manifest may import
+``shared.*`` and ``engine.*``) go on ``sys.path`` right after the plugin root; its sibling
+``_serve_config`` is loaded by path, before any plugin code runs.
 
 Protocol: file descriptor 1 is kept private for the result; the manifest's own prints go to
 stderr. Exactly one JSON object is written to the private descriptor:
-``{"ok": true, "fields": {...}}`` with the raw (JSON-safe, not yet validated) fields, or
+``{"ok": true, "fields": {...}, "class_serve_config": {...}}`` with the raw (JSON-safe, not yet
+validated) fields and the literal serve_config of realtime.py's service class, or
 ``{"ok": false, "error": "<message>"}``. The process then exits at once, skipping any
 ``atexit`` hooks the manifest registered.
 """
@@ -47,12 +51,14 @@ def main(argv: list[str]) -> int:
     """Entry point; always writes one result object and returns 0."""
     result_fd = os.dup(1)
     os.dup2(2, 1)
+    class_config = _class_serve_config(argv[1])
     try:
-        module = _load(argv[1])
+        module = _load(argv[1], argv[2:])
     except BaseException as exc:  # noqa: BLE001 - manifest code may raise anything
         result: dict[str, Any] = {"ok": False, "error": f"manifest.py raised {_name(exc)}"}
     else:
         result = _describe(vars(module))
+        result["class_serve_config"] = class_config
     _flush_standard_streams()
     try:
         payload = json.dumps(result, ensure_ascii=True, allow_nan=False)
@@ -88,8 +94,30 @@ def _describe(namespace: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "style": style, "fields": fields}
 
 
-def _load(plugin_root: str) -> Any:
+def _class_serve_config(plugin_root: str) -> dict[str, Any]:
+    """The serve_config realtime.py's service class declares, read statically ({} if none)."""
+    path = os.path.join(plugin_root, "realtime.py")
+    if not os.path.isfile(path):
+        return {}
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        "_plughost_serve_config", os.path.join(here, "_serve_config.py")
+    )
+    if spec is None or spec.loader is None:
+        return {}
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    try:
+        with open(path, encoding="utf-8") as source:
+            return dict(helper.class_serve_config(source.read()))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _load(plugin_root: str, import_dirs: list[str]) -> Any:
     sys.path.insert(0, plugin_root)
+    for position, folder in enumerate(import_dirs, start=1):
+        sys.path.insert(position, folder)
     path = os.path.join(plugin_root, "manifest.py")
     spec = importlib.util.spec_from_file_location("manifest", path)
     if spec is None or spec.loader is None:

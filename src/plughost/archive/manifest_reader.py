@@ -1,7 +1,7 @@
 """Read a plugin's manifest.py in a separate, bounded Python process.
 
 The manifest is plugin code, so it never runs in the service process. It runs in
-``python -I -B _manifest_child.py <plugin_root>`` with the plugin root as working directory,
+``python -I -B _manifest_child.py <plugin_root> <runtime_api_dir>`` with the plugin root as working directory,
 an environment holding only PATH and LANG, its own session (process group), a wall-clock
 limit, and bounded output. ``-I`` keeps PYTHON* variables, the user site and the working
 directory off the import path (the child needs only the standard library and whatever the
@@ -12,16 +12,16 @@ the raw fields it returns are checked and normalised here by :func:`normalise_ma
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from plughost.archive._child import ChildLabels, run_json_child
+from plughost.archive._child import ChildLabels, child_argv, child_environment, run_json_child
 from plughost.archive._manifest_child import FIELDS
+from plughost.archive._serve_config import KNOWN_KEYS, merge_serve_config
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
+from plughost.runtime_api import RUNTIME_API_DIR
 
 CHILD_SCRIPT = Path(__file__).with_name("_manifest_child.py")
 _LABELS = ChildLabels(subject="manifest.py", output="manifest output", reader="manifest reader")
@@ -45,7 +45,9 @@ MANIFEST_FIELDS = FIELDS
 def read_manifest(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
     """Run manifest.py under ``plugin_root`` in a child process; return the normalised manifest.
 
-    The result has every key of :data:`MANIFEST_FIELDS` (absent values are None). Raises
+    The result has every key of :data:`MANIFEST_FIELDS` (absent values are None). Its
+    ``serve_config`` is the manifest's laid over the one realtime.py's service class declares
+    as ``serve_config = ServeDeploymentConfig(...)`` (the manifest wins per key). Raises
     ManifestError when the manifest raises, runs too long, prints too much, or describes no
     plugin.
     """
@@ -55,7 +57,21 @@ def read_manifest(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
     fields = result.get("fields")
     if not isinstance(fields, dict):
         raise ManifestError(["manifest reader returned no fields"])
-    return normalise_manifest(fields)
+    manifest = normalise_manifest(fields)
+    class_config = _checked_class_config(result.get("class_serve_config"))
+    manifest["serve_config"] = merge_serve_config(manifest["serve_config"], class_config)
+    return manifest
+
+
+def _checked_class_config(raw: Any) -> dict[str, Any]:
+    """The known keys with number or boolean values of the child's class serve_config."""
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        key: value
+        for key, value in raw.items()
+        if key in KNOWN_KEYS and isinstance(value, (bool, int, float))
+    }
 
 
 def normalise_manifest(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,15 +102,6 @@ def normalise_manifest(raw: Mapping[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for the child: PATH and LANG from ``parent`` (default: this process)."""
-    source = os.environ if parent is None else parent
-    return {
-        "PATH": source.get("PATH", os.defpath),
-        "LANG": source.get("LANG", "C.UTF-8"),
-    }
-
-
 def _list_errors(key: str, value: Any, item_type: type, expected: str) -> list[str]:
     """At most one error: the value is not a list, or its first wrong item."""
     if value is None:
@@ -121,21 +128,8 @@ def _json_type(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) else "null"
 
 
-def child_argv(script: Path, plugin_root: Path, limits: IntakeLimits, *args: str) -> list[str]:
-    """Command line that runs an intake child script (stdlib only) on ``plugin_root``.
-
-    Every intake child (this manifest reader and the security scan) is started through this
-    one function: through the server's sandbox hook ``limits.manifest_command`` when set
-    (the hook's argv ends with the script and the plugin root; ``args`` follow them), else
-    as ``python -I -B script plugin_root args...``.
-    """
-    if limits.manifest_command is not None:  # the server's sandbox wraps the child
-        return [*limits.manifest_command(script, plugin_root), *args]
-    return [sys.executable, "-I", "-B", str(script), str(plugin_root), *args]
-
-
 def _run_child(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
-    argv = child_argv(CHILD_SCRIPT, plugin_root, limits)
+    argv = child_argv(CHILD_SCRIPT, plugin_root, limits, str(RUNTIME_API_DIR))
     return run_json_child(
         argv,
         cwd=plugin_root,

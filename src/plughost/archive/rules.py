@@ -64,7 +64,8 @@ BLOCKED_MODULES: frozenset[str] = frozenset(
         # reaching every object of the interpreter
         "builtins",
         "gc",
-        # the host's internals are not a plugin API (plugins get shared.plugins.inference)
+        # the host's internals are not a plugin API (plugins get the runtime API: shared.*
+        # and engine.*, see docs/plugin-runtime.md)
         "plughost",
     }
 )
@@ -315,6 +316,7 @@ RESERVED_MODULES: Mapping[str, str] = {
     "plughost": "the plughost package",
     "plughost_plugin": "the package plughost loads plugins as",
     "shared": "plughost's 'shared' package (shared.plugins.inference.serve)",
+    "engine": "plughost's 'engine' package (engine.plugins.extractors.pipeline)",
     "sitecustomize": "the interpreter's start-up hook",
     "usercustomize": "the interpreter's start-up hook",
 }

@@ -31,12 +31,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from plughost.archive._checker import Finding
-from plughost.archive._child import ChildLabels, run_json_child
+from plughost.archive._child import ChildLabels, child_argv, child_environment, run_json_child
 from plughost.archive._scan_child import scan_text
 from plughost.archive._scan_child import scan_tree as _scan_tree
 from plughost.archive.errors import SecurityScanError
 from plughost.archive.limits import IntakeLimits
-from plughost.archive.manifest_reader import child_argv, child_environment
 
 CHILD_SCRIPT = Path(__file__).with_name("_scan_child.py")
 _LABELS = ChildLabels(

@@ -6,22 +6,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from plughost.errors import BackendError, CallFailed, CallTimedOut, StartFailed, Unavailable
 
-class StartFailed(Exception):
-    """Replicas could not be brought up; the message carries the plugin's own error text."""
+__all__ = [
+    "BASE_ENV",
+    "Backend",
+    "BackendError",
+    "CallFailed",
+    "CallTimedOut",
+    "GroupHealth",
+    "GroupSpec",
+    "ReplicaGroup",
+    "StartFailed",
+    "Unavailable",
+]
 
-
-class CallFailed(Exception):
-    """The plugin raised while serving a call; the replica keeps serving."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-
-
-class Unavailable(Exception):
-    """No replica could answer (none ready, died mid-call, or timed out)."""
+# The environment every replica starts from, on any backend (HOME is set per backend).
+BASE_ENV = {
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class GroupSpec:
     env: dict[str, str] = field(default_factory=dict)
     namespace_id: str | None = None  # decides the sandbox's egress (SECURITY.md)
     requirements: tuple[str, ...] = ()  # the manifest's dependencies, checked at start
+    env_path: Path | None = None  # the plugin environment's import folder (plughost.envs)
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,10 @@ class ReplicaGroup(Protocol):
 
     spec: GroupSpec
 
-    async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        """Run one inference on the least busy replica; raises CallFailed or Unavailable."""
-        ...
-
-    async def call_json(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> bytes:
-        """Like call, but returns the result already encoded as JSON bytes (the HTTP fast path)."""
+    async def call_body(self, body: bytes) -> bytes:
+        """Run one inference on the least busy replica: ``body`` is one JSON object
+        ``{"inputs": ..., "parameters": ...}`` (checked by the caller); returns the result's
+        JSON bytes as the replica encoded them. Raises CallFailed or Unavailable."""
         ...
 
     async def health(self) -> bool:

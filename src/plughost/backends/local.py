@@ -2,6 +2,12 @@
 
 A group keeps its replicas alive: one that exits is replaced with backoff; a group whose
 replacements keep failing to start is marked failed and the controller takes it down.
+
+The server's backend (built with ``live_releases``) starts replicas that outlive it: each
+is recorded in ``<home>/replicas`` and writes its output to a file there, and a group
+started for a release adopts the replicas an earlier server left running before it starts
+the missing ones (:mod:`.local_adopt`). Without it (``plughost test``) replicas die with
+the process that started them.
 """
 
 from __future__ import annotations
@@ -9,124 +15,236 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import tempfile
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from plughost.backends.base import CallFailed, GroupHealth, GroupSpec, StartFailed, Unavailable
-from plughost.backends.replica import (
-    ReplicaCallError,
-    ReplicaCallTimeout,
-    ReplicaProcess,
-    ReplicaSpec,
-    ReplicaStartError,
-    ReplicaUnavailable,
+from plughost.backends.base import (
+    BASE_ENV,
+    CallFailed,
+    CallTimedOut,
+    GroupHealth,
+    GroupSpec,
+    StartFailed,
+    Unavailable,
 )
+from plughost.backends.exit_reason import (
+    describe_exit,
+    explain_call,
+    explain_start,
+    memory_limit_mib,
+)
+from plughost.backends.local_adopt import Adoption, LiveReleases, started_record
+from plughost.backends.local_autoscale import Autoscaler, start_autoscaler
+from plughost.backends.local_spare import SPARE_HOLD_S
+from plughost.backends.replica import ReplicaProcess, ReplicaSpec, ReplicaStartError
+from plughost.backends.replica_registry import ReplicaRecord, ReplicaRegistry, socket_folder
 from plughost.config import Settings
 from plughost.sandbox.host import Sandbox
+from plughost.worker.auth import new_secret
 
 log = logging.getLogger("plughost.backend.local")
 
-BASE_ENV = {
-    "LANG": "C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONUNBUFFERED": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 CRASH_WINDOW_S = 30.0
 
 
-class CallTimedOut(Unavailable):
-    """A call got no reply within the call timeout; its replica was killed."""
+def pick_least_busy(replicas: list[ReplicaProcess], turn: int) -> ReplicaProcess:
+    """The replica with the fewest calls in flight; among the equally least busy ones the
+    ``turn``-th (modulo their count), so a caller that counts turns takes them in turn."""
+    least = min(r.in_flight for r in replicas)
+    idle = [r for r in replicas if r.in_flight == least]
+    return idle[turn % len(idle)]
 
 
 class LocalReplicaGroup:
     """The replicas of one release, least-busy routing and self-healing."""
 
     def __init__(
-        self, spec: GroupSpec, settings: Settings, socket_dir: Path, sandbox: Sandbox | None = None
+        self,
+        spec: GroupSpec,
+        settings: Settings,
+        socket_dir: Path,
+        sandbox: Sandbox | None = None,
+        adoption: Adoption | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.socket_dir = socket_dir
         self.sandbox = sandbox
+        self.adoption = adoption  # replicas outlive the server (issue 14)
         self.replicas: list[ReplicaProcess] = []
-        self._serial = 0
         self._stopping = False
         self._crashes = 0
         self._failed_error: str | None = None
         self._healers: set[asyncio.Task[None]] = set()
+        self._turn = 0  # round-robin among equally busy replicas
+        # issue 17: the autoscaler (serve_config min/max_replicas) and the replicas it retired
+        self.autoscaler: Autoscaler | None = None
+        self.retired: set[ReplicaProcess] = set()
+        # crashed replicas that were replaced (the restart metric), and how the last one
+        # ended in words (its memory limit when it ran out: exit_reason)
+        self.restarts = 0
+        self.last_exit: tuple[float, str] | None = None
+        # the plugin's dependencies as its last started replica learned them: the next warm
+        # spare imports them ahead of need (PLUGHOST_SPARE_PRELOAD; plughost.worker.preload)
+        self.preload: str | None = None
+        self.memory_limit_mib = (
+            memory_limit_mib(spec.serve_config, sandbox.config.memory_gb)
+            if sandbox is not None and sandbox.enabled and sandbox.layers.get("rlimits")
+            else None
+        )
 
-    def _replica_spec(self) -> ReplicaSpec:
-        self._serial += 1
+    def _replica_spec(self, replica_id: str, with_sandbox: bool = True) -> ReplicaSpec:
         env = {**BASE_ENV, "HOME": str(self.spec.plugin_dir), **self.spec.env}
+        detached = self.adoption is not None
         launch = None
-        if self.sandbox is not None:
+        if self.sandbox is not None and with_sandbox:
             launch = self.sandbox.replica_launch(
-                self.spec.plugin_dir, self.spec.namespace_id, self.spec.serve_config
+                self.spec.plugin_dir,
+                self.spec.namespace_id,
+                self.spec.serve_config,
+                env_dir=self.spec.env_path,
+                detached=detached,
             )
+        output = self.adoption.registry.output_path(replica_id) if self.adoption else None
         return ReplicaSpec(
             plugin_dir=self.spec.plugin_dir,
-            socket_path=self.socket_dir / f"r{self.spec.release_id}-{self._serial}.sock",
+            socket_path=self.socket_dir / f"{replica_id}.sock",
             init_kwargs=dict(self.spec.init_kwargs),
             env=env,
             start_timeout_s=self.settings.replica_start_timeout_s,
             call_timeout_s=self.settings.replica_call_timeout_s,
             drain_timeout_s=self.settings.drain_timeout_s,
             sandbox=launch,
-            requirements=self.spec.requirements,
+            # with an environment, its build already checked them (and the check costs the
+            # replica a scan of every installed distribution)
+            requirements=() if self.spec.env_path else self.spec.requirements,
+            env_path=self.spec.env_path,
             kill_on_call_timeout=True,
+            secret=new_secret(),
+            output_path=output,
+            detached=detached,
+            orphan_timeout_s=self.settings.replica_orphan_timeout_s,
         )
 
     def _release(self, spec: ReplicaSpec) -> None:
         if self.sandbox is not None:
             self.sandbox.release(spec.sandbox)
 
-    async def _launch(self) -> ReplicaProcess:
-        spec = self._replica_spec()
+    async def _launch(self, hold_fd: int | None = None) -> ReplicaProcess:
+        replica_id = f"r{self.spec.release_id}-{secrets.token_hex(4)}"
+        spec = self._replica_spec(replica_id)
+        if hold_fd is not None:  # a warm spare (local_spare): loads the plugin on its byte
+            preload = self.preload if self.settings.spare_preload else None
+            spec = replace(spec, hold_fd=hold_fd, start_timeout_s=SPARE_HOLD_S, preload=preload)
+        adoption = self.adoption
+        on_spawn = None
+        if adoption is not None:
+            digest = await adoption.code_hash(self.spec.release_id, self.spec.plugin_dir)
+            uid = spec.sandbox.uid if spec.sandbox is not None else None
+
+            def on_spawn(pid: int) -> None:
+                adoption.record_started(started_record(
+                    pid, replica_id, self.spec.release_id, self.spec.deployment_name, digest,
+                    self.spec.env_path, spec.socket_path, spec.secret or "",
+                    spec.output_path or Path(), uid,
+                ))
+
         try:
-            replica = await ReplicaProcess.start(spec)
+            replica = await ReplicaProcess.start(spec, on_spawn)
         except BaseException:
             self._release(spec)
+            self._forget(replica_id)
             raise
-        started = time.monotonic()
-        replica.on_exit(lambda r: self._release(r.spec))
-        replica.on_exit(lambda r: self._on_exit(r, started))
-        self.replicas.append(replica)
+        self._keep(replica, replica_id)
+        if replica.preload is not None:
+            self.preload = orjson.dumps(replica.preload).decode()
         return replica
 
-    async def start_all(self) -> None:
+    def _keep(self, replica: ReplicaProcess, replica_id: str) -> None:
+        started = time.monotonic()
+        replica.on_exit(lambda r: self._release(r.spec))
+        replica.on_exit(lambda r: self._forget(replica_id))
+        replica.on_exit(lambda r: self._on_exit(r, started))
+        self.replicas.append(replica)
+
+    def _forget(self, replica_id: str) -> None:
+        if self.adoption is not None:
+            self.adoption.registry.remove(replica_id)
+
+    # -- adoption (issue 14) ------------------------------------------------------------------
+    async def _adopt_found(self) -> int:
+        """Adopt the replicas an earlier server left running for this release; how many."""
+        if self.adoption is None:
+            return 0
+        records = await self.adoption.claim(
+            self.spec.release_id, self.spec.plugin_dir, self.spec.env_path
+        )
+        most = max(self.spec.num_replicas, int(self.spec.serve_config.get("max_replicas") or 0))
+        for record in records[most:]:
+            self.adoption.stop_later(record, "more replicas than the release runs")
         results = await asyncio.gather(
-            *(self._launch() for _ in range(self.spec.num_replicas)), return_exceptions=True
+            *(self._adopt(r) for r in records[:most]), return_exceptions=True
+        )
+        for record, result in zip(records, results, strict=False):
+            if isinstance(result, BaseException):
+                self.adoption.stop_later(record, f"not adopted: {result}")
+        return sum(1 for r in results if not isinstance(r, BaseException))
+
+    async def _adopt(self, record: ReplicaRecord) -> None:
+        spec = replace(
+            self._replica_spec(record.replica_id, with_sandbox=False),
+            socket_path=Path(record.socket_path),
+            output_path=Path(record.output_path),
+            secret=record.secret,
+        )
+        replica = await ReplicaProcess.adopt(spec, record.pid, record.start_time)
+        if self.sandbox is not None and record.uid is not None:
+            sandbox, uid = self.sandbox, record.uid
+            sandbox.claim_uid(uid)
+            replica.on_exit(lambda _r: sandbox.release_uid(uid))
+        self._keep(replica, record.replica_id)
+        if self.adoption is not None:
+            self.adoption.record_adopted(record)
+        log.info("adopted replica %s (pid %s) of %s", record.replica_id, record.pid,
+                 self.spec.deployment_name)
+
+    async def start_all(self) -> None:
+        adopted = await self._adopt_found()
+        missing = max(0, self.spec.num_replicas - adopted)
+        results = await asyncio.gather(
+            *(self._launch() for _ in range(missing)), return_exceptions=True
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.stop(0)
-            first = errors[0]
-            if isinstance(first, ReplicaStartError):
-                raise StartFailed(str(first)) from first
+            first = explain_start(errors[0], self.memory_limit_mib)
+            if isinstance(first, StartFailed):
+                raise first
             raise StartFailed(f"{type(first).__name__}: {first}") from first
+        self.autoscaler = start_autoscaler(self)
 
     # -- self-healing ---------------------------------------------------------------------------
     def _on_exit(self, replica: ReplicaProcess, started: float) -> None:
         if replica in self.replicas:
             self.replicas.remove(replica)
-        if self._stopping:
+        if self._stopping or replica in self.retired:
+            self.retired.discard(replica)
             return
         if time.monotonic() - started < CRASH_WINDOW_S:
             self._crashes += 1
+        self.restarts += 1
+        how = describe_exit(replica.returncode, self.memory_limit_mib)
+        self.last_exit = (time.time(), f"replica {replica.pid}: {how}")
         log.warning(
-            "replica %s of %s exited (code %s); replacing it",
-            replica.pid,
-            self.spec.deployment_name,
-            replica.returncode,
+            "replica %s of %s ended: %s; replacing it", replica.pid, self.spec.deployment_name, how
         )
         task = asyncio.create_task(self._replace())
         self._healers.add(task)
@@ -135,8 +253,9 @@ class LocalReplicaGroup:
     async def _replace(self) -> None:
         while not self._stopping:
             if self._crashes >= self.settings.max_start_crashes:
+                last = f" (last: {self.last_exit[1]})" if self.last_exit else ""
                 self._failed_error = self._failed_error or (
-                    f"replicas crashed {self._crashes} times in a row; giving up"
+                    f"replicas crashed {self._crashes} times in a row; giving up{last}"
                 )
                 return
             await asyncio.sleep(BACKOFF_S[min(self._crashes, len(BACKOFF_S) - 1)])
@@ -147,42 +266,44 @@ class LocalReplicaGroup:
                 return
             except ReplicaStartError as exc:
                 self._crashes += 1
+                exc = explain_start(exc, self.memory_limit_mib)
                 self._failed_error = f"replica failed to restart: {exc}"
                 log.warning("restart of a %s replica failed: %s", self.spec.deployment_name, exc)
 
     # -- calls ------------------------------------------------------------------------------
     def _pick(self, avoid: ReplicaProcess | None = None) -> ReplicaProcess:
-        best: ReplicaProcess | None = None
-        for replica in self.replicas:
-            if replica is avoid or not replica.alive:
-                continue
-            if best is None or replica.in_flight < best.in_flight:
-                best = replica
-        if best is None:
+        """The least busy live replica; ties go round-robin (issue 14: sequential calls used
+        to land on the first replica every time)."""
+        candidates = [r for r in self.replicas if r is not avoid and r.alive]
+        if not candidates:
             raise Unavailable("no replica is ready (restarting)")
-        return best
-
-    async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        return orjson.loads(await self.call_json(inputs, parameters))
-
-    async def call_json(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> bytes:
-        return await self.call_body(orjson.dumps({"inputs": inputs, "parameters": parameters}))
+        self._turn += 1
+        return pick_least_busy(candidates, self._turn)
 
     async def call_body(self, body: bytes) -> bytes:
         """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out.
         Callers pass a body already checked to be one JSON object.
 
         A call whose replica died under it is retried once on another live replica; with
-        none left the caller gets Unavailable (never a hang)."""
+        none left the caller gets Unavailable (never a hang). A group scaled to zero starts
+        a replica first and the call waits for it (bounded; :mod:`.local_autoscale`)."""
+        if self.autoscaler is not None:
+            self.autoscaler.last_call = time.monotonic()
+            if not self.replicas:
+                await self.autoscaler.wake()
         replica = self._pick()
         try:
-            return await _call_on(replica, body)
+            return await replica.call_raw(body, checked=True)
+        except CallFailed as exc:
+            if exc.type_name == "MemoryError":  # say which limit it ran into
+                raise explain_call(exc, self.memory_limit_mib) from exc
+            raise
         except CallTimedOut:
             raise  # this request hung its replica: never hand it to another one
         except Unavailable:
             if replica.alive:
                 raise  # the plugin may still be running the call
-            return await _call_on(self._pick(avoid=replica), body)
+            return await self._pick(avoid=replica).call_raw(body, checked=True)
 
     async def health(self) -> bool:
         if not self.replicas:
@@ -193,29 +314,40 @@ class LocalReplicaGroup:
     def observe(self) -> GroupHealth:
         ready = sum(1 for r in self.replicas if r.alive)
         return GroupHealth(
-            desired=self.spec.num_replicas,
+            desired=self.target,
             ready=ready,
             failed=self._failed_error is not None and ready == 0 and not self._healers,
             error=self._failed_error,
         )
 
+    @property
+    def target(self) -> int:
+        """The replicas wanted: the autoscaler's target, else the fixed count."""
+        return self.autoscaler.target if self.autoscaler is not None else self.spec.num_replicas
+
+    @property
+    def starting(self) -> int:
+        return self.autoscaler.starting if self.autoscaler is not None else 0
+
     async def stop(self, drain_timeout_s: float) -> None:
         self._stopping = True
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
         for task in list(self._healers):
             task.cancel()
         replicas, self.replicas = list(self.replicas), []
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
 
-
-async def _call_on(replica: ReplicaProcess, body: bytes) -> bytes:
-    try:
-        return await replica.call_raw(body, checked=True)
-    except ReplicaCallError as exc:
-        raise CallFailed(exc.type_name, exc.message) from exc
-    except ReplicaCallTimeout as exc:
-        raise CallTimedOut(str(exc)) from exc
-    except ReplicaUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
+    def detach(self) -> None:
+        """Let go of every replica, leaving them running (keep-on-stop)."""
+        self._stopping = True
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
+        for task in list(self._healers):
+            task.cancel()
+        replicas, self.replicas = list(self.replicas), []
+        for replica in replicas:
+            replica.detach()
 
 
 class LocalBackend:
@@ -223,15 +355,40 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, settings: Settings, sandbox: Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sandbox: Sandbox | None = None,
+        live_releases: LiveReleases | None = None,
+    ) -> None:
+        """``live_releases``: the ids of the releases the database wants running; given, the
+        replicas outlive this server and the ones an earlier server left are adopted."""
         self.settings = settings
         self.sandbox = sandbox
+        self.adoption: Adoption | None = None
         # Unix socket paths are limited to ~107 bytes, so they live in a short temp folder.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="plughost-"))
+        if live_releases is not None:
+            self.socket_dir = socket_folder(settings.resolved_home)
+            self.adoption = Adoption(ReplicaRegistry(settings.replicas_dir), live_releases)
+            with contextlib.suppress(RuntimeError):  # built on the server's loop: sweep now
+                asyncio.get_running_loop()
+                self.adoption.start_sweeper()
+        else:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="plughost-"))
         self.groups: weakref.WeakSet[LocalReplicaGroup] = weakref.WeakSet()
 
+    @property
+    def keeps_replicas_on_stop(self) -> bool:
+        """A deliberate stop leaves the replicas running (PLUGHOST_KEEP_REPLICAS_ON_STOP)."""
+        return self.adoption is not None and self.settings.keep_replicas_on_stop
+
     async def start(self, spec: GroupSpec) -> LocalReplicaGroup:
-        group = LocalReplicaGroup(spec, self.settings, self.socket_dir, self.sandbox)
+        if self.adoption is not None:
+            self.adoption.rescan()
+            self.adoption.start_sweeper()
+        group = LocalReplicaGroup(
+            spec, self.settings, self.socket_dir, self.sandbox, self.adoption
+        )
         self.groups.add(group)
         try:
             await group.start_all()
@@ -242,6 +399,16 @@ class LocalBackend:
 
     async def shutdown(self) -> None:
         groups = list(self.groups)
-        await asyncio.gather(*(g.stop(2.0) for g in groups), return_exceptions=True)
+        if self.keeps_replicas_on_stop:
+            for group in groups:
+                group.detach()
+            log.info("left %d replica group(s) running for the next server", len(groups))
+        else:
+            await asyncio.gather(*(g.stop(2.0) for g in groups), return_exceptions=True)
+        if self.adoption is None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.socket_dir)
+            return
+        await self.adoption.close(keep=self.keeps_replicas_on_stop)
         with contextlib.suppress(OSError):
-            shutil.rmtree(self.socket_dir)
+            self.socket_dir.rmdir()  # shared with later servers on this home: only if empty

@@ -15,14 +15,6 @@ from typing import Any
 from plughost.backends.base import GroupSpec, StartFailed
 from plughost.config import Settings
 
-# The replicas' environment, like a local replica's (HOME is set by the replica itself).
-BASE_ENV = {
-    "LANG": "C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONUNBUFFERED": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
 # Serve retries a failing constructor by itself; one attempt per replica matches a local
 # start, which fails on the first replica that cannot load.
 CONSTRUCTOR_RETRIES = 1
@@ -120,9 +112,11 @@ def pip_list(
 ) -> list[str]:
     """The replicas' runtime_env pip list from the manifest's dependencies.
 
-    ``missing`` (default) installs only what the server's own environment lacks: replicas of
-    a local Ray run on this interpreter, and cluster nodes usually share the server's image.
-    ``all`` installs every dependency, ``off`` none (the replica then reports what is missing).
+    ``missing`` (default) installs ``missing_here``: the backend passes none, since what the
+    server's own environment lacks reaches the replicas in the plugin environment built on
+    the server (:mod:`plughost.envs`, shipped as a py_module). ``all`` installs every
+    dependency (nodes whose image differs from the server's), ``off`` none (the replica then
+    reports what is missing).
     """
     if settings.ray_pip == "off":
         return []

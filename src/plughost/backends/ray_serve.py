@@ -23,12 +23,19 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import orjson
 from ray.exceptions import RayActorError
 
-from plughost.backends.base import CallFailed, GroupHealth, GroupSpec, StartFailed, Unavailable
-from plughost.backends.ray_options import (
+from plughost.backends.base import (
     BASE_ENV,
+    CallFailed,
+    GroupHealth,
+    GroupSpec,
+    StartFailed,
+    Unavailable,
+)
+from plughost.backends.ray_direct import DirectSet
+from plughost.backends.ray_directory import NAMESPACE, directory_name
+from plughost.backends.ray_options import (
     AppState,
     app_name,
     deployment_options,
@@ -36,14 +43,17 @@ from plughost.backends.ray_options import (
     release_of_app,
 )
 from plughost.backends.ray_replica import HARDEN_FLAG
-from plughost.backends.ray_session import ServeSession
+from plughost.backends.ray_session import RAY_CLIENT_REFUSED, ServeSession
+from plughost.backends.ray_worker import WorkerConfig, sandbox_fields
 from plughost.config import Settings
-from plughost.sandbox.requirements import missing_requirements
+from plughost.logs.capture import REPLICA_OUTPUT
+from plughost.sandbox.host import config_from_settings
 
 log = logging.getLogger("plughost.backend.ray")
 
 POLL_S = 1.0  # background refresh of Serve's status (what observe() reads)
 START_POLL_S = 0.25
+READY_POLL_S = 0.05  # Serve's status, once the workers answer
 DELETE_WAIT_S = 10.0
 FAIL_AFTER_S = 10.0  # replicas failing to start this long (Serve retries meanwhile) = failed
 GC_INTERVAL_S = 30.0
@@ -51,6 +61,8 @@ PIN_INTERVAL_S = 300.0
 PIN_TTL_S = 1800
 
 RAY_THREADS = 4
+STEADY_POLL_S = 5.0  # the same while every group's workers are connected (less idle CPU)
+DIRECTORY_POLL_S = 10.0  # long-poll window of the replica directory
 
 T = TypeVar("T")
 WantedReleases = Callable[[], set[int]]
@@ -103,14 +115,9 @@ class RayReplicaGroup:
         self._stopped = False
         self._started = time.monotonic()
         self._bad_since: float | None = None
+        self.direct: DirectSet = backend.direct_set(app)
 
     # -- calls ------------------------------------------------------------------------------
-    async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        return orjson.loads(await self.call_json(inputs, parameters))
-
-    async def call_json(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> bytes:
-        return await self.call_body(orjson.dumps({"inputs": inputs, "parameters": parameters}))
-
     async def call_body(self, body: bytes) -> bytes:
         """A raw ``{"inputs", "parameters"}`` body in, the result's JSON out.
 
@@ -121,6 +128,9 @@ class RayReplicaGroup:
         self._in_flight += 1
         self._idle.clear()
         try:
+            if self.direct.workers:
+                return await self.direct.call_body(body)
+            # no worker reachable directly (yet): through Serve's handle, the actor passes it on
             try:
                 reply = await self._request(self._handle, body)
             except _ReplicaDied as exc:
@@ -156,7 +166,11 @@ class RayReplicaGroup:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def health(self) -> bool:
-        """Serve reports the application RUNNING and a replica's health call passes."""
+        """Every connected worker answers a health call (Serve's own status is not waited
+        for: a worker that answers is serving); without workers, Serve's status and a
+        health call through the handle."""
+        if self.direct.workers:
+            return await self.direct.health()
         state = (await self.backend.board.fresh()).get(self.app)
         if state is None or state.status != "RUNNING":
             return False
@@ -180,7 +194,7 @@ class RayReplicaGroup:
         (or the application vanished) for FAIL_AFTER_S."""
         board = self.backend.board
         if board.fetched_at <= self._started:
-            return GroupHealth(desired=self.desired, ready=self.desired)
+            return GroupHealth(desired=self.desired, ready=max(self.direct.ready, 1))
         state = board.apps.get(self.app)
         if state is None:
             problem: str | None = f"the Serve application {self.app} is gone"
@@ -189,6 +203,8 @@ class RayReplicaGroup:
         else:
             problem = None
         ready = state.running if state is not None else 0
+        if self.direct.infos:
+            ready = self.direct.ready
         if problem is None:
             self._bad_since = None
             return GroupHealth(desired=self.desired, ready=ready)
@@ -221,10 +237,19 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, settings: Settings, owner: str, wanted: WantedReleases) -> None:
+        address = settings.ray_address.strip()
+        if address.startswith("ray://"):
+            raise ValueError(RAY_CLIENT_REFUSED.format(address=address))
         self.settings = settings
         self.owner = owner
         self.wanted = wanted
         self.session = ServeSession(settings)
+        self.sandbox = sandbox_fields(config_from_settings(settings))
+        self.directory: Any = None
+        self.listing: dict[str, dict[str, dict[str, Any]]] = {}
+        self._direct: dict[str, DirectSet] = {}
+        self._listing_version = -1
+        self._listener: asyncio.Task[None] | None = None
         # Ray calls get threads of their own: a cluster that stops answering must not take
         # the threads the controller's database calls run on.
         self._pool = ThreadPoolExecutor(max_workers=RAY_THREADS, thread_name_prefix="plughost-ray")
@@ -267,16 +292,90 @@ class RayBackend:
                 raise StartFailed(
                     f"cannot reach Ray ({self.session.address}): {type(exc).__name__}: {exc}"
                 ) from exc
+            self.directory = await self._blocking(self.session.directory, self.owner)
             log.info(
                 "Ray Serve ready at %s in %.1f s", self.session.address, time.monotonic() - began
             )
             self._watcher = asyncio.create_task(self._watch(), name="plughost-ray-watch")
+            self._listener = asyncio.create_task(self._listen(), name="plughost-ray-directory")
+
+    def _settling(self) -> bool:
+        """Whether a group is short of connected workers (then Serve's status is read often)."""
+        return any(g.direct.ready < g.desired for g in self.groups.values())
+
+    # -- the replica directory --------------------------------------------------------------
+    def direct_set(self, app: str) -> DirectSet:
+        """The direct channels of ``app`` (created on first use, fed by the directory)."""
+        direct = self._direct.get(app)
+        if direct is None:
+            direct = DirectSet(app, self.session.node_id, self.settings.replica_call_timeout_s)
+            direct.on_gone = lambda rid: self._unregister(app, rid)
+            self._direct[app] = direct
+            direct.update(self.listing.get(app, {}))
+        return direct
+
+    def _unregister(self, app: str, replica_id: str) -> None:
+        if self.directory is not None:
+            with contextlib.suppress(Exception):
+                self.directory.unregister.remote(app, replica_id)
+
+    async def _listen(self) -> None:
+        """Follow the directory: new workers are connected, gone ones dropped."""
+        while True:
+            try:
+                ref = self.directory.changes.remote(self._listing_version, DIRECTORY_POLL_S)
+                version, listing = await ref
+                self._listing_version = version
+                self.listing = listing
+                for app, direct in self._direct.items():
+                    direct.update(listing.get(app, {}))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading the replica directory failed", exc_info=True)
+                await asyncio.sleep(POLL_S if self._settling() else STEADY_POLL_S)
+
+    async def _forget_dead_nodes(self) -> None:
+        """Drop the directory entries of replicas on nodes Ray reports dead. A replica
+        unregisters itself when it stops, and a dropped connection unregisters it too; a
+        node that died without closing its connections (power, network) does neither."""
+        listed = {
+            (app, rid, str(info.get("node_id", "")))
+            for app, replicas in self.listing.items() for rid, info in replicas.items()
+        }
+        if not listed:
+            return
+        alive = await self._blocking(self.session.alive_nodes)
+        for app, rid, node in listed:
+            if node and node not in alive:
+                log.warning("replica %s of %s was on dead node %s; dropping it", rid, app, node[:12])
+                self._unregister(app, rid)
+
+    def sandbox_report(self) -> dict[str, Any]:
+        """The sandbox layers of each node running this server's replicas (``/healthz``)."""
+        nodes: dict[str, dict[str, Any]] = {}
+        for replicas in self.listing.values():
+            for info in replicas.values():
+                node = str(info.get("node_id", ""))[:12] or "?"
+                nodes[node] = {
+                    "host": info.get("host"),
+                    "mode": info.get("sandbox_mode"),
+                    "layers": info.get("layers", {}),
+                    "missing": info.get("missing_layers", []),
+                }
+        return nodes
 
     async def _watch(self) -> None:
         """Refresh the status snapshot; sweep orphans and re-pin packages now and then."""
         last_gc = time.monotonic() - GC_INTERVAL_S  # sweep at once: a restart is when orphans show
         last_pin = time.monotonic()
         while True:
+            try:  # on its own: Serve's status may fail while a node is dying
+                await self._forget_dead_nodes()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reading Ray's node table failed", exc_info=True)
             try:
                 await self.board.fresh()
                 now = time.monotonic()
@@ -290,7 +389,7 @@ class RayBackend:
                 raise
             except Exception:
                 log.warning("watching Serve failed", exc_info=True)
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(POLL_S if self._settling() else STEADY_POLL_S)
 
     # -- groups ---------------------------------------------------------------------------
     async def start(self, spec: GroupSpec) -> RayReplicaGroup:
@@ -307,58 +406,122 @@ class RayBackend:
             await asyncio.shield(self.remove(name))
             raise
         self.groups[name] = group
+        self._report_layers(group)
         return group
 
+    @staticmethod
+    def _report_layers(group: RayReplicaGroup) -> None:
+        """Missing sandbox layers of the nodes the replicas run on: in the server log and the
+        release's own log (the sink the controller set for this start, issue 13)."""
+        sink = REPLICA_OUTPUT.get()
+        for info in group.direct.infos.values():
+            missing = info.get("missing_layers") or []
+            if not missing:
+                continue
+            line = (
+                f"sandbox ({info.get('sandbox_mode')}) on Ray node {info.get('host')}: "
+                f"layers missing: {', '.join(missing)}"
+            )
+            log.error("%s: %s", group.app, line)
+            if sink is not None:
+                sink(0, line)
+
     async def _start(self, spec: GroupSpec, name: str) -> RayReplicaGroup:
+        began = time.monotonic()
         options = deployment_options(spec, self.settings)
         packages, runtime_env = await self._blocking(self._runtime_env, spec)
-        options["ray_actor_options"]["runtime_env"] = runtime_env
+        uploaded = time.monotonic()
+        if runtime_env:
+            options["ray_actor_options"]["runtime_env"] = runtime_env
         state = (await self.board.fresh()).get(name)
         if state is not None and state.status in ("RUNNING", "DEPLOYING"):
             log.info("adopting the running Serve application %s", name)
         else:
             if state is not None:
                 await self._delete_and_wait(name)
-            init_args = (dict(spec.init_kwargs), list(spec.requirements))
+            init_args = (
+                dict(spec.init_kwargs),
+                list(spec.requirements),
+                self._worker_config(spec, packages),
+                name,
+                (directory_name(self.owner), NAMESPACE),
+            )
             await self._blocking(self.session.deploy, name, options, init_args)
-        await self._wait_running(name)
+        deployed = time.monotonic()
+        direct = self.direct_set(name)
+        await self._wait_running(name, direct, deployment_options(spec, self.settings))
         handle = await self._blocking(self.session.handle, name)
+        steps = [info.get("start_s", {}) for info in direct.infos.values()]
+        log.info(
+            "%s up in %.2f s: packages %.2f s, Serve deploy call %.2f s, workers ready %.2f s "
+            "later (in the replicas: %s)",
+            name,
+            time.monotonic() - began,
+            uploaded - began,
+            deployed - uploaded,
+            time.monotonic() - deployed,
+            steps,
+        )
         return RayReplicaGroup(spec, name, self, handle, packages)
 
-    def _runtime_env(self, spec: GroupSpec) -> tuple[list[str], dict[str, Any]]:
-        """Upload the plugin folder and plughost; the replicas' runtime_env (blocking)."""
-        tag = f"{self.owner}_r{spec.release_id}"
-        working_dir = self.session.upload(spec.plugin_dir, tag=tag)
-        package = self.session.plughost_package()
-        env: dict[str, Any] = {
-            "working_dir": working_dir,
-            "py_modules": [package],
-            "env_vars": {**BASE_ENV, **spec.env, HARDEN_FLAG: "1"},
-        }
-        missing = (
-            missing_requirements(spec.requirements, spec.plugin_dir)
-            if self.settings.ray_pip == "missing"
-            else []
+    def _worker_config(self, spec: GroupSpec, packages: list[str]) -> dict[str, Any]:
+        """What each replica needs to start the plugin's sandboxed worker on its node."""
+        config = WorkerConfig(
+            plugin_package=packages[0],
+            env_package=packages[1] if spec.env_path is not None else "",
+            sandbox=self.sandbox,
+            namespace_id=spec.namespace_id,
+            serve_config=dict(spec.serve_config),
+            env=dict(spec.env),
+            start_timeout_s=self.settings.replica_start_timeout_s,
+            call_timeout_s=self.settings.replica_call_timeout_s,
+            drain_timeout_s=self.settings.drain_timeout_s,
+            release_id=spec.release_id,
         )
-        pip = pip_list(spec.requirements, missing, self.settings)
-        if pip:
-            env["pip"] = pip
-        return [working_dir, package], env
+        return dict(config.__dict__)
 
-    async def _wait_running(self, name: str) -> None:
+    def _runtime_env(self, spec: GroupSpec) -> tuple[list[str], dict[str, Any]]:
+        """Upload the plugin folder (and its environment) as packages the replicas fetch
+        themselves (:func:`~plughost.backends.ray_worker.fetch_package`); the replicas'
+        runtime_env, empty unless pip packages are asked for (blocking)."""
+        tag = f"{self.owner}_r{spec.release_id}"
+        packages = [self.session.upload(spec.plugin_dir, tag=tag)]
+        if spec.env_path is not None:
+            # the plugin environment built on the server (plughost.envs), content-addressed:
+            # releases with the same set share one package on the cluster
+            packages.append(self.session.upload(spec.env_path))
+        env: dict[str, Any] = {}
+        pip = pip_list(spec.requirements, [], self.settings)
+        if pip:
+            env = {"pip": pip, "env_vars": {**BASE_ENV, **spec.env, HARDEN_FLAG: "1"}}
+        return packages, env
+
+    async def _wait_running(self, name: str, direct: DirectSet, options: dict[str, Any]) -> None:
+        """Until every initial replica's worker is connected and Serve says RUNNING, or Serve
+        reports the replicas failing.
+
+        Serve's RUNNING is waited for too (read every 50 ms once the workers answer, about
+        0.1-0.3 s): a replica that dies before Serve counts it as started is taken for a
+        constructor failure, and with one constructor attempt the deployment would fail
+        with Serve's generic message instead of being replaced."""
+        scaling = options.get("autoscaling_config") or {}
+        want = int(options.get("num_replicas") or scaling.get("initial_replicas") or 1)
         timeout = self.settings.replica_start_timeout_s
         deadline = time.monotonic() + timeout
         while True:
+            direct.changed.clear()
             state = (await self.board.fresh()).get(name)
             if state is not None:
-                if state.status == "RUNNING":
+                if state.status == "RUNNING" and (direct.ready >= want or not direct.infos):
                     return
                 if state.status == "DEPLOY_FAILED" or state.startup_failing:
                     raise StartFailed(state.error or f"Serve could not start {name}")
             if time.monotonic() >= deadline:
                 detail = f": {state.error}" if state is not None and state.error else ""
                 raise StartFailed(f"replicas were not ready within {timeout:g} s{detail}")
-            await asyncio.sleep(START_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READY_POLL_S if direct.ready >= want else START_POLL_S):
+                    await direct.changed.wait()
 
     async def remove(self, name: str) -> None:
         """Delete an application and forget it."""
@@ -367,6 +530,12 @@ class RayBackend:
         finally:
             self.groups.pop(name, None)
             self._claimed.discard(name)
+            direct = self._direct.pop(name, None)
+            if direct is not None:
+                direct.close()
+            if self.directory is not None:
+                with contextlib.suppress(Exception):
+                    self.directory.forget.remote(name)
 
     async def _delete_and_wait(self, name: str) -> None:
         try:
@@ -410,14 +579,20 @@ class RayBackend:
     async def shutdown(self) -> None:
         """Delete what is left of this server's applications and disconnect (a local Ray
         started by the server stops with it)."""
-        for task in [*self._tasks, *([self._watcher] if self._watcher else [])]:
+        loops = [t for t in (self._watcher, self._listener) if t is not None]
+        for task in [*self._tasks, *loops]:
             task.cancel()
-        for task in [*self._tasks, *([self._watcher] if self._watcher else [])]:
+        for task in [*self._tasks, *loops]:
             with contextlib.suppress(BaseException):
                 await task
+        for direct in self._direct.values():
+            direct.close()
         if self.session.connected and not self.session.owns_cluster:
             groups = list(self.groups.values())
             await asyncio.gather(*(g.stop(0) for g in groups), return_exceptions=True)
+            if self.directory is not None:
+                with contextlib.suppress(Exception):
+                    await self._blocking(self.session.kill, self.directory)
         try:
             async with asyncio.timeout(30):
                 await self._blocking(self.session.close)

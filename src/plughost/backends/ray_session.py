@@ -26,6 +26,12 @@ log = logging.getLogger("plughost.backend.ray")
 # Shipped with the plughost package, never needed by a replica.
 PACKAGE_EXCLUDES = ["__pycache__", "*.pyc"]
 PICKLE_RACE_RETRIES = 3
+RAY_CLIENT_REFUSED = (
+    "PLUGHOST_RAY_ADDRESS={address}: Ray Client (ray://) addresses are not supported: the "
+    "server keeps direct channels to the replicas' workers (a Unix socket on its own node, "
+    "the node's address otherwise), which a Ray Client driver outside the cluster cannot "
+    "reach. Run plughost on a machine of the cluster and give the GCS address (host:6379)"
+)
 
 T = TypeVar("T")
 
@@ -38,6 +44,8 @@ class ServeSession:
         self.settings = settings
         self.owns_cluster = not settings.ray_address.strip()
         self.connected = False
+        self.node_id = ""
+        self._plughost_uri = ""
         self._scratch = Path(tempfile.mkdtemp(prefix="plughost-ray-"))
         self._serve_lock = threading.Lock()
 
@@ -67,9 +75,46 @@ class ServeSession:
                 **common,
             )
         else:
-            ray.init(address=self.settings.ray_address.strip(), **common)
+            address = self.settings.ray_address.strip()
+            if address.startswith("ray://"):
+                raise ValueError(RAY_CLIENT_REFUSED.format(address=address))
+            ray.init(address=address, **common)
         serve.start(proxy_location="Disabled", logging_config=APP_LOGGING)
+        self.node_id = str(ray.get_runtime_context().get_node_id())
         self.connected = True
+
+    def directory(self, owner: str) -> Any:
+        """The server's replica directory actor (created, or found after a restart)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from plughost.backends.ray_directory import NAMESPACE, ReplicaDirectory, directory_name
+
+        actor = ray.remote(ReplicaDirectory).options(
+            name=directory_name(owner),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=1000,
+            # on this server's node: anywhere else, the death of that node would take the
+            # listing with it while every replica (registered once) lived on
+            scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_id, soft=False),
+        )
+        return actor.remote()
+
+    @staticmethod
+    def alive_nodes() -> set[str]:
+        """The ids of the cluster's live nodes (one GCS call)."""
+        import ray
+
+        return {str(n["NodeID"]) for n in ray.nodes() if n.get("Alive")}
+
+    @staticmethod
+    def kill(actor: Any) -> None:
+        import ray
+
+        ray.kill(actor)
 
     def close(self) -> None:
         """Disconnect; a Ray instance this server started stops with it."""
@@ -110,8 +155,16 @@ class ServeSession:
         return uri
 
     def plughost_package(self) -> str:
-        """The plughost package as a py_module: a cluster need not have plughost installed."""
-        return self.upload(Path(plughost.__file__).resolve().parent, parent=True)
+        """The plughost package as a py_module: a cluster need not have plughost installed.
+
+        Hashed and uploaded once per server process (the code this server runs does not
+        change under it; hashing the package took ~0.1 s of every deploy); later calls only
+        refresh its pin."""
+        if self._plughost_uri:
+            self.pin([self._plughost_uri], 1800)
+            return self._plughost_uri
+        self._plughost_uri = self.upload(Path(plughost.__file__).resolve().parent, parent=True)
+        return self._plughost_uri
 
     @staticmethod
     def pin(uris: list[str], expiration_s: int) -> None:

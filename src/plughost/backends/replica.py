@@ -1,4 +1,5 @@
-"""Client side of one replica process: launch, handshake, calls over its Unix socket, stop.
+"""Client side of one replica process: start, handshake, calls over its Unix socket, stop.
+(How the process is launched, its argv and environment: :mod:`.replica_launch`.)
 
 A replica is ``python -I -m plughost.worker`` in its own session (so its whole process group
 can be killed), started in the plugin folder with an environment built only from the spec;
@@ -12,24 +13,38 @@ connection drops, every waiting call fails at once with :class:`ReplicaUnavailab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
-from plughost.sandbox.policy import SandboxLaunch
+from plughost.backends.replica_adopted import AdoptedProcess
+from plughost.backends.replica_errors import (
+    ReplicaCallError,
+    ReplicaCallTimeout,
+    ReplicaError,
+    ReplicaRequestRefused,
+    ReplicaStartError,
+    ReplicaUnavailable,
+    _require_json_object,
+    _result_or_raise,
+)
+from plughost.backends.replica_launch import (
+    ChildProcess,
+    ReplicaSpec,
+    bind_listener,
+    build_replica_command,
+    build_replica_env,
+)
+from plughost.backends.replica_output import FileTail, OutputPump, open_output_file
+from plughost.worker.auth import HELLO_OP, new_nonce, proof_ok, server_token
+from plughost.worker.preload import clean as clean_preload
 from plughost.worker.protocol import (
     FrameError,
     ReplyHead,
@@ -38,132 +53,27 @@ from plughost.worker.protocol import (
     encode_request,
 )
 
-logger = logging.getLogger(__name__)
-output_logger = logging.getLogger("plughost.replica.output")
+__all__ = [
+    "ReplicaCallError",
+    "ReplicaCallTimeout",
+    "ReplicaError",
+    "ReplicaProcess",
+    "ReplicaRequestRefused",
+    "ReplicaSpec",
+    "ReplicaStartError",
+    "ReplicaUnavailable",
+    "build_replica_command",
+    "build_replica_env",
+]
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_LANG = "C.UTF-8"
+logger = logging.getLogger(__name__)
+
 MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 KILL_GRACE_S = 2.0
 REAP_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
+HELLO_TIMEOUT_S = 10.0
 EXIT_POLL_S = 0.02
-OUTPUT_TAIL_LINES = 50
-MAX_OUTPUT_LINE_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class ReplicaSpec:
-    """Everything needed to launch one replica.
-
-    ``env`` is the replica's whole environment (PATH and LANG get defaults when absent);
-    ``python`` is the interpreter, which must have plughost installed. ``sandbox`` wraps the
-    process (see :mod:`plughost.sandbox`); its socket is then bound here and inherited, since
-    the sandbox cannot see the socket's folder. ``requirements``: the manifest's
-    dependencies, checked by the replica before it loads the plugin.
-    ``kill_on_call_timeout``: a call without a reply in time kills the whole replica (the
-    plugin may be stuck in a loop that would otherwise burn CPU forever).
-    """
-
-    plugin_dir: Path
-    socket_path: Path
-    init_kwargs: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    start_timeout_s: float = 60.0
-    call_timeout_s: float = 60.0
-    drain_timeout_s: float = 10.0
-    python: str = sys.executable
-    sandbox: SandboxLaunch | None = None
-    requirements: tuple[str, ...] = ()
-    kill_on_call_timeout: bool = False
-
-
-class ReplicaError(Exception):
-    """Base of the errors raised by :class:`ReplicaProcess`."""
-
-
-class ReplicaStartError(ReplicaError):
-    """The replica did not become ready; the message carries the plugin's own error text.
-
-    ``output_tail`` holds the last lines the replica wrote to stderr.
-    """
-
-    def __init__(self, message: str, output_tail: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.output_tail = output_tail
-
-
-class ReplicaCallError(ReplicaError):
-    """The plugin (or the replica's request validation) rejected a call."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-
-
-class ReplicaUnavailable(ReplicaError):
-    """The replica cannot answer: it died, its connection dropped, or the call timed out."""
-
-
-class ReplicaCallTimeout(ReplicaUnavailable):
-    """A call got no reply in time (the replica was killed if the spec says so)."""
-
-
-def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> list[str]:
-    """The argv that starts a replica: the sandbox wrapper (if any), then the worker.
-
-    ``listen_fd``: an inherited listening socket the worker serves on instead of binding
-    ``spec.socket_path`` itself.
-    """
-    prefix = list(spec.sandbox.prefix) if spec.sandbox else []
-    plugin_dir = spec.sandbox.plugin_dir if spec.sandbox else str(spec.plugin_dir)
-    command = [
-        *prefix,
-        spec.python,
-        "-I",
-        "-m",
-        "plughost.worker",
-        "--socket",
-        str(spec.socket_path),
-        "--plugin-dir",
-        plugin_dir,
-        "--init-kwargs",
-        orjson.dumps(spec.init_kwargs).decode(),
-        "--drain-timeout",
-        repr(float(spec.drain_timeout_s)),
-    ]
-    if listen_fd is not None:
-        command += ["--listen-fd", str(listen_fd)]
-    if spec.sandbox is not None:
-        command += ["--sandbox", spec.sandbox.policy_json]
-    if spec.requirements:
-        command += ["--requirements", orjson.dumps(list(spec.requirements)).decode()]
-    return command
-
-
-def build_replica_env(spec: ReplicaSpec) -> dict[str, str]:
-    """The replica's environment: ``spec.env`` (and the sandbox's additions) plus PATH and
-    LANG defaults, nothing inherited."""
-    env = dict(spec.env)
-    if spec.sandbox is not None:
-        env.update(spec.sandbox.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("LANG", DEFAULT_LANG)
-    return env
-
-
-def _bind_listener(path: Path) -> socket.socket:
-    """A listening Unix socket at ``path`` that only this uid may connect to."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(str(path))
-        os.chmod(path, 0o600)
-        listener.listen(128)
-    except OSError:
-        listener.close()
-        raise
-    return listener
 
 
 def _prepare_socket_path(path: Path) -> None:
@@ -178,41 +88,17 @@ def _prepare_socket_path(path: Path) -> None:
         path.unlink()
 
 
-class _OutputPump:
-    """Forwards the replica's stderr to logging and keeps its last lines."""
-
-    def __init__(self, stream: asyncio.StreamReader, pid: int) -> None:
-        self._stream = stream
-        self._pid = pid
-        self.tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-
-    async def run(self) -> None:
-        """Read until end of stream, splitting lines (overlong ones are cut into pieces)."""
-        pending = b""
-        while chunk := await self._stream.read(MAX_OUTPUT_LINE_BYTES):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                self._emit(line)
-            if len(pending) >= MAX_OUTPUT_LINE_BYTES:
-                self._emit(pending)
-                pending = b""
-        if pending:
-            self._emit(pending)
-
-    def _emit(self, raw: bytes) -> None:
-        """Log one line and remember it."""
-        line = raw.decode("utf-8", "replace").rstrip()
-        self.tail.append(line)
-        output_logger.info("replica %d: %s", self._pid, line)
-
-
 class ReplicaProcess:
     """A running replica and its connection. Create with :meth:`start`."""
 
-    def __init__(self, spec: ReplicaSpec, process: _Child) -> None:
+    def __init__(self, spec: ReplicaSpec, process: ChildProcess | AdoptedProcess) -> None:
         self._spec = spec
         self._process = process
-        self._output = _OutputPump(_require(process.stderr), process.pid)
+        self._output: OutputPump | FileTail = (
+            FileTail(spec.output_path, process.pid)
+            if spec.output_path is not None
+            else OutputPump(_require(process.stderr), process.pid)
+        )
         self._channel: ReplicaChannel | None = None
         self._calls_in_flight = 0
         self._unavailable_reason: str | None = None
@@ -220,35 +106,51 @@ class ReplicaProcess:
         self._exited = asyncio.Event()
         self._exit_callbacks: list[Callable[[ReplicaProcess], object]] = []
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._output.run())]
+        # what the worker learned while loading the plugin, for the release's next warm
+        # spare (plughost.worker.preload): its ready event's "preload"
+        self.preload: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def start(cls, spec: ReplicaSpec) -> ReplicaProcess:
+    async def start(
+        cls, spec: ReplicaSpec, on_spawn: Callable[[int], object] | None = None
+    ) -> ReplicaProcess:
         """Launch a replica and return it once it is ready and connected.
 
+        ``on_spawn(pid)`` runs as soon as the process exists (the registry records it).
         Raises ReplicaStartError (with the plugin's error text) when it fails to load, exits,
         or is not ready within ``spec.start_timeout_s``; the process group is killed then.
         """
         _prepare_socket_path(spec.socket_path)
         listener: socket.socket | None = None
+        output_fd: int | None = None
+        secret = (spec.secret + "\n").encode() if spec.secret is not None else None
         try:
             if spec.sandbox is not None:
-                listener = _bind_listener(spec.socket_path)
+                listener = bind_listener(spec.socket_path)
+            if spec.output_path is not None:
+                output_fd = open_output_file(spec.output_path)
             fds = (listener.fileno(),) if listener is not None else ()
-            process = await _Child.spawn(
+            process = await ChildProcess.spawn(
                 build_replica_command(spec, fds[0] if fds else None),
                 cwd=spec.plugin_dir,
                 env=build_replica_env(spec),
-                pass_fds=fds,
+                pass_fds=fds if spec.hold_fd is None else (*fds, spec.hold_fd),
+                stdin_data=secret,
+                stderr_fd=output_fd,
             )
         except OSError as exc:
             raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
         finally:
             if listener is not None:
                 listener.close()  # the replica holds its own copy
+            if output_fd is not None:
+                os.close(output_fd)
         replica = cls(spec, process)
         try:
+            if on_spawn is not None:
+                on_spawn(process.pid)
             await replica._await_handshake()
             await replica._connect()
         except BaseException:
@@ -278,13 +180,63 @@ class ReplicaProcess:
             raise self._start_error(str(event.get("error") or "replica failed to start"))
         if event.get("event") != "ready":
             raise self._start_error(f"unexpected start-up event {event!r}")
+        self.preload = clean_preload(event.get("preload"))
 
     def _start_error(self, message: str) -> ReplicaStartError:
         """A start error carrying the replica's recent stderr output."""
+        try:
+            self._output.catch_up()
+        except OSError:
+            pass
         return ReplicaStartError(message, tuple(self._output.tail))
 
+    @classmethod
+    async def adopt(cls, spec: ReplicaSpec, pid: int, start_time: int) -> ReplicaProcess:
+        """Take over a running replica an earlier server started (issue 14): connect and
+        check it holds ``spec.secret``. ReplicaStartError when it is gone or fails the
+        handshake (it is then left as it is: the caller stops it by its record)."""
+        process = AdoptedProcess.attach(pid, start_time)
+        if process is None:
+            raise ReplicaStartError(f"replica process {pid} is gone")
+        replica = cls(spec, process)
+        try:
+            await replica._connect()
+        except BaseException:
+            replica.detach()
+            raise
+        return replica
+
+    def detach(self) -> None:
+        """Let go of the replica without stopping it (keep-on-stop, a failed adoption):
+        close the connection, read its output once more, stop watching it."""
+        self._stopping = True
+        self._fail_pending("the server let go of the replica")
+        self._close_connection()
+        self._output.close()
+        if isinstance(self._process, AdoptedProcess):
+            self._process.forget()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _hello(self) -> None:
+        """Prove the secret to the replica and check its proof (plughost.worker.auth)."""
+        secret = self._spec.secret
+        if secret is None:
+            return
+        nonce = new_nonce()
+        hello = {"op": HELLO_OP, "nonce": nonce, "token": server_token(secret, nonce)}
+        try:
+            head, body = await self._request(
+                lambda request_id: orjson.dumps({"id": request_id, **hello}), HELLO_TIMEOUT_S
+            )
+        except ReplicaUnavailable as exc:
+            raise self._start_error(f"no answer to the handshake: {exc}") from None
+        result = decode_object(body).get("result") if head.ok else None
+        if not isinstance(result, dict) or not proof_ok(secret, nonce, result.get("proof")):
+            raise self._start_error("the replica did not prove its secret")
+
     async def _connect(self) -> None:
-        """Open the persistent connection and start the exit watcher."""
+        """Open the persistent connection (and say hello) and start the exit watcher."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -295,6 +247,7 @@ class ReplicaProcess:
         except (OSError, TimeoutError) as exc:
             raise self._start_error(f"cannot connect to the replica socket: {exc}") from exc
         self._channel = channel
+        await self._hello()
         self._tasks.append(asyncio.create_task(self._watch_exit()))
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:
@@ -333,6 +286,9 @@ class ReplicaProcess:
     def _kill_group(self) -> None:
         """SIGKILL the replica's process group (it leads its own session)."""
         try:
+            if isinstance(self._process, AdoptedProcess):
+                self._process.kill_group()
+                return
             os.killpg(self._process.pid, signal.SIGKILL)
         except ProcessLookupError:
             logger.debug("process group %d already gone", self.pid)
@@ -365,14 +321,10 @@ class ReplicaProcess:
         else:
             self._exit_callbacks.append(callback)
 
-    async def wait_closed(self) -> int | None:
-        """Wait until the process has exited; its return code."""
-        await self._exited.wait()
-        return self._process.returncode
-
     async def _watch_exit(self) -> None:
         """Fail waiting calls when the process exits, then run the exit callbacks."""
         code = await self._process.wait()
+        self._output.close()  # its last lines, before anyone reads the release's log
         self._fail_pending(f"replica {self.pid} exited with code {code}")
         self._close_connection()
         self._exited.set()
@@ -441,22 +393,6 @@ class ReplicaProcess:
 
     # -- calls ----------------------------------------------------------------------------
 
-    async def call(
-        self, inputs: dict[str, Any], parameters: dict[str, Any], timeout_s: float | None = None
-    ) -> Any:
-        """Run the plugin on one request; its decoded JSON result.
-
-        Raises ReplicaCallError when the plugin raised (or rejected the request),
-        ReplicaUnavailable when the replica cannot answer, TypeError when inputs or
-        parameters are not JSON-serialisable.
-        """
-        head, body = await self._counted_call(
-            lambda request_id: encode_request(request_id, "call", inputs, parameters), timeout_s
-        )
-        if head.ok and head.result_start >= 0:
-            return orjson.loads(memoryview(body)[head.result_start : -1])
-        return _result_or_raise(body)
-
     async def call_raw(
         self, payload: bytes, timeout_s: float | None = None, checked: bool = False
     ) -> bytes:
@@ -464,7 +400,8 @@ class ReplicaProcess:
 
         Returns the result's JSON bytes exactly as the replica encoded them, so a proxy can
         forward them without decoding. Raises ReplicaCallError (type ``ValidationError``)
-        when ``payload`` is not one JSON object, and like :meth:`call` otherwise.
+        when ``payload`` is not one JSON object or the plugin raised, ReplicaUnavailable when
+        the replica cannot answer.
         ``checked``: the caller already made sure of that (the replica checks again anyway).
         """
         if not checked:
@@ -520,104 +457,9 @@ class ReplicaProcess:
         return self._process.returncode
 
     @property
-    def output_tail(self) -> tuple[str, ...]:
-        """The last lines the replica wrote to stderr."""
-        return tuple(self._output.tail)
-
-    @property
     def spec(self) -> ReplicaSpec:
         """The spec this replica was started from."""
         return self._spec
-
-
-class _Child:
-    """A child process whose stdout and stderr are read on the event loop.
-
-    Spawned with :class:`subprocess.Popen` (vfork and exec, about 0.2 ms) rather than the
-    loop's own subprocess support: uvloop forks, which copies the server's page tables and
-    held its event loop for about 4 ms per replica start, stalling every request in flight
-    while deployments ran. A thread per child waits for its exit.
-    """
-
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-    ) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self.stdout: asyncio.StreamReader | None = stdout
-        self.stderr: asyncio.StreamReader | None = stderr
-        loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = loop.create_future()
-        threading.Thread(
-            target=self._wait_in_thread, args=(loop,), name=f"replica-wait-{popen.pid}",
-            daemon=True,
-        ).start()
-
-    @classmethod
-    async def spawn(
-        cls, argv: list[str], cwd: Path, env: dict[str, str], pass_fds: tuple[int, ...]
-    ) -> _Child:
-        popen = subprocess.Popen(  # noqa: ASYNC220 - vfork and exec: ~0.2 ms, see the class doc
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            pass_fds=pass_fds,
-        )
-        try:
-            stdout = await _pipe_reader(_require_pipe(popen.stdout))
-            stderr = await _pipe_reader(_require_pipe(popen.stderr))
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait()
-            raise
-        return cls(popen, stdout, stderr)
-
-    def _wait_in_thread(self, loop: asyncio.AbstractEventLoop) -> None:
-        code = self._popen.wait()
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(_resolve, self._exited, code)
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit code once the process has exited (negative: killed by that signal)."""
-        return self._popen.returncode
-
-    async def wait(self) -> int:
-        """Wait for the process to exit (not for its pipes to close)."""
-        return await asyncio.shield(self._exited)
-
-    def send_signal(self, signum: int) -> None:
-        """Signal the process; raises ProcessLookupError once it has been reaped."""
-        if self._popen.returncode is not None:
-            raise ProcessLookupError(self.pid)
-        os.kill(self.pid, signum)
-
-
-def _resolve(future: asyncio.Future[int], code: int) -> None:
-    if not future.done():
-        future.set_result(code)
-
-
-def _require_pipe(pipe: IO[bytes] | None) -> IO[bytes]:
-    if pipe is None:
-        raise RuntimeError("replica pipe was not opened")
-    return pipe
-
-
-async def _pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
-    """A StreamReader fed by ``pipe`` on the running loop."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**16)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
 
 
 def _require(stream: asyncio.StreamReader | None) -> asyncio.StreamReader:
@@ -625,25 +467,3 @@ def _require(stream: asyncio.StreamReader | None) -> asyncio.StreamReader:
     if stream is None:
         raise RuntimeError("replica pipe was not opened")
     return stream
-
-
-def _require_json_object(payload: bytes) -> None:
-    """Raise ReplicaCallError(ValidationError) unless ``payload`` is exactly one JSON object."""
-    try:
-        decode_object(payload)
-    except FrameError as exc:
-        raise ReplicaCallError("ValidationError", f"request body: {exc}") from exc
-
-
-def _result_or_raise(body: bytes) -> Any:
-    """The result of a decoded reply, or its error raised as ReplicaCallError."""
-    try:
-        reply = decode_object(body)
-    except FrameError as exc:
-        raise ReplicaUnavailable(f"unreadable reply: {exc}") from exc
-    if reply.get("ok") is True:
-        return reply.get("result")
-    error = reply.get("error")
-    if not isinstance(error, dict):
-        error = {}
-    raise ReplicaCallError(str(error.get("type") or "Error"), str(error.get("message") or ""))

@@ -7,15 +7,22 @@ import secrets
 
 from plughost.errors import ValidationError
 
-NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]{2,63}$")
-_VERSION_RE = re.compile(r"^[vV]?(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?$")
+# The patterns the OpenAPI document publishes (NAME_PATTERN, VERSION_PATTERN), matched whole
+# (fullmatch: `$` alone would let a trailing newline through) and ASCII only (`\d` is any
+# Unicode digit in Python, not in JSON Schema).
+NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{2,63}$"
+VERSION_PATTERN = r"^[vV]?([0-9]{1,9})(?:\.([0-9]{1,9}))?(?:\.([0-9]{1,9}))?$"
+# what a plugin id always is: {name}_{X}_{Y}_{Z}
+PLUGIN_ID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{2,63}_[0-9]{1,9}_[0-9]{1,9}_[0-9]{1,9}$"
+NAME_RE = re.compile(NAME_PATTERN)
+_VERSION_RE = re.compile(VERSION_PATTERN)
 NAMESPACE_ID_RE = re.compile(r"^[a-zA-Z0-9_\-]{1,64}$")
-FEATURE_URI_RE = re.compile(r"^mixpeek://([a-zA-Z][a-zA-Z0-9_]{2,63})@([^/]+)(?:/(.+))?$")
+FEATURE_URI_RE = re.compile(r"^mixpeek://([a-zA-Z][a-zA-Z0-9_]{2,63})@([^/]+)(?:/([\s\S]+))?$")
 
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid plugin name, else raise ValidationError."""
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValidationError(
             f"invalid plugin name {name!r}: must match ^[a-zA-Z][a-zA-Z0-9_]{{2,63}}$",
             {"field": "name"},
@@ -25,7 +32,7 @@ def validate_name(name: str) -> str:
 
 def normalize_version(version: str) -> str:
     """Normalise `v1`, `1`, `1.0`, `1.0.0` (and `V1.2`) to `X.Y.Z`; reject anything else."""
-    match = _VERSION_RE.match(version.strip()) if isinstance(version, str) else None
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
     if not match:
         raise ValidationError(
             f"invalid plugin version {version!r}: use X.Y.Z (also accepted: v1, 1, 1.0)",
@@ -58,7 +65,7 @@ def alias_route_for(namespace_id: str, name: str) -> str:
 
 def parse_feature_uri(uri: str) -> tuple[str, str]:
     """Return (name, normalised version) of `mixpeek://name@version[/feature]`."""
-    match = FEATURE_URI_RE.match(uri)
+    match = FEATURE_URI_RE.fullmatch(uri)
     if not match:
         raise ValidationError(f"invalid feature_uri {uri!r}: expected mixpeek://name@version")
     return match.group(1), normalize_version(match.group(2))

@@ -17,17 +17,16 @@ one lock. This is sound for one server process per database, which is what plugh
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from plughost.domain.release import ReleaseView
 from plughost.domain.states import Status
 
-if TYPE_CHECKING:
-    from plughost.persistence.releases import ReleaseView
-
 DURATIONS_KEPT = 20
+log = logging.getLogger("plughost.board")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +51,9 @@ class ReleaseBoard:
         self._queue_writes = 0
         self._durations: dict[str | None, tuple[float, ...]] = {}  # None: every name
         self._duration_writes = 0
+        # called after every write, by the writing thread, inside the releases' write lock:
+        # listener(view, duration_s); the status watch and the metrics listen (issue 13)
+        self.listeners: list[Callable[[ReleaseView, float | None], None]] = []
 
     # -- reads (no lock: entries are immutable and replaced whole) ---------------------------
     def plugin(self, key: PluginKey) -> PluginReleases | None:
@@ -114,6 +116,11 @@ class ReleaseBoard:
                     kept = self._durations.get(name)
                     if kept is not None:
                         self._durations[name] = (duration_s, *kept)[:DURATIONS_KEPT]
+        for listener in self.listeners:
+            try:
+                listener(view, duration_s)
+            except Exception:  # a listener never fails a release write
+                log.exception("release board listener failed")
 
     def forget_plugin(self, plugin_pk: int) -> None:
         """The plugin was deleted (its releases went with it)."""

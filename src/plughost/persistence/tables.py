@@ -131,6 +131,8 @@ class Release(Base):
     deployed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the deploy's rollout options (plughost.domain.rollout); None: the defaults
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ReleaseEvent(Base):
@@ -155,3 +157,75 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BatchJob(Base):
+    """One batch job: a plugin's pipeline over an input file (see plughost.batch)."""
+
+    __tablename__ = "batch_jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    namespace_id: Mapped[str] = mapped_column(ForeignKey("namespaces.id"), index=True)
+    plugin_pk: Mapped[int] = mapped_column(ForeignKey("plugins.id", ondelete="CASCADE"), index=True)
+    plugin_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    input_key: Mapped[str] = mapped_column(String(512))
+    input_format: Mapped[str] = mapped_column(String(16))
+    input_name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    input_owned: Mapped[bool] = mapped_column(Boolean, default=True)
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    on_error: Mapped[str] = mapped_column(String(8), default="fail")
+    rows_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_failed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BatchJobEvent(Base):
+    """Every batch status change, appended in the same transaction as the change itself."""
+
+    __tablename__ = "batch_job_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(
+        ForeignKey("batch_jobs.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AliasMove(Base):
+    """Every change of an alias target (deploy, rollback, undeploy), for the history.
+
+    Versions are copied in: the releases they name may be deleted with their plugin."""
+
+    __tablename__ = "alias_moves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    from_release_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_release_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Lease(Base):
+    """Who runs the controller (several servers on one PostgreSQL database): the holder,
+    the epoch every controller write checks (a fencing token) and the expiry (database
+    clock). See plughost.control.leader."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(512))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

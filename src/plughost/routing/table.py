@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from random import random
 from types import MappingProxyType
 
 from plughost.backends.base import ReplicaGroup
@@ -18,6 +19,15 @@ class Route:
     version: str
     release_id: int
     group: ReplicaGroup
+    # a canary step (issue 17): this share of the calls goes to `canary` instead
+    canary: Route | None = None
+    canary_share: float = 0.0
+
+    def pick(self) -> Route:
+        """The route this call takes: itself, or its canary for ``canary_share`` of calls."""
+        if self.canary is not None and random() < self.canary_share:
+            return self.canary
+        return self
 
 
 class RouteTable:
@@ -53,7 +63,12 @@ class RouteTable:
     def set_alias(self, namespace_id: str, name: str, route: Route | None) -> None:
         self._swap({(namespace_id, name): route})
 
-    def withdraw(self, namespace_id: str, plugin_id: str, release_id: int) -> None:
+    def split_alias(self, old: Route, new: Route, share: float) -> None:
+        """Point the alias of ``old``'s name at ``old`` with ``share`` (0..1) of its calls
+        going to ``new``: a canary step (one weighted draw per call, no lock)."""
+        self._swap({(old.namespace_id, old.name): replace(old, canary=new, canary_share=share)})
+
+    def withdraw(self, namespace_id: str, release_id: int) -> None:
         """Remove every route (incl. an alias) that still points at `release_id`."""
         changes: dict[tuple[str, str], Route | None] = {
             key: None
@@ -62,5 +77,19 @@ class RouteTable:
         }
         self._swap(changes)
 
-    def routes_of(self, namespace_id: str) -> list[tuple[str, Route]]:
-        return [(k[1], r) for k, r in self._snapshot.items() if k[0] == namespace_id]
+
+    def replace_all(self, table: Mapping[tuple[str, str], Route]) -> bool:
+        """Swap in a whole new table (a follower's, built from the database); False when
+        it equals the current one (nothing swapped)."""
+        if dict(self._snapshot) == dict(table):
+            return False
+        self._snapshot = MappingProxyType(dict(table))
+        return True
+
+    def drop_where(self, unwanted: Callable[[Route], bool]) -> None:
+        """Remove every route for which ``unwanted(route)`` holds."""
+        changes: dict[tuple[str, str], Route | None] = {
+            key: None for key, route in self._snapshot.items() if unwanted(route)
+        }
+        if changes:
+            self._swap(changes)

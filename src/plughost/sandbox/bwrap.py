@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PLUGIN_MOUNT = "/plugin"
+ENV_MOUNT = "/plugin-env"  # the plugin environment (plughost.envs), read-only
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = (
     "/etc/ld.so.cache",
@@ -46,7 +47,9 @@ class MountPlan:
 
     ``runtime_paths``: folders bound read-only at their own path (the interpreter, its
     import path). ``hidden``: folders that must stay invisible even when inside a bound
-    one ($PLUGHOST_HOME). ``tmp_bytes``: size of each private tmpfs.
+    one ($PLUGHOST_HOME). ``tmp_bytes``: size of each private tmpfs. ``env_dir``: the
+    plugin environment, bound read-only at ``/plugin-env``. ``die_with_parent``: bubblewrap
+    kills the process when the one that started it dies.
     """
 
     plugin_dir: Path
@@ -56,6 +59,10 @@ class MountPlan:
     share_net: bool = False
     as_root: bool = False
     extra_ro: tuple[Path, ...] = field(default_factory=tuple)
+    env_dir: Path | None = None
+    # False for a replica that outlives the server (issue 14): it leads its own session and
+    # ends on its own once no server has connected for a while (plughost.worker)
+    die_with_parent: bool = True
 
 
 def runtime_paths(extra: Iterable[Path] = ()) -> tuple[Path, ...]:
@@ -128,9 +135,8 @@ PRIVATE_MOUNTS = frozenset({"/", "/proc", "/dev", "/tmp", "/dev/shm"})
 
 def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
     """The argv prefix: ``bwrap <options> --``, to be followed by the command to run."""
-    args = [
-        bwrap,
-        "--die-with-parent",
+    args = [bwrap, *(["--die-with-parent"] if plan.die_with_parent else [])]
+    args += [
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
@@ -163,6 +169,8 @@ def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
     for hidden in plan.hidden:
         if any(hidden.is_relative_to(p) for p in (*plan.runtime_paths, *plan.extra_ro)):
             args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
+    if plan.env_dir is not None:
+        args += ["--ro-bind", str(plan.env_dir), ENV_MOUNT]
     args += [
         "--ro-bind", str(plan.plugin_dir), PLUGIN_MOUNT,
         "--chdir", PLUGIN_MOUNT,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from plughost.sandbox.bwrap import (
     plughost_root,
     runtime_paths,
 )
-from plughost.sandbox.policy import RunnerPolicy, SandboxLaunch
+from plughost.sandbox.policy import MIB, RunnerPolicy, SandboxConfig, SandboxLaunch, rlimits_for
 from plughost.sandbox.probe import probe_layers
 from plughost.sandbox.uids import UidPool
 
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("plughost.sandbox")
 
 MODES = ("off", "auto", "strict")
-GIB = 1024**3
-MIB = 1024**2
 IN_PROCESS_LAYERS = ("uid", "seccomp", "rlimits")
 SANDBOX_ENV = {
     "HOME": "/tmp",
@@ -51,24 +49,6 @@ class SandboxUnavailable(RuntimeError):
     """Strict mode and a layer is missing: the server must not start."""
 
 
-@dataclass(frozen=True)
-class SandboxConfig:
-    """The sandbox settings, copied from Settings (see config.py for their meaning)."""
-
-    mode: str = "auto"
-    bwrap: str = "bwrap"
-    egress_namespaces: frozenset[str] = frozenset()
-    memory_gb: float = 2.0
-    max_open_files: int = 1024
-    max_processes: int = 256
-    max_file_bytes: int = 64 * MIB
-    tmp_bytes: int = 64 * MIB
-    uid_base: int = 1_900_000_000
-    uid_count: int = 65_536
-    hidden: tuple[Path, ...] = ()
-    probe_timeout_s: float = 30.0
-
-
 @dataclass
 class Sandbox:
     """Layers measured on this machine and the wrapping every plugin process gets."""
@@ -79,6 +59,8 @@ class Sandbox:
     share_net_only: bool = False
     uids: UidPool | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # the Ray backend's per-node report (layers each node's replicas measured there)
+    node_reports: Callable[[], dict[str, Any]] | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -137,26 +119,21 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         """What ``GET /healthz`` reports."""
-        return {
+        status: dict[str, Any] = {
             "mode": self.mode,
             "layers": {layer: bool(self.layers.get(layer)) for layer in LAYERS},
             "egress_namespaces": sorted(self.config.egress_namespaces),
         }
+        if self.node_reports is not None:
+            status["ray_nodes"] = self.node_reports()
+        return status
 
     def egress_allowed(self, namespace_id: str | None) -> bool:
         return namespace_id is not None and namespace_id in self.config.egress_namespaces
 
     # -- wrapping ----------------------------------------------------------------------------
     def _policy(self, uid: int | None, memory_gb: float, allow_inet: bool) -> RunnerPolicy:
-        rlimits = {
-            "AS": int(memory_gb * GIB),
-            "NOFILE": self.config.max_open_files,
-            "FSIZE": self.config.max_file_bytes,
-            "CORE": 0,
-        }
-        if uid is not None:
-            # Counted per real uid: only meaningful when the process has an id of its own.
-            rlimits["NPROC"] = self.config.max_processes
+        rlimits = rlimits_for(self.config, memory_gb, own_uid=uid is not None)
         strict = self.mode == "strict"
         return RunnerPolicy(
             uid=uid,
@@ -167,8 +144,16 @@ class Sandbox:
             required=tuple(x for x in IN_PROCESS_LAYERS if strict or self.layers.get(x)),
         )
 
-    def _prefix(self, plugin_dir: Path, share_net: bool) -> tuple[list[str], str]:
-        """The bwrap argv prefix and the plugin folder as the process will see it."""
+    def _prefix(
+        self,
+        plugin_dir: Path,
+        share_net: bool,
+        env_dir: Path | None = None,
+        detached: bool = False,
+    ) -> tuple[list[str], str]:
+        """The bwrap argv prefix and the plugin folder as the process will see it (the
+        plugin environment ``env_dir``, if any, is seen at ``bwrap.ENV_MOUNT``); a
+        ``detached`` process does not die with the server."""
         if not (self.layers.get("bwrap") and self.bwrap_path):
             return [], str(plugin_dir)
         _traversable(plugin_dir)
@@ -179,19 +164,29 @@ class Sandbox:
             tmp_bytes=self.config.tmp_bytes,
             share_net=share_net or self.share_net_only,
             as_root=os.geteuid() == 0,
+            env_dir=env_dir,
+            die_with_parent=not detached,
         )
         return bwrap_command(self.bwrap_path, plan), PLUGIN_MOUNT
 
     def replica_launch(
-        self, plugin_dir: Path, namespace_id: str | None, serve_config: Mapping[str, Any]
+        self,
+        plugin_dir: Path,
+        namespace_id: str | None,
+        serve_config: Mapping[str, Any],
+        env_dir: Path | None = None,
+        detached: bool = False,
     ) -> SandboxLaunch | None:
         """The wrapping of one replica (None when the sandbox is off). Leases a uid: give the
-        launch back with :meth:`release` once the replica has exited."""
+        launch back with :meth:`release` once the replica has exited. ``detached``: the
+        replica outlives the server (every layer stays; only die-with-parent goes)."""
         if not self.enabled:
             return None
         egress = self.egress_allowed(namespace_id)
         uid = self.uids.acquire() if self.uids is not None else None
-        prefix, seen_dir = self._prefix(plugin_dir, share_net=egress)
+        prefix, seen_dir = self._prefix(
+            plugin_dir, share_net=egress, env_dir=env_dir, detached=detached
+        )
         policy = self._policy(uid, memory_gb_of(serve_config, self.config.memory_gb), egress)
         env = dict(SANDBOX_ENV) if prefix else {}
         return SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
@@ -199,6 +194,16 @@ class Sandbox:
     def release(self, launch: SandboxLaunch | None) -> None:
         if launch is not None and self.uids is not None:
             self.uids.release(launch.uid)
+
+    def claim_uid(self, uid: int | None) -> None:
+        """Mark the uid of an adopted replica (started by an earlier server) as leased, so no
+        new replica shares it; give it back with :meth:`release_uid`."""
+        if uid is not None and self.uids is not None:
+            self.uids.claim(uid)
+
+    def release_uid(self, uid: int | None) -> None:
+        if self.uids is not None:
+            self.uids.release(uid)
 
     def manifest_command(self, script: Path, plugin_root: Path) -> list[str]:
         """The argv that reads a manifest: ``script`` run by the trusted runner, wrapped.

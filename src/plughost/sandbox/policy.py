@@ -7,8 +7,43 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 RLIMIT_NAMES = ("AS", "NOFILE", "NPROC", "FSIZE", "CORE")
+MIB = 1024**2
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The sandbox settings, copied from Settings (see config.py for their meaning)."""
+
+    mode: str = "auto"
+    bwrap: str = "bwrap"
+    egress_namespaces: frozenset[str] = frozenset()
+    memory_gb: float = 2.0
+    max_open_files: int = 1024
+    max_processes: int = 256
+    max_file_bytes: int = 64 * MIB
+    tmp_bytes: int = 64 * MIB
+    uid_base: int = 1_900_000_000
+    uid_count: int = 65_536
+    hidden: tuple[Path, ...] = ()
+    probe_timeout_s: float = 30.0
+
+
+def rlimits_for(config: SandboxConfig, memory_gb: float, own_uid: bool) -> dict[str, int]:
+    """The rlimits of one plugin process. NPROC is counted per real uid, so it is set only
+    when the process runs under a uid of its own (``own_uid``)."""
+    rlimits = {
+        "AS": int(memory_gb * GIB),
+        "NOFILE": config.max_open_files,
+        "FSIZE": config.max_file_bytes,
+        "CORE": 0,
+    }
+    if own_uid:
+        rlimits["NPROC"] = config.max_processes
+    return rlimits
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,11 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plughost.sandbox import LAYERS
 from plughost.sandbox.bwrap import MountPlan, bwrap_command, plughost_root, runtime_paths
-from plughost.sandbox.policy import RunnerPolicy
-
-if TYPE_CHECKING:
-    from plughost.sandbox.host import SandboxConfig
-
-GIB = 1024**3
+from plughost.sandbox.policy import RunnerPolicy, SandboxConfig, rlimits_for
 
 
 @dataclass
@@ -36,15 +31,8 @@ class ProbeResult:
 
 
 def _probe_policy(config: SandboxConfig, root: bool) -> RunnerPolicy:
-    rlimits = {
-        "AS": int(config.memory_gb * GIB),
-        "NOFILE": config.max_open_files,
-        "FSIZE": config.max_file_bytes,
-        "CORE": 0,
-    }
+    rlimits = rlimits_for(config, config.memory_gb, own_uid=root)
     uid = config.uid_base + config.uid_count if root else None
-    if root:
-        rlimits["NPROC"] = config.max_processes
     return RunnerPolicy(uid=uid, gid=uid, rlimits=rlimits, seccomp=True)
 
 

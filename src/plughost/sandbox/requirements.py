@@ -60,12 +60,17 @@ def _module_exists(name: str, plugin_dir: Path | None) -> bool:
         return False
 
 
-def missing_requirements(entries: Iterable[str], plugin_dir: Path | None = None) -> list[str]:
-    """The entries (as written) that this environment does not satisfy, in order."""
+def missing_requirements(
+    entries: Iterable[str],
+    plugin_dir: Path | None = None,
+    installed: Iterable[str] | None = None,
+) -> list[str]:
+    """The entries (as written) that this environment does not satisfy, in order.
+    ``installed``: the normalised distribution names, when the caller already has them."""
     entries = [e for e in entries if isinstance(e, str) and e.strip()]
     if not entries:
         return []
-    installed = _installed_distributions()
+    installed = set(installed) if installed is not None else _installed_distributions()
     missing: list[str] = []
     for entry in entries:
         name = requirement_name(entry)

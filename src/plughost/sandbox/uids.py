@@ -41,6 +41,11 @@ class UidPool:
                     return uid
         raise RuntimeError(f"all {self.size} sandbox uids are in use")
 
+    def claim(self, uid: int) -> None:
+        """Lease a given id (a process that already runs under it, e.g. an adopted replica)."""
+        with self._lock:
+            self._leased.add(uid)
+
     def release(self, uid: int | None) -> None:
         """Return an id to the pool (unknown ids and None are ignored)."""
         if uid is None:

@@ -212,6 +212,12 @@ class Accounts:
             self._namespaces.clear()
         self._namespaces[(principal.key_id, namespace_id)] = time.monotonic() + self.cache_ttl_s
 
+    def forget_cached(self) -> None:
+        """Drop every cached key and namespace check: another server changed API keys
+        (several servers on one database; the next call of each key reads it again)."""
+        self._principals = {}
+        self._namespaces = {}
+
     def only_namespace(self, principal: Principal) -> str:
         """The namespace of a key that reaches exactly one; else ask for X-Namespace."""
         if principal.namespaces is not None and len(principal.namespaces) == 1:

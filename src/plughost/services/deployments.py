@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -23,6 +26,9 @@ from plughost.domain.ids import (
     plugin_id_for,
     route_prefix_for,
 )
+from plughost.domain.release import ReleaseView
+from plughost.domain.rollout import RolloutOptions
+from plughost.domain.scope import PluginScope
 from plughost.domain.states import ROLLING, Status, wire_status
 from plughost.errors import (
     BadRequestError,
@@ -30,13 +36,18 @@ from plughost.errors import (
     PluginRuntimeError,
     ServiceUnavailableError,
 )
+from plughost.metrics.requests import RequestMetrics
+from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import Database
-from plughost.persistence.releases import Releases, ReleaseView
+from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Plugin
-from plughost.routing.table import RouteTable
+from plughost.routing.table import Route, RouteTable
 from plughost.services.plugins import DeployState, find_plugin
-from plughost.services.uploads import Scope
 from plughost.timeutil import iso, utcnow
+
+RESTORING_MESSAGE = (
+    "being restored after a server start: its replicas are starting; calls wait for them"
+)
 
 
 class _NotCached(Exception):
@@ -44,6 +55,7 @@ class _NotCached(Exception):
 
 
 T = TypeVar("T")
+RECENT_EXIT_S = 600.0  # a replaced replica's end shows in the status message this long
 
 
 def _memory_or_load(hit: T | None, load: Callable[[], T], cached_only: bool) -> T:
@@ -86,9 +98,11 @@ class Deployments:
         self._refs: dict[tuple[str, str | None, str], PluginRef] = {}
         self._refs_generation = 0  # bumped by every removal: a lookup that raced one is not kept
         self._refs_lock = threading.Lock()
+        self.request_metrics = RequestMetrics()  # counted per call (plughost.metrics)
+        self.recent = RecentWindow()  # the last minute's figures in the status (issue 17)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _plugin(self, scope: Scope, plugin_id: str) -> tuple[PluginRef, Plugin]:
+    def _plugin(self, scope: PluginScope, plugin_id: str) -> tuple[PluginRef, Plugin]:
         generation = self._refs_generation
         with self.db.session() as s:
             p = find_plugin(s, scope, plugin_id)
@@ -99,7 +113,7 @@ class Deployments:
                 self._refs[(scope.organization_id, scope.namespace_id, plugin_id)] = ref
         return ref, p
 
-    def _plugin_ref(self, scope: Scope, plugin_id: str, cached_only: bool) -> PluginRef:
+    def _plugin_ref(self, scope: PluginScope, plugin_id: str, cached_only: bool) -> PluginRef:
         """The plugin as status needs it: from the lookup cache, else (unless cached_only)
         from the database. Plugins are immutable once registered; deletion and disabling
         drop cached lookups through :meth:`plugin_removed`."""
@@ -145,6 +159,9 @@ class Deployments:
             waves = ahead // max(1, self.settings.max_concurrent_deployments)
             return per * (waves + 1)
         if rel.status in ROLLING:
+            building = self.controller.envs.build_seconds_left(rel.id)
+            if building is not None:  # the environment's build, then the usual start
+                return max(1, round(building + per))
             started = rel.started_at or rel.queued_at
             elapsed = (utcnow() - started).total_seconds()
             return max(1, round(per - elapsed))
@@ -153,7 +170,13 @@ class Deployments:
         return None
 
     # -- deploy -------------------------------------------------------------------------------
-    def deploy(self, scope: Scope, plugin_id: str, deployment_type: str | None) -> dict[str, Any]:
+    def deploy(
+        self,
+        scope: PluginScope,
+        plugin_id: str,
+        deployment_type: str | None,
+        rollout: RolloutOptions | None = None,
+    ) -> dict[str, Any]:
         assert scope.namespace_id is not None
         ref, plugin = self._plugin(scope, plugin_id)
         if deployment_type not in (None, "", "realtime", "batch_only", "batch"):
@@ -179,7 +202,8 @@ class Deployments:
                 if rolling
                 else "Plugin is queued for deployment."
             )
-            rel = self.releases.enqueue(scope.namespace_id, plugin, message)
+            stored = rollout.to_json() if rollout is not None else None
+            rel = self.releases.enqueue(scope.namespace_id, plugin, message, stored)
             self._wake()
         dname = deployment_name_for(ref.plugin_id)
         return {
@@ -191,7 +215,7 @@ class Deployments:
             "alias_route": alias_route_for(scope.namespace_id, ref.name),
             "estimated_completion_seconds": self._eta(rel) or self.estimate_seconds(ref.name),
             "queue_position": self._queue_position(rel.id, cached_only=False),
-            "deployment_method": "blue_green",
+            "deployment_method": RolloutOptions.from_json(rel.rollout).strategy,
             "status_endpoint": f"/v1/namespaces/{scope.namespace_id}/plugins/{ref.plugin_id}/status",
         }
 
@@ -200,18 +224,18 @@ class Deployments:
             self.loop.call_soon_threadsafe(self.controller.wake)
 
     # -- status -------------------------------------------------------------------------------
-    def status(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+    def status(self, scope: PluginScope, plugin_id: str) -> dict[str, Any]:
         """The status body; reads the database only for what the in-memory board lacks."""
         return self._status(scope, plugin_id, cached_only=False)
 
-    def cached_status(self, scope: Scope, plugin_id: str) -> dict[str, Any] | None:
+    def cached_status(self, scope: PluginScope, plugin_id: str) -> dict[str, Any] | None:
         """The status body from memory alone (safe on the event loop), or None on a miss."""
         try:
             return self._status(scope, plugin_id, cached_only=True)
         except _NotCached:
             return None
 
-    def _status(self, scope: Scope, plugin_id: str, cached_only: bool) -> dict[str, Any]:
+    def _status(self, scope: PluginScope, plugin_id: str, cached_only: bool) -> dict[str, Any]:
         namespace_id = scope.namespace_id
         assert namespace_id is not None
         ref = self._plugin_ref(scope, plugin_id, cached_only)
@@ -221,6 +245,9 @@ class Deployments:
             cached_only,
         )
         latest, serving = releases.latest, releases.deployed
+        restoring = bool(serving) and self._restoring(namespace_id, ref.plugin_id)
+        if restoring:
+            serving = ()
         body: dict[str, Any] = {
             "plugin_id": ref.plugin_id,
             "namespace_id": namespace_id,
@@ -246,21 +273,78 @@ class Deployments:
             error=latest.error,
             release_id=latest.id,
         )
+        if restoring and latest.status is Status.DEPLOYED:
+            body.update(status=wire_status(Status.IN_PROGRESS), message=RESTORING_MESSAGE)
         if serving:
             body["deployed_at"] = iso(serving[-1].deployed_at)
             body["route_prefix"] = route_prefix_for(namespace_id, ref.plugin_id)
             body["alias_route"] = alias_route_for(namespace_id, ref.name)
-        elif latest.status in (Status.QUEUED, *ROLLING):
+        elif restoring or latest.status in (Status.QUEUED, *ROLLING):
             body["route_prefix"] = route_prefix_for(namespace_id, ref.plugin_id)
         if latest.status is Status.QUEUED:
             body["queue_position"] = self._queue_position(latest.id, cached_only)
+        body["traffic"] = self._traffic(latest.id)
+        body["replicas"] = self._replicas(latest.id, *(r.id for r in reversed(serving)))
+        if latest.status is Status.DEPLOYED:
+            body["message"] = self._at_zero_message(latest.id) or _with_note(
+                body["message"], self._replica_note(latest.id)
+            )
         return {k: v for k, v in body.items() if v is not None}
 
+    def _at_zero_message(self, release_id: int) -> str | None:
+        """For a release scaled to zero (serve_config min_replicas 0): says so, with the
+        expected cold start learned from its starts."""
+        scaler = getattr(self.controller.groups.get(release_id), "autoscaler", None)
+        if scaler is None or not scaler.at_zero:
+            return None
+        cold = scaler.cold_start_s()
+        expect = f"about {cold:.2f} s" if cold is not None else "not measured yet"
+        return (
+            "scaled to zero (no replica after an idle period); the next call starts one and "
+            f"waits for it: expected cold start {expect}"
+        )
+
+    def _replica_note(self, release_id: int) -> str | None:
+        """What a deployed release's replicas went through lately (local backend): the
+        autoscaler's memory cap, or how the last replaced replica ended (its memory limit when
+        it ran out), for :data:`RECENT_EXIT_S`."""
+        group = self.controller.groups.get(release_id)
+        scaler = getattr(group, "autoscaler", None)
+        if scaler is not None and scaler.note:
+            return str(scaler.note)
+        last = getattr(group, "last_exit", None)
+        if last is None or time.time() - last[0] > RECENT_EXIT_S:
+            return None
+        ago = time.time() - last[0]
+        return f"a replica was replaced {ago:.0f} s ago ({last[1]})"
+
+    def _replicas(self, *release_ids: int) -> dict[str, int] | None:
+        """Ready, starting and target replicas of the first of ``release_ids`` this server
+        runs (ours)."""
+        for rid in release_ids:
+            group = self.controller.groups.get(rid)
+            if group is not None:
+                health = group.observe()
+                target = int(getattr(group, "target", health.desired))
+                starting = int(getattr(group, "starting", max(0, target - health.ready)))
+                return {"ready": health.ready, "starting": starting, "target": target}
+        return None
+
+    def _restoring(self, namespace_id: str, plugin_id: str) -> bool:
+        """True while the plugin, deployed in the table, has no route on this server yet:
+        after a server start, until its replicas are back and answer (issue 14)."""
+        return self.routes.lookup(namespace_id, deployment_name_for(plugin_id)) is None
+
+    def _traffic(self, release_id: int) -> dict[str, Any] | None:
+        """The release's calls, failed calls and p50/p99 over the last minute (ours)."""
+        stats = self.request_metrics.of_release(release_id)
+        return None if stats is None else self.recent.figures(stats).to_json()
+
     # -- undeploy and removal -------------------------------------------------------------------
-    async def undeploy(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+    async def undeploy(self, scope: PluginScope, plugin_id: str) -> dict[str, Any]:
         assert scope.namespace_id is not None
         ref, _ = await asyncio.to_thread(self._plugin, scope, plugin_id)
-        removed = await self.controller.undeploy(scope.namespace_id, ref.pk)
+        removed = await self.take_down(scope.namespace_id, ref.pk)
         return {
             "success": True,
             "plugin_id": ref.plugin_id,
@@ -272,6 +356,16 @@ class Deployments:
                 else f"plugin {ref.plugin_id} had no live deployment"
             ),
         }
+
+    async def take_down(self, namespace_id: str, plugin_pk: int) -> bool:
+        """Undeploy, delete and disable: record the desired state (the plugin's releases in
+        the namespace not deployed, its aliases moved on; one transaction with the events),
+        then let the controller reconcile it and wait until their replicas drained and
+        stopped. True when a deployed release was taken down."""
+        moved = await asyncio.to_thread(self.releases.undeploy, namespace_id, plugin_pk)
+        async with asyncio.timeout(self.settings.drain_timeout_s + 60):
+            await self.controller.converge([view.id for _, view in moved])
+        return any(before is Status.DEPLOYED for before, _ in moved)
 
     def plugin_removed(self, plugin_pk: int, deleted: bool) -> None:
         """DeploymentHooks: the plugin was deleted, or disabled in a namespace; forget cached
@@ -305,10 +399,8 @@ class Deployments:
         namespaces = [namespace_id] if namespace_id else self._namespaces_of(plugin.id)
         removed = False
         for ns in namespaces:
-            fut = asyncio.run_coroutine_threadsafe(
-                self.controller.undeploy(ns, plugin.id), self.loop
-            )
-            removed = fut.result(timeout=self.settings.drain_timeout_s + 60) or removed
+            fut = asyncio.run_coroutine_threadsafe(self.take_down(ns, plugin.id), self.loop)
+            removed = fut.result(timeout=self.settings.drain_timeout_s + 90) or removed
         return removed
 
     def _namespaces_of(self, plugin_pk: int) -> list[str]:
@@ -327,10 +419,14 @@ class Deployments:
             )
         previous_id = await asyncio.to_thread(self.releases.alias, namespace_id, name)
         previous = next((r.version for r in deployed if r.id == previous_id), None)
-        try:
-            await self.controller.point_alias(target)
-        except Exception as exc:
-            raise ServiceUnavailableError(str(exc)) from exc
+        if not self.controller.serving(target.id):
+            raise ServiceUnavailableError(f"{target.plugin_id} is not serving on this server")
+        # desired state first (the alias row and its AliasMove, one transaction), then the
+        # controller points the alias route at it
+        await asyncio.to_thread(
+            self.releases.set_alias, namespace_id, name, target.id, "rollback"
+        )
+        await self.controller.converge()
         return {
             "success": True,
             "slug": name,
@@ -345,26 +441,60 @@ class Deployments:
         self, namespace_id: str, route_name: str, inputs: dict[str, Any], parameters: dict[str, Any]
     ) -> bytes:
         """Call the plugin behind a route; returns the plugin's result as JSON bytes."""
-        body = orjson.dumps({"inputs": inputs, "parameters": parameters})
+        payload = {"inputs": inputs, "parameters": parameters}
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            # an integer past 64 bits (FastAPI's parser keeps it whole): write its digits;
+            # the replica reads it as a float, as it does on the inference route
+            try:
+                body = json.dumps(payload, allow_nan=False).encode()
+            except ValueError as exc:
+                raise BadRequestError(f"inputs and parameters must be plain JSON: {exc}") from exc
         return await self.infer_body(namespace_id, route_name, body)
 
     async def infer_body(self, namespace_id: str, route_name: str, body: bytes) -> bytes:
         """The fast path: a checked `{"inputs", "parameters"}` body straight to a replica."""
         route = self.routes.lookup(namespace_id, route_name)
         if route is None:
+            route = await self._held_route(namespace_id, route_name)
+        if route is None:
             raise NotFoundError(
                 f"no deployed plugin answers /inference/{namespace_id}/{route_name}",
                 {"namespace_id": namespace_id, "route": route_name})
+        route = route.pick()  # a canary step's weighted choice
+        stats = self.request_metrics.for_route(route)
+        stats.in_flight += 1
+        started = perf_counter()
         try:
             return await route.group.call_body(body)
         except CallFailed as exc:
+            stats.errors += 1
             raise PluginRuntimeError(
                 f"plugin raised {exc.type_name}: {exc.message}",
                 {"plugin_id": route.plugin_id, "exception_type": exc.type_name}) from exc
         except Unavailable as exc:
+            stats.errors += 1
             raise ServiceUnavailableError(
-                f"plugin {route.plugin_id} is unavailable: {exc}", {"plugin_id": route.plugin_id}
+                f"plugin {route.plugin_id} is unavailable: {exc}",
+                {"plugin_id": route.plugin_id},
+                exc.retry_after_s,  # a start from zero under way: Retry-After
             ) from exc
+        finally:
+            stats.in_flight -= 1
+            stats.observe(perf_counter() - started)
+
+    async def _held_route(self, namespace_id: str, route_name: str) -> Route | None:
+        """The route once its release is restored after a server start (issue 14): the call
+        waits up to ``restore_hold_s``; None when nothing restores it (a real 404)."""
+
+        def published() -> bool:
+            return self.routes.lookup(namespace_id, route_name) is not None
+
+        held = await self.controller.restores.hold(
+            namespace_id, route_name, self.settings.restore_hold_s, published
+        )
+        return self.routes.lookup(namespace_id, route_name) if held else None
 
     def resolve_inference_name(
         self, namespace_id: str, inference_name: str | None, feature_uri: str | None
@@ -377,7 +507,7 @@ class Deployments:
         raise BadRequestError("give inference_name (deployment name or plugin id) or feature_uri")
 
     async def realtime_test(
-        self, scope: Scope, plugin_id: str, inputs: dict[str, Any], parameters: dict[str, Any]
+        self, scope: PluginScope, plugin_id: str, inputs: dict[str, Any], parameters: dict[str, Any]
     ) -> dict[str, Any]:
         assert scope.namespace_id is not None
         ref, _ = await asyncio.to_thread(self._plugin, scope, plugin_id)
@@ -405,6 +535,12 @@ class Deployments:
             "response_keys": list(value.keys()) if isinstance(value, dict) else None,
             "message": "realtime inference succeeded",
         }
+
+
+def _with_note(message: str | None, note: str | None) -> str | None:
+    if not note:
+        return message
+    return f"{message}; {note}" if message else note
 
 
 def _python_type_name(value: Any) -> str:

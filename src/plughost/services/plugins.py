@@ -10,11 +10,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from plughost.domain.ids import feature_uri_for
+from plughost.domain.scope import PluginScope
 from plughost.errors import NotFoundError, ValidationError
 from plughost.persistence.db import Database
 from plughost.persistence.tables import NamespacePlugin, Plugin
 from plughost.services import views
-from plughost.services.uploads import Scope
 from plughost.storage.base import ArchiveStore
 from plughost.timeutil import iso
 
@@ -60,7 +60,7 @@ class NoDeployments:
         return None
 
 
-def find_plugin(s: Session, scope: Scope, plugin_id: str) -> Plugin:
+def find_plugin(s: Session, scope: PluginScope, plugin_id: str) -> Plugin:
     """The plugin `plugin_id` in `scope`; in a namespace, an enabled org plugin also counts."""
     row = s.scalars(
         select(Plugin).where(
@@ -91,7 +91,7 @@ class Plugins:
         self.store = store
         self.hooks = hooks
 
-    def list(self, scope: Scope) -> dict[str, Any]:
+    def list(self, scope: PluginScope) -> dict[str, Any]:
         with self.db.session() as s:
             rows = s.scalars(
                 select(Plugin)
@@ -102,7 +102,7 @@ class Plugins:
             items = [views.list_item(p, p.id in serving) for p in rows]
         return {"success": True, "plugins": items, "total": len(items), **scope.fields()}
 
-    def get(self, scope: Scope, plugin_id: str, download_url: str | None = None) -> dict[str, Any]:
+    def get(self, scope: PluginScope, plugin_id: str, download_url: str | None = None) -> dict[str, Any]:
         with self.db.session() as s:
             plugin = find_plugin(s, scope, plugin_id)
             state = self.hooks.state(plugin, scope.namespace_id)
@@ -126,11 +126,11 @@ class Plugins:
             body["presigned_download_url"] = download_url
         return body
 
-    def storage_key(self, scope: Scope, plugin_id: str) -> str:
+    def storage_key(self, scope: PluginScope, plugin_id: str) -> str:
         with self.db.session() as s:
             return find_plugin(s, scope, plugin_id).storage_key
 
-    def delete(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+    def delete(self, scope: PluginScope, plugin_id: str) -> dict[str, Any]:
         with self.db.session() as s:
             plugin = s.scalars(
                 select(Plugin).where(
@@ -171,7 +171,7 @@ class Plugins:
             raise NotFoundError(f"organization plugin {plugin_id!r} not found")
         return plugin
 
-    def available(self, scope: Scope) -> dict[str, Any]:
+    def available(self, scope: PluginScope) -> dict[str, Any]:
         assert scope.namespace_id is not None
         with self.db.session() as s:
             rows = s.scalars(
@@ -207,7 +207,7 @@ class Plugins:
             "namespace_id": scope.namespace_id,
         }
 
-    def enable(self, scope: Scope, plugin_id: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    def enable(self, scope: PluginScope, plugin_id: str, params: dict[str, Any] | None) -> dict[str, Any]:
         assert scope.namespace_id is not None
         with self.db.session() as s:
             plugin = self._org_plugin(s, scope.organization_id, plugin_id)
@@ -233,7 +233,7 @@ class Plugins:
             "message": message,
         }
 
-    def disable(self, scope: Scope, plugin_id: str) -> dict[str, Any]:
+    def disable(self, scope: PluginScope, plugin_id: str) -> dict[str, Any]:
         assert scope.namespace_id is not None
         with self.db.session() as s:
             plugin = self._org_plugin(s, scope.organization_id, plugin_id)

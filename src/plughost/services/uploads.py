@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from plughost.domain.ids import (
     plugin_id_for,
     validate_name,
 )
-from plughost.errors import ConflictError, NotFoundError, ValidationError
+from plughost.domain.scope import PluginScope
+from plughost.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 from plughost.persistence.db import Database
 from plughost.persistence.tables import Plugin, Upload
 from plughost.storage.base import ArchiveStore
@@ -34,24 +34,7 @@ UPLOAD_PUT_PATH = "/v1/_store/uploads/{upload_id}"
 MAX_DESCRIPTION = 500
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Where a plugin lives: a namespace, or the organization itself (namespace_id None)."""
-
-    organization_id: str
-    namespace_id: str | None
-
-    @property
-    def key(self) -> str:
-        return self.namespace_id or ""
-
-    def fields(self) -> dict[str, str]:
-        if self.namespace_id:
-            return {"namespace_id": self.namespace_id}
-        return {"organization_id": self.organization_id}
-
-
-def storage_key_for(scope: Scope, name: str, version: str, upload_id: str) -> str:
+def storage_key_for(scope: PluginScope, name: str, version: str, upload_id: str) -> str:
     folder = scope.namespace_id or "_org"
     return f"plugins/{scope.organization_id}/{folder}/{name}/{version}/{upload_id}.archive"
 
@@ -76,11 +59,13 @@ class Uploads:
             max_entries=settings.max_archive_entries,
             manifest_timeout_s=settings.manifest_timeout_s,
         )
+        # told the namespace ("" at organization level) of each failed validation (metrics)
+        self.on_validation_failed: Callable[[str], None] | None = None
 
     # -- presigned flow ----------------------------------------------------------------------
     def create_upload(
         self,
-        scope: Scope,
+        scope: PluginScope,
         name: str,
         version: str,
         description: str | None,
@@ -119,11 +104,11 @@ class Uploads:
                     expires_at=expires_at,
                 )
             )
+        direct = self.store.presign_put(key, expiration_s)  # S3: bytes go straight there
         return {
             "upload_id": upload_id,
-            "presigned_url": self.presigned_put_url(
-                base_url, upload_id, int(expires_at.timestamp())
-            ),
+            "presigned_url": direct
+            or self.presigned_put_url(base_url, upload_id, int(expires_at.timestamp())),
             "s3_key": key,
             "expires_at": iso(expires_at),
             **scope.fields(),
@@ -160,7 +145,7 @@ class Uploads:
         return f'"{stored.etag}"'
 
     def confirm(
-        self, scope: Scope, upload_id: str, etag: str | None, file_size_bytes: int | None
+        self, scope: PluginScope, upload_id: str, etag: str | None, file_size_bytes: int | None
     ) -> dict[str, Any]:
         with self.db.session() as s:
             upload = s.get(Upload, upload_id)
@@ -179,14 +164,19 @@ class Uploads:
                 upload.storage_key,
             )
             expired = as_utc(upload.expires_at) < utcnow()
-        stored = self.store.stat(key)
+        stored = self.store.staged(key)
         if stored is None:
             detail = " and the upload URL has expired" if expired else ""
             raise NotFoundError(
                 f"no archive was uploaded for {upload_id!r}{detail}: PUT it to the presigned URL first"
             )
         self._check_integrity(stored.etag, stored.size, etag, file_size_bytes)
+        self._check_limit(key, stored.size)
+        # the checked bytes become the archive; the staged object stays until the outcome is
+        # known, so a store outage (503) in between loses nothing and confirm can be retried
+        self.store.commit(key, stored.etag)
         result = self._validate_and_register(scope, name, version, description, key, upload_id)
+        self.store.discard_staged(key)
         with self.db.session() as s:
             upload = s.get(Upload, upload_id)
             if upload is not None:
@@ -208,10 +198,19 @@ class Uploads:
                 {"expected": size, "actual": actual_size},
             )
 
+    def _check_limit(self, key: str, size: int) -> None:
+        """A direct upload (S3) is not bounded while it streams: refuse it here."""
+        limit = self.settings.max_archive_bytes
+        if size > limit:
+            self.store.discard_staged(key)
+            raise PayloadTooLargeError(
+                f"archive exceeds the limit of {limit} bytes", {"max_bytes": limit}
+            )
+
     # -- multipart flow -------------------------------------------------------------------
     async def upload_multipart(
         self,
-        scope: Scope,
+        scope: PluginScope,
         name: str,
         version: str,
         description: str | None,
@@ -228,7 +227,7 @@ class Uploads:
         return self._validate_and_register(scope, name, version, description, key, upload_id)
 
     # -- validation + registration ----------------------------------------------------------
-    def _ensure_unique(self, s: Any, scope: Scope, name: str, version: str) -> None:
+    def _ensure_unique(self, s: Any, scope: PluginScope, name: str, version: str) -> None:
         exists = s.scalars(
             select(Plugin.id).where(
                 Plugin.organization_id == scope.organization_id,
@@ -253,7 +252,7 @@ class Uploads:
 
     def _validate_and_register(
         self,
-        scope: Scope,
+        scope: PluginScope,
         name: str,
         version: str,
         description: str | None,
@@ -270,6 +269,8 @@ class Uploads:
         }
         if not result.passed:
             self.store.delete(key)
+            if self.on_validation_failed is not None:
+                self.on_validation_failed(scope.namespace_id or "")
             return {
                 **base,
                 "success": False,

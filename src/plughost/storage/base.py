@@ -12,11 +12,17 @@ from typing import Protocol
 class StoredObject:
     key: str
     size: int
-    etag: str  # hex MD5 of the bytes, unquoted
+    etag: str  # hex MD5 of the bytes, unquoted (S3: the object's ETag, unquoted)
 
 
 class ArchiveStore(Protocol):
-    """Where plugin archives live. Keys are relative, `/`-separated, chosen by the server."""
+    """Where plugin archives live. Keys are relative, `/`-separated, chosen by the server.
+
+    A store whose clients upload and download directly (S3) hands out its own presigned
+    URLs; the others answer None and the server signs URLs of its own `/v1/_store` routes.
+    A direct upload lands in a staging object of the key: confirm checks it (`staged`),
+    then `commit` copies exactly those bytes to the key, so a PUT to a still-valid URL
+    after confirm cannot change a registered archive."""
 
     def url_for(self, key: str) -> str:
         """The archive's URL as shown to clients (`s3_archive_url`)."""
@@ -35,3 +41,23 @@ class ArchiveStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+    def presign_put(self, key: str, expires_s: int) -> str | None:
+        """A URL the client PUTs the archive of `key` to, or None (the server's own route)."""
+        ...
+
+    def presign_get(self, key: str, expires_s: int) -> str | None:
+        """A URL the client downloads `key` from, or None (the server's own route)."""
+        ...
+
+    def staged(self, key: str) -> StoredObject | None:
+        """What the client uploaded to `presign_put(key)`'s URL (or through the server)."""
+        ...
+
+    def commit(self, key: str, etag: str) -> None:
+        """Make the staged object with this ETag the object of `key`."""
+        ...
+
+    def discard_staged(self, key: str) -> None:
+        """Drop the staged object once confirm has decided (registered or failed)."""
+        ...

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
-from plughost.errors import PayloadTooLargeError, ValidationError
+from plughost.errors import ValidationError
 from plughost.storage.base import StoredObject
+from plughost.storage.spool import spool
 
 
 class LocalArchiveStore:
@@ -32,26 +32,13 @@ class LocalArchiveStore:
         self, key: str, chunks: AsyncIterator[bytes], max_bytes: int
     ) -> StoredObject:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        md5 = hashlib.md5(usedforsecurity=False)
-        size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        spooled = await spool(chunks, target.parent, max_bytes)
         try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise PayloadTooLargeError(
-                            f"archive exceeds the limit of {max_bytes} bytes",
-                            {"max_bytes": max_bytes},
-                        )
-                    md5.update(chunk)
-                    out.write(chunk)
-            os.replace(tmp_name, target)
+            os.replace(spooled.path, target)
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            spooled.path.unlink(missing_ok=True)
             raise
-        return StoredObject(key=key, size=size, etag=md5.hexdigest())
+        return StoredObject(key=key, size=spooled.size, etag=spooled.etag)
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
@@ -65,6 +52,23 @@ class LocalArchiveStore:
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
+
+    # Uploads reach this store through the server's signed route, straight to the key, and
+    # that route refuses a PUT once the upload is confirmed: nothing to stage or commit.
+    def presign_put(self, key: str, expires_s: int) -> str | None:
+        return None
+
+    def presign_get(self, key: str, expires_s: int) -> str | None:
+        return None
+
+    def staged(self, key: str) -> StoredObject | None:
+        return self.stat(key)
+
+    def commit(self, key: str, etag: str) -> None:
+        return None
+
+    def discard_staged(self, key: str) -> None:
+        return None
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -4,12 +4,12 @@ Import rules (from the wire contract):
 - the plugin folder is on ``sys.path``, so ``from processors.core import X`` works;
 - realtime.py is loaded as ``<package>.realtime`` of a synthetic package whose ``__path__`` is
   the plugin folder, so ``from .processors.core import X`` works too;
-- the runtime's shim makes ``from shared.plugins.inference.serve import BaseInferenceService``
-  succeed.
+- the runtime API folder (:mod:`plughost.runtime_api`) comes right after the plugin folder,
+  so ``shared.*`` and ``engine.*`` (Mixpeek's plugin API) import.
 
 The service is what ``get_inference_service(**kwargs)`` returns when realtime.py defines that
-factory, otherwise an instance of the one (most derived) class realtime.py exposes that
-derives from a class named ``BaseInferenceService`` (the shim's or the plugin's own fallback).
+factory, otherwise an instance of the class :func:`find_service_class` picks. Its handler is
+the first of ``run_inference``, ``_process_single`` and ``__call__`` it implements.
 """
 
 from __future__ import annotations
@@ -24,10 +24,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+from plughost.runtime_api import RUNTIME_API_DIR
+
 PLUGIN_PACKAGE = "plughost_plugin"
-SHIM_DIR = Path(__file__).resolve().parent / "shim"
+SHIM_DIR = RUNTIME_API_DIR
+"""The runtime API folder put on ``sys.path`` (kept under its old name for callers)."""
 FACTORY_NAME = "get_inference_service"
 BASE_CLASS_NAME = "BaseInferenceService"
+SERVICE_NAME_SUFFIXES: tuple[str, str] = ("InferenceService", "RealtimeService")
+HANDLER_NAMES: tuple[str, ...] = ("run_inference", "_process_single", "__call__")
+"""Methods that answer a request, in the order the loader prefers them."""
 _UNIMPLEMENTED_MARK = "__plughost_unimplemented__"
 
 
@@ -49,7 +55,7 @@ class LoadedPlugin:
 
 
 def install_import_paths(plugin_dir: Path) -> None:
-    """Put the plugin folder first on ``sys.path`` and the shim right after it."""
+    """Put the plugin folder first on ``sys.path`` and the runtime API folder right after it."""
     for entry in (str(SHIM_DIR), str(plugin_dir)):
         while entry in sys.path:
             sys.path.remove(entry)
@@ -109,24 +115,53 @@ def _derives_from_base(candidate: type) -> bool:
     return any(base.__name__ == BASE_CLASS_NAME for base in candidate.__mro__[1:])
 
 
-def find_service_class(module: ModuleType) -> type:
-    """The service class ``module`` exposes: the most derived BaseInferenceService subclass.
+def _named_like_a_service(candidate: type) -> bool:
+    """Whether the class name says "service": ``*InferenceService`` or ``*RealtimeService``,
+    not ``Base*``."""
+    name = candidate.__name__
+    return name.endswith(SERVICE_NAME_SUFFIXES) and not name.startswith("Base")
 
-    Classes defined in the module win; classes it only imports count when it defines none.
-    Raises PluginLoadError when there is no candidate or several unrelated ones.
+
+def _exported_names(module: ModuleType) -> frozenset[str]:
+    """The names the module's ``__all__`` lists (empty when it has none or a malformed one)."""
+    listed = vars(module).get("__all__")
+    if not isinstance(listed, (list, tuple)):
+        return frozenset()
+    return frozenset(name for name in listed if isinstance(name, str))
+
+
+def _preferred(module: ModuleType, rule: Callable[[type], bool]) -> list[type]:
+    """Classes the module exposes that satisfy ``rule``, narrowed by preference.
+
+    The first non-empty tier wins: the classes ``__all__`` names, then those the module
+    defines, then every exposed one. Within it, only the most derived classes remain.
     """
-    exposed = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and _derives_from_base(value)
-    ]
+    exported = _exported_names(module)
+    exposed: dict[type, bool] = {}
+    for name, value in vars(module).items():
+        if isinstance(value, type) and rule(value):
+            exposed[value] = exposed.get(value, False) or name in exported
+    listed = [c for c, named in exposed.items() if named]
     defined = [c for c in exposed if c.__module__ == module.__name__]
-    candidates = defined or exposed
-    leaves = [c for c in candidates if not any(o is not c and issubclass(o, c) for o in candidates)]
+    candidates = listed or defined or list(exposed)
+    return [c for c in candidates if not any(o is not c and issubclass(o, c) for o in candidates)]
+
+
+def find_service_class(module: ModuleType) -> type:
+    """The service class ``module`` exposes.
+
+    First choice: the most derived class deriving from a class named BaseInferenceService
+    (the runtime API's or the plugin's own fallback). Failing that: a class whose name ends
+    in ``InferenceService`` or ``RealtimeService`` and does not start with ``Base``. In both
+    cases the classes ``__all__`` names win, then the ones the module defines, then those it
+    only imports. Raises PluginLoadError when there is no candidate or several unrelated ones.
+    """
+    leaves = _preferred(module, _derives_from_base) or _preferred(module, _named_like_a_service)
     if not leaves:
         raise PluginLoadError(
             f"realtime.py defines neither {FACTORY_NAME}(**kwargs) "
-            f"nor a class deriving from {BASE_CLASS_NAME}"
+            f"nor a class deriving from {BASE_CLASS_NAME} "
+            f"(or named *{SERVICE_NAME_SUFFIXES[0]} / *{SERVICE_NAME_SUFFIXES[1]})"
         )
     if len(leaves) > 1:
         names = ", ".join(sorted(c.__name__ for c in leaves))
@@ -146,33 +181,45 @@ def build_service(module: ModuleType, init_kwargs: Mapping[str, Any]) -> object:
 
 
 def _is_unimplemented(method: Any) -> bool:
-    """Whether ``method`` is a base-class placeholder marked by the shim."""
+    """Whether ``method`` is a base-class forwarder marked by the runtime API."""
     return bool(getattr(getattr(method, "__func__", method), _UNIMPLEMENTED_MARK, False))
 
 
-def _delegates_to_run_inference(service: object) -> bool:
-    """Whether the service's ``__call__`` is the shim's, which only forwards to run_inference."""
-    call = type(service).__call__
-    return any(
-        base.__name__ == BASE_CLASS_NAME and base.__dict__.get("__call__") is call
-        for base in type(service).__mro__
-    )
+def _own_method(service: object, name: str) -> Callable[..., Any] | None:
+    """The service's method ``name`` when the service itself implements it.
+
+    Implemented means: an instance attribute, or defined by a class of the service's MRO
+    other than ``object`` and any class named BaseInferenceService (ours forwards; a plugin's
+    fallback base has nothing of its own to answer with).
+    """
+    instance_attributes = getattr(service, "__dict__", {})
+    if name != "__call__" and callable(instance_attributes.get(name)):
+        return cast(Callable[..., Any], instance_attributes[name])
+    for klass in type(service).__mro__:
+        if klass is object or klass.__name__ == BASE_CLASS_NAME:
+            continue
+        if name in vars(klass):
+            method = getattr(service, name)
+            return None if _is_unimplemented(method) else cast(Callable[..., Any], method)
+    return None
 
 
 def resolve_handler(service: object) -> Callable[..., Any]:
-    """The callable answering requests: ``run_inference``, failing that ``__call__``.
+    """The callable answering requests: the first of ``run_inference``, ``_process_single``
+    and ``__call__`` the service implements (a plain function from a factory is its own
+    handler). The method itself is returned, so an ``async`` one stays a coroutine function.
 
-    Raises PluginLoadError when the service offers neither.
+    Raises PluginLoadError when the service implements none of them.
     """
-    run_inference = getattr(service, "run_inference", None)
-    if callable(run_inference) and not _is_unimplemented(run_inference):
-        return cast(Callable[..., Any], run_inference)
-    if callable(service) and not _delegates_to_run_inference(service):
-        handler: Callable[..., Any] = service if inspect.isroutine(service) else service.__call__
-        return handler
+    if inspect.isroutine(service):
+        return cast(Callable[..., Any], service)
+    for name in HANDLER_NAMES:
+        method = _own_method(service, name)
+        if method is not None:
+            return method
     raise PluginLoadError(
         f"service {type(service).__name__} implements neither run_inference(inputs, parameters)"
-        " nor __call__(inputs, parameters)"
+        ", _process_single(inputs, parameters) nor __call__(inputs, parameters)"
     )
 
 

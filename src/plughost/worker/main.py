@@ -6,9 +6,17 @@ Start-up handshake on the original stdout (one JSON line, then that channel is c
 plugin code runs, fd 1 and ``sys.stdout`` are pointed at stderr so a plugin's prints cannot
 corrupt the handshake. Then, still before any plugin code, ``--sandbox`` applies the runner's
 limits (uid, rlimits, no_new_privs, seccomp: :mod:`plughost.sandbox.runner`) and
-``--requirements`` checks the manifest's dependencies (a missing one fails the start).
+``--env-path`` appends the plugin environment (:mod:`plughost.envs`) to ``sys.path``, after
+site-packages so it never shadows the base set, and ``--requirements`` then checks the
+manifest's dependencies (a missing one fails the start).
 SIGTERM/SIGINT, or the parent process going away, drain in-flight calls (bounded by
 ``--drain-timeout``) and exit 0.
+
+``--auth stdin``: the server writes a per-replica secret on stdin, and every connection
+must prove it first (:mod:`plughost.worker.auth`). ``--orphan-timeout S``: the replica
+outlives the server that started it (issue 14: the next server adopts it), so the parent is
+not watched; instead it stops once no authenticated connection has been open for ``S``
+seconds (0: never).
 """
 
 from __future__ import annotations
@@ -26,9 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from plughost.runtime_api import RUNTIME_API_DIR
 from plughost.worker.invoke import ServiceInvoker
-from plughost.worker.loader import LoadedPlugin, PluginLoadError, load_plugin
+from plughost.worker.loader import PLUGIN_PACKAGE, LoadedPlugin, PluginLoadError, load_plugin
+from plughost.worker.preload import baseline, learn
 from plughost.worker.server import ReplicaServer
+from plughost.worker.tagging import tag_output
 
 if TYPE_CHECKING:
     import argparse
@@ -39,6 +50,7 @@ EXIT_OK = 0
 EXIT_LOAD_FAILED = 3
 MAX_ERROR_CHARS = 8000
 PARENT_POLL_S = 1.0
+ORPHAN_POLL_S = 5.0
 
 
 class Handshake:
@@ -92,6 +104,11 @@ OPTIONS: dict[str, tuple[str, Callable[[str], Any], Any, str]] = {
     "--listen-fd": ("listen_fd", int, None, "an inherited listening socket to serve on"),
     "--sandbox": ("sandbox", str, None, "sandbox policy (JSON), applied before the plugin loads"),
     "--requirements": ("requirements", str, "[]", "JSON list of the manifest's dependencies"),
+    "--env-path": ("env_path", str, None, "plugin environment folder appended to sys.path"),
+    "--auth": ("auth", str, None, "'stdin': read the replica's secret from stdin"),
+    "--orphan-timeout": (
+        "orphan_timeout", float, None, "outlive the parent; stop after S s without a server"
+    ),
 }
 
 
@@ -178,15 +195,32 @@ async def _watch_parent(server: ReplicaServer, parent_pid: int) -> None:
     server.request_stop()
 
 
+async def _watch_orphan(server: ReplicaServer, timeout_s: float) -> None:
+    """Stop the server once no authenticated connection has been open for ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(min(ORPHAN_POLL_S, timeout_s / 4))
+        since = server.idle_since
+        if since is not None and loop.time() - since >= timeout_s:
+            logger.warning("no server connected for %g s; stopping", timeout_s)
+            server.request_stop()
+            return
+
+
 async def serve(
     plugin: LoadedPlugin,
     args: argparse.Namespace | SimpleNamespace,
     handshake: Handshake,
     parent_pid: int,
+    secret: str | None = None,
+    learned: dict[str, Any] | None = None,
 ) -> int:
-    """Listen, announce readiness, serve until stopped; the process exit code."""
+    """Listen, announce readiness (with ``learned``: what a spare may preload), serve until
+    stopped; the process exit code."""
     invoker = ServiceInvoker.for_plugin(plugin)
-    server = ReplicaServer(invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd)
+    server = ReplicaServer(
+        invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd, secret=secret
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -195,8 +229,17 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
-    watcher = asyncio.create_task(_watch_parent(server, parent_pid))
-    handshake.send({"event": "ready", "pid": os.getpid()})
+    orphan = args.orphan_timeout
+    if orphan is None:
+        watcher = asyncio.create_task(_watch_parent(server, parent_pid))
+    elif orphan > 0:
+        watcher = asyncio.create_task(_watch_orphan(server, orphan))
+    else:
+        watcher = asyncio.create_task(asyncio.Event().wait())
+    ready: dict[str, Any] = {"event": "ready", "pid": os.getpid()}
+    if learned and (learned["modules"] or learned["env"]):
+        ready["preload"] = learned
+    handshake.send(ready)
     try:
         await server.serve_until_stopped()
     finally:
@@ -218,10 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The plugin folder is not ours to write to (and a scanner rejects bytecode in it).
     sys.dont_write_bytecode = True
     handshake = Handshake.divert_stdout()
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    tag_output()  # print and logging lines tagged for the server (plughost.logs.tags)
+    secret: str | None = None
     try:
+        if args.auth is not None:
+            if args.auth != "stdin":
+                raise ValueError("--auth takes only 'stdin'")
+            from plughost.worker.auth import read_secret_from_stdin
+
+            secret = read_secret_from_stdin()
         init_kwargs = parse_init_kwargs(args.init_kwargs)
         # The limits go on before any plugin code runs (the runner's imports are loaded only
         # when there is a sandbox to enter; the requirement check may import stdlib modules
@@ -231,10 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from plughost.sandbox.runner import enter as enter_sandbox
 
             enter_sandbox(RunnerPolicy.from_json(args.sandbox))
+        if args.env_path and args.env_path not in sys.path:  # a spare appended it already
+            sys.path.append(args.env_path)
         check_requirements(args.requirements, args.plugin_dir)
+        modules_before, env_before = baseline()
         plugin = load_plugin(args.plugin_dir, init_kwargs)
     except (Exception, SystemExit) as exc:  # the plugin's own failure, reported verbatim
         logger.exception("plugin failed to load")
         handshake.send({"event": "failed", "error": describe_error(exc)})
         return EXIT_LOAD_FAILED
-    return asyncio.run(serve(plugin, args, handshake, parent_pid))
+    # what the next warm spare of this release imports ahead of its byte (worker.preload)
+    learned = learn(modules_before, env_before, (args.plugin_dir, RUNTIME_API_DIR),
+                    (PLUGIN_PACKAGE,))
+    return asyncio.run(serve(plugin, args, handshake, parent_pid, secret, learned))

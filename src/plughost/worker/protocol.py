@@ -204,11 +204,20 @@ def encode_ok_reply(request_id: int, result_json: bytes) -> bytes:
     return b'{"id":%d,"ok":true,"result":%b}' % (request_id, result_json)
 
 
-def encode_error_reply(request_id: int | None, type_name: str, message: str) -> bytes:
-    """The body of an error reply; ``request_id`` None when the request's id is unknown."""
-    return orjson.dumps(
-        {"id": request_id, "ok": False, "error": {"type": type_name, "message": message}}
-    )
+# ``error.origin`` of a reply about the request itself (not JSON, inputs not an object):
+# the host's side, never the plugin's; plugin exceptions carry no origin
+WORKER_ORIGIN = "worker"
+
+
+def encode_error_reply(
+    request_id: int | None, type_name: str, message: str, origin: str | None = None
+) -> bytes:
+    """The body of an error reply; ``request_id`` None when the request's id is unknown;
+    ``origin``: :data:`WORKER_ORIGIN` when the worker refused the request itself."""
+    error = {"type": type_name, "message": message}
+    if origin is not None:
+        error["origin"] = origin
+    return orjson.dumps({"id": request_id, "ok": False, "error": error})
 
 
 def encode_request(request_id: int, op: str, inputs: Any = None, parameters: Any = None) -> bytes:

@@ -20,8 +20,10 @@ import socket
 from pathlib import Path
 from typing import Any, cast
 
+from plughost.worker.auth import HELLO_OP, replica_proof, token_ok
 from plughost.worker.invoke import ServiceInvoker
 from plughost.worker.protocol import (
+    WORKER_ORIGIN,
     FrameBuffer,
     FrameError,
     FrameOutbox,
@@ -40,6 +42,12 @@ VALIDATION_ERROR = "ValidationError"
 CLOSE_WAIT_S = 2.0  # how long a stopping server waits for its connections to close
 
 
+def _refused(request_id: int | None, type_name: str, message: str) -> bytes:
+    """The error reply to a request the worker refuses itself: marked as the worker's, so the
+    host tells it apart from an exception the plugin raised."""
+    return encode_error_reply(request_id, type_name, message, WORKER_ORIGIN)
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: frames in, replies out (batched per loop turn), and the
     requests still being answered."""
@@ -53,11 +61,14 @@ class _Connection(asyncio.Protocol):
         self.reading = True
         self.closed = asyncio.get_running_loop().create_future()
         self._closer: asyncio.Future[None] | None = None
+        self.authed = False  # the hello has been answered (see plughost.worker.auth)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self._outbox.attach(self.transport)
         self._server._connections.add(self)
+        if self._server._secret is None:
+            self._server._authenticated(self)
 
     def data_received(self, data: bytes) -> None:
         if not self.reading:
@@ -80,6 +91,8 @@ class _Connection(asyncio.Protocol):
         self.reading = False
         self._outbox.discard()
         self._server._connections.discard(self)
+        if self.authed:
+            self._server._gone(self)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -142,14 +155,44 @@ class ReplicaServer:
         socket_path: Path,
         drain_timeout_s: float,
         listen_fd: int | None = None,
+        secret: str | None = None,
     ):
         self._invoker = invoker
         self._socket_path = socket_path
         self._listen_fd = listen_fd
         self._drain_timeout_s = drain_timeout_s
+        self._secret = secret  # required hello on every connection when set
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         self._stop_requested = asyncio.Event()
+        self._authed = 0
+        self.idle_since: float | None = asyncio.get_running_loop().time()
+
+    # -- who is connected (the orphan timeout reads it) ---------------------------------------
+    def _authenticated(self, conn: _Connection) -> None:
+        conn.authed = True
+        self._authed += 1
+        self.idle_since = None
+
+    def _gone(self, conn: _Connection) -> None:
+        self._authed -= 1
+        if self._authed <= 0:
+            self.idle_since = asyncio.get_running_loop().time()
+
+    def _hello(self, conn: _Connection, request_id: int, request: dict[str, Any]) -> None:
+        """Answer the handshake with the proof, or refuse and close the connection."""
+        secret = self._secret
+        nonce = request.get("nonce")
+        if secret is None or not token_ok(secret, nonce, request.get("token")):
+            logger.warning("refused a connection without the replica's secret")
+            conn.send(_refused(request_id, PROTOCOL_ERROR, "hello refused"))
+            conn.stop_reading()
+            return
+        if not conn.authed:
+            self._authenticated(conn)
+        proof = replica_proof(secret, str(nonce))
+        result = b'{"proof":"%s","pid":%d}' % (proof.encode(), os.getpid())
+        conn.send(encode_ok_reply(request_id, result))
 
     async def start(self) -> None:
         """Bind and listen, replacing a stale socket file; only the owner may connect.
@@ -207,19 +250,25 @@ class ReplicaServer:
         try:
             request = decode_object(body)
         except FrameError as exc:
-            conn.send(encode_error_reply(recover_request_id(body), PROTOCOL_ERROR, str(exc)))
+            conn.send(_refused(recover_request_id(body), PROTOCOL_ERROR, str(exc)))
             return
         request_id = request.get("id")
         if not isinstance(request_id, int) or isinstance(request_id, bool):
-            conn.send(encode_error_reply(None, PROTOCOL_ERROR, "request has no integer id"))
+            conn.send(_refused(None, PROTOCOL_ERROR, "request has no integer id"))
             return
         op = request.get("op")
-        if op == "call" and self._invoker.inline_ready:
+        if op == HELLO_OP or not conn.authed:
+            if op != HELLO_OP:
+                conn.send(_refused(request_id, PROTOCOL_ERROR, "say hello first"))
+                conn.stop_reading()
+                return
+            self._hello(conn, request_id, request)
+        elif op == "call" and self._invoker.inline_ready:
             self._call_now(conn, request_id, request)
         elif op in ("call", "health"):
             conn.track(asyncio.ensure_future(self._respond(conn, request_id, op, request)))
         else:
-            conn.send(encode_error_reply(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
+            conn.send(_refused(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
 
     async def _respond(
         self, conn: _Connection, request_id: int, op: str, request: dict[str, Any]
@@ -244,7 +293,7 @@ class ReplicaServer:
         try:
             inputs, parameters = _call_arguments(request)
         except TypeError as exc:
-            conn.send(encode_error_reply(request_id, VALIDATION_ERROR, str(exc)))
+            conn.send(_refused(request_id, VALIDATION_ERROR, str(exc)))
             return
         try:
             result = self._invoker.call_now(inputs, parameters)
@@ -270,7 +319,7 @@ class ReplicaServer:
         try:
             inputs, parameters = _call_arguments(request)
         except TypeError as exc:
-            return encode_error_reply(request_id, VALIDATION_ERROR, str(exc))
+            return _refused(request_id, VALIDATION_ERROR, str(exc))
         try:
             result = await self._invoker.call(inputs, parameters)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from plughost.api.fastpath import _Flights
+from plughost.api.inference_request import Flights
 from plughost.errors import AuthenticationError
 from plughost.services.accounts import Accounts, Principal
 
@@ -23,7 +23,7 @@ def test_concurrent_misses_share_one_call() -> None:
         return key.upper()
 
     async def main() -> list[str]:
-        flights = _Flights()
+        flights = Flights()
         waiters = [asyncio.create_task(flights.join("k", lookup, "abc")) for _ in range(20)]
         await asyncio.sleep(0.05)
         release.set()
@@ -45,7 +45,7 @@ def test_a_failure_reaches_every_waiter_and_is_not_kept() -> None:
         raise AuthenticationError("revoked")
 
     async def main() -> list[BaseException | None]:
-        flights = _Flights()
+        flights = Flights()
         outcomes = await asyncio.gather(
             *(flights.join("k", deny) for _ in range(5)), return_exceptions=True
         )

@@ -159,6 +159,57 @@ def test_allowed_code_has_no_findings(source: str) -> None:
     assert scan_source("m.py", source) == []
 
 
+RUNTIME_API_IMPORTS = """\
+from shared.plugins.inference.serve import BaseInferenceService, ServeDeploymentConfig
+from shared.plugins.inference.batch import BaseBatchInferenceService
+from shared.plugins import open_asset, download_asset
+from shared.plugins.sdk import parallel_io, concurrent_api_calls
+from shared.loggers.services import get_logger
+from shared.models.loader import load_namespace_model
+from shared.collection.features.extractors.models import ExtractorDefinition
+from engine.plugins.extractors.pipeline import (
+    PipelineDefinition, ResourceType, RowCondition, StepDefinition, build_pipeline_steps,
+)
+from engine.models.loader import load_namespace_model as engine_loader
+from engine.models import load_namespace_model as engine_models_loader
+import engine.plugins.extractors.pipeline as pipeline
+
+logger = get_logger(__name__)
+
+def fetch(url):
+    with open_asset(url, ".jpg") as path:
+        return download_asset(url, suffix=".jpg"), path, parallel_io(len, [path])
+"""
+
+ENGINE_PACKAGE = "plughost's 'engine' package (engine.plugins.extractors.pipeline)"
+
+
+def test_every_runtime_api_import_is_accepted() -> None:
+    assert scan_source("pipeline.py", RUNTIME_API_IMPORTS) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "from shared.plugins.sdk import parallel_io\nimport threading\n",
+            ["m.py:2:8 import of 'threading' is not allowed"],
+        ),
+        (
+            (
+                "from engine.plugins.extractors.pipeline import StepDefinition\n"
+                "from plughost.runtime_api import RUNTIME_API_DIR\n"
+            ),
+            ["m.py:2:1 import of 'plughost.runtime_api' is not allowed"],
+        ),
+    ],
+)
+def test_dangerous_imports_beside_runtime_api_ones_are_still_refused(
+    source: str, expected: list[str]
+) -> None:
+    assert scan_source("m.py", source) == expected
+
+
 def test_findings_are_sorted_by_line_and_column() -> None:
     source = "import os\nx = 1; eval('2')\nos.system('a'); exec('b')\nimport socket\n"
 
@@ -410,6 +461,15 @@ def test_utf8_sources_and_bom_are_accepted(tmp_path: Path, source: bytes) -> Non
                 "plughost's 'shared' package (shared.plugins.inference.serve)"
             ),
         ),
+        (
+            "engine/__init__.py",
+            "",
+            (
+                "engine/__init__.py:1:1 module name 'engine' shadows "
+                "plughost's 'engine' package (engine.plugins.extractors.pipeline)"
+            ),
+        ),
+        ("engine.py", "", "engine.py:1:1 module name 'engine' shadows " + ENGINE_PACKAGE),
         ("plughost.py", "", "plughost.py:1:1 module name 'plughost' shadows the plughost package"),
         (
             "sitecustomize.py",
@@ -436,6 +496,7 @@ def test_top_level_modules_shadowing_the_stdlib_or_the_host_are_refused(
         "processors/types.py",
         "json/data.txt",
         "shared/readme.md",
+        "engine/notes.txt",
         "OS.py",
         "os.txt",
         "typing_extras.py",

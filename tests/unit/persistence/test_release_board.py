@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import event
 from support import create_pg_database, drop_pg_database
 
+from plughost.domain.release import ReleaseView
 from plughost.domain.states import TRANSITIONS, Status
 from plughost.persistence.board import PluginReleases, ReleaseBoard
 from plughost.persistence.db import Database
-from plughost.persistence.releases import Releases, ReleaseView
+from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Namespace, Organization, Plugin
 from plughost.timeutil import utcnow
 
@@ -198,15 +199,15 @@ def test_a_plugin_lookup_that_raced_a_removal_is_not_cached(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from plughost.config import Settings
+    from plughost.domain.scope import PluginScope
     from plughost.services import deployments as module
-    from plughost.services.uploads import Scope
 
     plugin = _plugin(db, "racy")
     service = module.Deployments(Settings(), db, Releases(db), None, None)  # type: ignore[arg-type]
-    scope = Scope(organization_id="org", namespace_id=None)
+    scope = PluginScope(organization_id="org", namespace_id=None)
     real = module.find_plugin
 
-    def find_then_removed(s: object, sc: Scope, pid: str) -> Plugin:
+    def find_then_removed(s: object, sc: PluginScope, pid: str) -> Plugin:
         row = real(s, sc, pid)  # type: ignore[arg-type]
         service.plugin_removed(plugin.id, deleted=True)  # lands while the lookup runs
         return row

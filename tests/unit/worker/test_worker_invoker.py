@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from plughost.runtime_api.shared.plugins.inference.serve import BaseInferenceService
 from plughost.worker.invoke import QUICK_STREAK, ServiceInvoker
-from plughost.worker.shim.shared.plugins.inference.serve import BaseInferenceService
 
 
 def test_plain_handler_runs_off_the_event_loop_thread() -> None:

@@ -326,3 +326,172 @@ def test_import_error_in_realtime_names_the_module(write_plugin: PluginWriter) -
     with pytest.raises(ModuleNotFoundError) as caught:
         load_plugin(root)
     assert caught.value.name == "definitely_not_installed_pkg"
+
+
+def test_process_single_only_service_with_serve_config_attribute_serves(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            from shared.plugins.inference.serve import BaseInferenceService, ServeDeploymentConfig
+
+            class EchoRealtimeService(BaseInferenceService):
+                serve_config = ServeDeploymentConfig(enabled=True, num_replicas=2)
+
+                def __init__(self):
+                    super().__init__()
+
+                async def _process_single(self, inputs, parameters):
+                    self.logger.info("answering")
+                    return {"echo": inputs["text"], "k": parameters.get("k")}
+
+            __all__ = ["EchoRealtimeService"]
+            """
+        }
+    )
+    plugin = load_plugin(root)
+    assert plugin.handler.__name__ == "_process_single"
+    assert inspect.iscoroutinefunction(plugin.handler)
+    assert asyncio.run(plugin.handler({"text": "hi"}, {"k": 1})) == {"echo": "hi", "k": 1}
+
+
+def test_plain_process_single_is_the_handler_of_a_fallback_base_subclass(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            try:
+                from not_the_host.serve import BaseInferenceService
+            except ImportError:
+                class BaseInferenceService:
+                    def run_inference(self, inputs, parameters):
+                        return self._process_single(inputs, parameters)
+
+            class Service(BaseInferenceService):
+                def _process_single(self, inputs, parameters):
+                    return "single"
+            """
+        }
+    )
+    plugin = load_plugin(root)
+    assert plugin.handler.__name__ == "_process_single"
+    assert plugin.handler({}, {}) == "single"
+
+
+def test_class_named_like_a_service_is_found_without_a_base_class(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            class BaseRealtimeService:
+                pass
+
+            class Helper:
+                pass
+
+            class TextRealtimeService(BaseRealtimeService):
+                def run_inference(self, inputs, parameters):
+                    return "by name"
+            """
+        }
+    )
+    plugin = load_plugin(root)
+    assert type(plugin.service).__name__ == "TextRealtimeService"
+    assert plugin.handler({}, {}) == "by name"
+
+
+def test_class_named_inference_service_wins_only_when_no_base_subclass_exists(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            class OtherInferenceService:
+                def run_inference(self, inputs, parameters):
+                    return "by name"
+
+            class Real(BaseInferenceService):
+                def run_inference(self, inputs, parameters):
+                    return "by base"
+            """)
+        }
+    )
+    assert load_plugin(root).handler({}, {}) == "by base"
+
+
+def test_all_picks_one_of_several_service_classes(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            class Alpha(BaseInferenceService):
+                def run_inference(self, inputs, parameters):
+                    return "alpha"
+
+            class Beta(BaseInferenceService):
+                def run_inference(self, inputs, parameters):
+                    return "beta"
+
+            __all__ = ["Beta"]
+            """)
+        }
+    )
+    assert load_plugin(root).handler({}, {}) == "beta"
+
+
+def test_two_classes_named_like_services_are_ambiguous(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            class AInferenceService:
+                def __call__(self, inputs, parameters):
+                    return 1
+
+            class BRealtimeService:
+                def __call__(self, inputs, parameters):
+                    return 2
+            """
+        }
+    )
+    with pytest.raises(PluginLoadError, match="several service classes"):
+        load_plugin(root)
+
+
+def test_run_inference_is_preferred_over_process_single_and_call(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            class Service(BaseInferenceService):
+                def _process_single(self, inputs, parameters):
+                    return "single"
+                def __call__(self, inputs, parameters):
+                    return "call"
+                def run_inference(self, inputs, parameters):
+                    return "run"
+            """)
+        }
+    )
+    assert load_plugin(root).handler({}, {}) == "run"
+
+
+def test_engine_and_shared_runtime_names_import_inside_a_plugin(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            from engine.plugins.extractors.pipeline import RowCondition
+            from engine.models import load_namespace_model
+            from shared.plugins import open_asset
+
+            class Service(BaseInferenceService):
+                def run_inference(self, inputs, parameters):
+                    return RowCondition.IS_TEXT.matches(inputs["mime_type"])
+            """)
+        }
+    )
+    assert load_plugin(root).handler({"mime_type": "text/plain"}, {}) is True

@@ -152,6 +152,9 @@ def test_bad_requests_and_results_get_error_replies(
     assert reply["ok"] is False
     assert reply["error"]["type"] == error_type
     assert message in reply["error"]["message"]
+    # the worker's own refusals are marked as such; what the plugin's code did is not
+    refused = error_type in ("ProtocolError", "ValidationError")
+    assert reply["error"].get("origin") == ("worker" if refused else None)
     assert after == {"id": 99, "ok": True, "result": True}
 
 
