@@ -119,7 +119,18 @@ class LiveServer:
 
     def client(self, key: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
+        hooks = kw.pop("event_hooks", {})
+        hooks.setdefault("response", []).append(self._show_internal_errors)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=60, event_hooks=hooks, **kw
+        )
+
+    def _show_internal_errors(self, response: httpx.Response) -> None:
+        """A 500 names only the exception's type; the server logged its traceback. Print the
+        log's tail, so that a failing test shows the cause (pytest shows captured output)."""
+        if response.status_code == 500:
+            tail = self.logs()[-6000:]
+            print(f"--- 500 from {response.request.url}; the server's log ends:\n{tail}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the admin CLI against this server's database."""

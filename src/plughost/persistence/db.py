@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK = 0x706C7567  # "plug": the advisory lock key of migrations on PostgreSQL
 
 
+T = TypeVar("T")
+_BUSY_RETRIES = (0.05, 0.2, 0.5)  # seconds slept before each retry of a read SQLite refused
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # per connection: the wait for a lock first, then the rest. WAL is a property of the
+    # file, set once by migrate() (a journal_mode pragma on every new connection was one more
+    # statement that takes locks while the server is busy)
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked"/"busy": the lock was not had in time."""
+    if not isinstance(exc, OperationalError):
+        return False
+    text_ = str(exc.orig).lower()
+    return "locked" in text_ or "busy" in text_
+
+
+def read_retrying(read: Callable[..., T], *args: Any) -> T:
+    """``read(*args)``, tried again a few times while SQLite answers busy. Only for reads: a
+    read has no effect to repeat, and a status poll should not fail on a lock that a write
+    holds for a moment on a loaded machine."""
+    for pause in _BUSY_RETRIES:
+        try:
+            return read(*args)
+        except OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            time.sleep(pause)
+    return read(*args)
 
 
 class Database:
@@ -46,6 +76,9 @@ class Database:
     def migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
+        if self.is_sqlite:
+            with self.engine.connect() as conn:  # persistent in the file: once is enough
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 # servers starting together on one PostgreSQL database migrate one at a time

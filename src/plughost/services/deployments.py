@@ -38,7 +38,7 @@ from plughost.errors import (
 )
 from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.window import RecentWindow
-from plughost.persistence.db import Database
+from plughost.persistence.db import Database, read_retrying
 from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Plugin
 from plughost.routing.table import Route, RouteTable
@@ -225,8 +225,9 @@ class Deployments:
 
     # -- status -------------------------------------------------------------------------------
     def status(self, scope: PluginScope, plugin_id: str) -> dict[str, Any]:
-        """The status body; reads the database only for what the in-memory board lacks."""
-        return self._status(scope, plugin_id, cached_only=False)
+        """The status body; reads the database only for what the in-memory board lacks (again,
+        if SQLite answered busy: a poll is a read)."""
+        return read_retrying(self._status, scope, plugin_id, False)
 
     def cached_status(self, scope: PluginScope, plugin_id: str) -> dict[str, Any] | None:
         """The status body from memory alone (safe on the event loop), or None on a miss."""
