@@ -185,6 +185,30 @@ def test_errors_have_the_contract_shape(server: LiveServer, hash_plugin: str) ->
     assert no_plugin.status_code == 404
 
 
+def test_an_input_url_the_server_did_not_issue_is_not_found(
+    server: LiveServer, hash_plugin: str
+) -> None:
+    """Found by Schemathesis: a name longer than the file system takes answered 500."""
+    with server.client() as c:
+        # a real upload first, so that the folders the bad names are looked up in exist
+        up = c.post("/v1/namespaces/ns_default/batches/uploads", json={"file_name": "a.csv"})
+        assert c.put(up.json()["presigned_url"], content=b"text\nhi\n").status_code == 200
+        issued_dir = up.json()["input_url"].rsplit("/", 1)[0]
+        bad = [
+            issued_dir + "/" + "x" * 300,  # ENAMETOOLONG in an existing folder
+            "store://batch-inputs/" + "\u1e70" * 200 + ".csv",  # the fuzzer's kind of name
+            issued_dir + "/..",
+            "store://batch-inputs/../../archives/x.zip",
+        ]
+        for url in bad:
+            r = c.post(
+                f"/v1/namespaces/ns_default/plugins/{hash_plugin}/batches",
+                json={"input_url": url},
+            )
+            assert r.status_code == 404, (url, r.text)
+            assert r.json()["error"]["type"] == "NotFoundError"
+
+
 def test_presigned_input_upload_then_submit_by_input_url(
     server: LiveServer, hash_plugin: str, tmp_path: Path
 ) -> None:

@@ -28,6 +28,8 @@ INPUT_PUT_PATH = "/v1/_store/{key}"
 OUTPUT_GET_PATH = "/v1/_store/archives/{key}"
 INPUT_URL_PREFIX = "store://batch-inputs/"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# what create_input_upload hands out after the prefix: its id, then the cleaned file name
+_INPUT_REST = re.compile(r"bin_[0-9a-f]{24}/[A-Za-z0-9._-]{1,120}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,14 @@ class BatchService:
             )
         rest = input_url.removeprefix(INPUT_URL_PREFIX)
         key = f"batch-inputs/{scope.organization_id}/{scope.namespace_id}/{rest}"
-        if ".." in rest.split("/") or not self.store.local_path(key).is_file():
+        # only a URL of the shape this server issues can name an upload: anything else (a
+        # path out of the folder, a name longer than the file system takes) is looked up
+        # nowhere
+        if (
+            not _INPUT_REST.fullmatch(rest)
+            or rest.split("/")[1] in (".", "..")
+            or not self.store.local_path(key).is_file()
+        ):
             raise NotFoundError(f"no uploaded input at {input_url}")
         name = rest.rsplit("/", 1)[-1]
         fmt = sniff_file(self.store.local_path(key), name)
