@@ -30,6 +30,7 @@ PEER_PREFIX = "/_peer/call/"
 TIME_HEADER = "x-plughost-peer-time"
 SIGNATURE_HEADER = "x-plughost-peer-signature"
 MAX_SKEW_S = 300
+LEADER_CHECK_S = 0.2  # how often a forwarded call that waits checks the leader is still it
 
 
 def peer_signature(secret: bytes, release_id: int, stamp: str, body: bytes) -> str:
@@ -111,12 +112,22 @@ class PeerCalls:
         }
         url = f"{address.rstrip('/')}{PEER_PREFIX}{release_id}"
         self.forwarded += 1
+        request = asyncio.ensure_future(self.client().post(url, content=body, headers=headers))
         try:
-            reply = await self.client().post(url, content=body, headers=headers)
+            # A dead leader's port can still take connections (its port keeper holds the
+            # socket for its successor: plughost.keeper), so the call would wait there for its
+            # whole timeout. It goes on to the next leader as soon as the lease names another
+            # one, or none, or us.
+            while not (await asyncio.wait({request}, timeout=LEADER_CHECK_S))[0]:
+                if self.leading() or self.leader_address() != address:
+                    raise NotHere(f"leader {address} was replaced while the call waited")
+            reply = request.result()
         except httpx.TimeoutException as exc:
             raise CallTimedOut(f"the leader did not answer in time: {exc}") from exc
         except httpx.TransportError as exc:  # the leader is gone: wait for the next one
-            raise NotHere(f"leader {address} unreachable: {exc}") from exc
+            raise NotHere(f"leader {address} unreachable: {exc!r}") from exc
+        finally:
+            request.cancel()  # a no-op once it is done
         if reply.status_code == 200:
             return reply.content
         raise _peer_error(reply)

@@ -4,6 +4,7 @@ a follower's route table, forwarded calls waiting through a leader change, peer 
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +98,46 @@ def test_a_forwarded_call_waits_for_the_new_leader_and_is_answered_by_it() -> No
         return out
 
     assert asyncio.run(scenario()) == b'{"ok": true}' and group.calls == [b"{}"]
+
+
+def test_a_call_waiting_on_a_dead_leaders_kept_port_moves_to_the_next_leader() -> None:
+    """The dead leader's port keeper holds its listening socket: a forwarded call connects
+    and would wait there for its whole timeout (60 s). Once this server leads, it goes to the
+    replicas restored here instead."""
+    kept = socket.socket()
+    kept.bind(("127.0.0.1", 0))
+    kept.listen(16)  # never accepted, as the keeper's socket
+    address = f"http://127.0.0.1:{kept.getsockname()[1]}"
+    state: dict[str, Any] = {"leading": False, "group": None}
+    group = FakeGroup()
+
+    async def scenario() -> bytes:
+        peers = PeerCalls(
+            b"s",
+            leader_address=lambda: None if state["leading"] else address,
+            local_group=lambda rid: state["group"],
+            leading=lambda: state["leading"],
+            hold_s=30.0,
+            call_timeout_s=60.0,
+        )
+
+        async def takeover() -> None:
+            await asyncio.sleep(0.5)  # the call is in the kept port's queue by now
+            state["leading"] = True
+            state["group"] = group
+
+        waiter = asyncio.create_task(takeover())
+        try:
+            # far below the call's own timeout: only a call that left the kept port ends
+            return await asyncio.wait_for(peers.call(3, b"{}"), 15.0)
+        finally:
+            await waiter
+            await peers.close()
+
+    try:
+        assert asyncio.run(scenario()) == b'{"ok": true}' and group.calls == [b"{}"]
+    finally:
+        kept.close()
 
 
 def test_a_forwarded_call_to_a_release_gone_meanwhile_is_a_404_and_a_hold_ends_in_503() -> None:
