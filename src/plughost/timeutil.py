@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def utcnow() -> datetime:
@@ -20,4 +21,11 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z` suffix, or None."""
     if value is None:
         return None
+    return _iso(value)
+
+
+@lru_cache(maxsize=8192)
+def _iso(value: datetime) -> str:
+    # remembered: every status poll formats the same few release times again, and the
+    # formatting was 8% of the status endpoint's time in a profile (a lookup is 15x cheaper)
     return as_utc(value).isoformat().replace("+00:00", "Z")

@@ -132,8 +132,11 @@ async def _authorized(
     if not getattr(app_state, "ready", False):
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime
-    principal = await caller(rt.accounts, _header(scope, b"authorization"), flights)
-    await check_namespace(rt.accounts, principal, namespace_id, flights)
+    authorization = _header(scope, b"authorization")
+    principal = rt.accounts.fresh_caller(authorization, namespace_id)
+    if principal is None:  # a miss, or an entry to refresh
+        principal = await caller(rt.accounts, authorization, flights)
+        await check_namespace(rt.accounts, principal, namespace_id, flights)
     return rt, principal
 
 

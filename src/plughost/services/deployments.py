@@ -153,6 +153,10 @@ class Deployments:
 
     def _eta(self, rel: ReleaseView, cached_only: bool = False) -> int | None:
         """Seconds until ``rel`` is likely deployed; ``queue_position`` of a queued release."""
+        if rel.status is Status.DEPLOYED:  # before the estimate: most polls end here
+            return 0
+        if rel.status is not Status.QUEUED and rel.status not in ROLLING:
+            return None
         per = self.estimate_seconds(rel.name, cached_only)
         if rel.status is Status.QUEUED:
             ahead = self._queue_position(rel.id, cached_only) - 1
@@ -165,8 +169,6 @@ class Deployments:
             started = rel.started_at or rel.queued_at
             elapsed = (utcnow() - started).total_seconds()
             return max(1, round(per - elapsed))
-        if rel.status is Status.DEPLOYED:
-            return 0
         return None
 
     # -- deploy -------------------------------------------------------------------------------
