@@ -84,3 +84,20 @@ def test_entries_are_due_for_refresh_at_half_life_and_dropped_when_revoked() -> 
     with pytest.raises(AuthenticationError):
         accounts.authenticate_and_cache("Bearer good")
     assert accounts.cached_principal("Bearer good") is None, "a revoked key must not linger"
+
+
+def test_the_one_call_check_answers_only_while_both_entries_are_fresh() -> None:
+    accounts = _FakeAccounts(ttl=0.4)
+    accounts.namespace_visible = lambda principal, namespace_id: None  # type: ignore[method-assign]
+    assert accounts.fresh_caller("Bearer good", "ns") is None  # nothing cached
+    accounts.authenticate_and_cache("Bearer good")
+    assert accounts.fresh_caller("Bearer good", "ns") is None  # the namespace not checked
+    principal = accounts.cached_principal("Bearer good")
+    assert principal is not None
+    accounts.namespace_visible_and_cache(principal, "ns")
+    assert accounts.fresh_caller("Bearer good", "ns") == principal
+    assert accounts.fresh_caller("Bearer good", "other") is None  # per namespace
+    assert accounts.fresh_caller("Bearer bad", "ns") is None
+    time.sleep(0.25)  # past half life: due for a refresh, so the slower steps run
+    assert accounts.fresh_caller("Bearer good", "ns") is None
+    assert accounts.cached_principal("Bearer good") == principal
