@@ -58,6 +58,8 @@ CRASH_WINDOW_S = 30.0
 def pick_least_busy(replicas: list[ReplicaProcess], turn: int) -> ReplicaProcess:
     """The replica with the fewest calls in flight; among the equally least busy ones the
     ``turn``-th (modulo their count), so a caller that counts turns takes them in turn."""
+    if len(replicas) == 1:  # one replica, the usual case: nothing to compare
+        return replicas[0]
     least = min(r.in_flight for r in replicas)
     idle = [r for r in replicas if r.in_flight == least]
     return idle[turn % len(idle)]
