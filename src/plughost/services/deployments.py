@@ -162,14 +162,13 @@ class Deployments:
             ahead = self._queue_position(rel.id, cached_only) - 1
             waves = ahead // max(1, self.settings.max_concurrent_deployments)
             return per * (waves + 1)
-        if rel.status in ROLLING:
-            building = self.controller.envs.build_seconds_left(rel.id)
-            if building is not None:  # the environment's build, then the usual start
-                return max(1, round(building + per))
-            started = rel.started_at or rel.queued_at
-            elapsed = (utcnow() - started).total_seconds()
-            return max(1, round(per - elapsed))
-        return None
+        # rolling out
+        building = self.controller.envs.build_seconds_left(rel.id)
+        if building is not None:  # the environment's build, then the usual start
+            return max(1, round(building + per))
+        started = rel.started_at or rel.queued_at
+        elapsed = (utcnow() - started).total_seconds()
+        return max(1, round(per - elapsed))
 
     # -- deploy -------------------------------------------------------------------------------
     def deploy(
