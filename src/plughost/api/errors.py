@@ -9,10 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from plughost.api.responses import OrjsonResponse
 from plughost.errors import PlughostError
 
 log = logging.getLogger("plughost.api")
@@ -40,8 +40,8 @@ def error_body(status: int, message: str, error_type: str, details: Any = None) 
 
 def error_response(
     status: int, message: str, error_type: str, details: Any = None
-) -> ORJSONResponse:
-    return ORJSONResponse(error_body(status, message, error_type, details), status_code=status)
+) -> OrjsonResponse:
+    return OrjsonResponse(error_body(status, message, error_type, details), status_code=status)
 
 
 def wire_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -55,9 +55,9 @@ def wire_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, error_body(500, f"internal error: {type(exc).__name__}", "InternalServerError")
 
 
-def _respond(exc: BaseException) -> ORJSONResponse:
+def _respond(exc: BaseException) -> OrjsonResponse:
     status, body = wire_error(exc)
-    return ORJSONResponse(body, status_code=status, headers=getattr(exc, "headers", None))
+    return OrjsonResponse(body, status_code=status, headers=getattr(exc, "headers", None))
 
 
 def _jsonable(value: Any) -> Any:
@@ -72,11 +72,11 @@ def _jsonable(value: Any) -> Any:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlughostError)
-    async def _plughost(_: Request, exc: PlughostError) -> ORJSONResponse:
+    async def _plughost(_: Request, exc: PlughostError) -> OrjsonResponse:
         return _respond(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
         errors = [
             {
                 "loc": [str(p) for p in e.get("loc", ())],
@@ -96,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         message = str(exc.detail) if exc.detail else "error"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
@@ -113,10 +113,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(ClientDisconnect)
-    async def _gone(_: Request, exc: ClientDisconnect) -> ORJSONResponse:
+    async def _gone(_: Request, exc: ClientDisconnect) -> OrjsonResponse:
         # the client left mid-request: nothing to log, nobody to answer
         return error_response(400, "client disconnected", "BadRequestError")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
         return _respond(exc)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import StreamingResponse
 
 from plughost.api.deps import NamespaceScope, RuntimeDep
+from plughost.api.responses import OrjsonResponse
 from plughost.api.rollout_schema import DeployOptions
 from plughost.api.routes_observe import status_stream
 from plughost.api.schemas import RealtimeTestRequest, RollbackRequest
@@ -30,7 +31,8 @@ def deploy(
     return rt.deployments.deploy(scope, plugin_id, deployment_type, rollout)
 
 
-@router.get("/{plugin_id}/status", response_model=None)
+# may stream, so no return type for FastAPI to encode: the dict goes through orjson
+@router.get("/{plugin_id}/status", response_model=None, response_class=OrjsonResponse)
 def status(
     scope: NamespaceScope, rt: RuntimeDep, plugin_id: str, watch: bool = False
 ) -> dict[str, Any] | StreamingResponse:

@@ -80,6 +80,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import NamespaceScope, PrincipalDep, RuntimeDep
+from plughost.api.responses import OrjsonResponse
 from plughost.domain.scope import PluginScope
 from plughost.errors import ForbiddenError, ServiceUnavailableError
 from plughost.logs import query
@@ -119,7 +120,12 @@ def deployments(
     return _observation(rt).observe.history(scope, plugin_id, limit)
 
 
-@router.get("/{namespace_id}/plugins/{plugin_id:plugin_id}/logs", response_model=None)
+# may stream, so no return type for FastAPI to encode: the dict goes through orjson
+@router.get(
+    "/{namespace_id}/plugins/{plugin_id:plugin_id}/logs",
+    response_model=None,
+    response_class=OrjsonResponse,
+)
 async def logs(
     scope: NamespaceScope,
     rt: RuntimeDep,
