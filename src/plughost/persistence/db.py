@@ -15,7 +15,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-_MIGRATE_LOCK = 0x706C7567  # "plug": the advisory lock key of migrations on PostgreSQL
+# advisory lock keys on PostgreSQL: servers starting together take turns at each step
+MIGRATE_LOCK = 0x706C7567  # "plug": migrations
+BOOTSTRAP_LOCK = 0x706C7568  # the start-up rows (plughost.services.accounts.bootstrap)
+_ADVISORY_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 T = TypeVar("T")
@@ -79,12 +82,23 @@ class Database:
         if self.is_sqlite:
             with self.engine.connect() as conn:  # persistent in the file: once is enough
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        # One transaction on one connection: the lock, alembic's look at its version table
+        # and every migration. Servers starting together on one PostgreSQL database migrate
+        # one at a time; the ones that wait find the schema at head and do nothing. The
+        # lock is the transaction's own, so it ends with it, even when a migration fails
+        # (never left behind on a pooled connection).
         with self.engine.begin() as conn:
             if not self.is_sqlite:
-                # servers starting together on one PostgreSQL database migrate one at a time
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+                conn.execute(_ADVISORY_XACT_LOCK, {"key": MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def lock_bootstrap(self, session: Session) -> None:
+        """Inside the start-up transaction: wait until no other server is running it, and
+        keep them waiting until this transaction ends. PostgreSQL only; on SQLite the
+        transaction's first write takes the database's write lock until commit anyway."""
+        if not self.is_sqlite:
+            session.execute(_ADVISORY_XACT_LOCK, {"key": BOOTSTRAP_LOCK})
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -21,11 +21,13 @@ from plughost.errors import (
     ValidationError,
 )
 from plughost.persistence.db import Database
+from plughost.persistence.idempotent import ensure_row, insert_or_ignore
 from plughost.persistence.tables import ApiKey, Namespace, Organization, ServerSecret
 from plughost.timeutil import iso, utcnow
 
 DEFAULT_ORG = "org_default"
 DEFAULT_NAMESPACE = "ns_default"
+URL_SIGNING = "url_signing"  # the server_secrets row of the URL-signing secret
 
 
 def hash_key(key: str) -> str:
@@ -68,36 +70,44 @@ class Accounts:
 
     # -- bootstrap -------------------------------------------------------------------------
     def bootstrap(self, bootstrap_key: str) -> BootstrapResult:
-        """Create org_default, ns_default and a first key when the database has none."""
+        """Create org_default, ns_default and a first key when the database has none.
+
+        Safe for servers starting together on one database: every row is inserted unless
+        another server wrote it first, and the whole step is one transaction that they take
+        in turns (an advisory lock on PostgreSQL, the write lock on SQLite), so exactly one
+        of them generates the first key and the others find it."""
         with self.db.session() as s:
-            if s.get(Organization, DEFAULT_ORG) is None:
-                s.add(Organization(id=DEFAULT_ORG, name="default"))
-                s.flush()
-            if s.get(Namespace, DEFAULT_NAMESPACE) is None:
-                s.add(Namespace(id=DEFAULT_NAMESPACE, organization_id=DEFAULT_ORG, name="default"))
-            has_key = s.scalars(select(ApiKey.id).limit(1)).first() is not None
+            self.db.lock_bootstrap(s)
+            # on SQLite this is the transaction's first statement and a write: it takes the
+            # write lock, so the look for a key below cannot miss another server's
+            insert_or_ignore(s, Organization, {"id": DEFAULT_ORG, "name": "default"}, ["id"])
+            insert_or_ignore(
+                s,
+                Namespace,
+                {"id": DEFAULT_NAMESPACE, "organization_id": DEFAULT_ORG, "name": "default"},
+                ["id"],
+            )
             if bootstrap_key:
-                if (
-                    s.scalars(
-                        select(ApiKey).where(ApiKey.key_hash == hash_key(bootstrap_key))
-                    ).first()
-                    is None
-                ):
-                    self._add_key(s, bootstrap_key, DEFAULT_ORG, None, "bootstrap")
+                insert_or_ignore(
+                    s,
+                    ApiKey,
+                    _key_values(bootstrap_key, DEFAULT_ORG, None, "bootstrap"),
+                    ["key_hash"],
+                )
                 return BootstrapResult(created_key=None)
-            if has_key:
+            if s.scalars(select(ApiKey.id).limit(1)).first() is not None:
                 return BootstrapResult(created_key=None)
             key = generate_key()
             self._add_key(s, key, DEFAULT_ORG, None, "bootstrap")
             return BootstrapResult(created_key=key)
 
     def signing_secret(self) -> bytes:
-        """The URL-signing secret, created once and shared through the database."""
+        """The URL-signing secret, created once and shared through the database: a server
+        whose candidate lost to another's uses the stored one (else URLs one server signs
+        would fail on the others)."""
         with self.db.session() as s:
-            row = s.get(ServerSecret, "url_signing")
-            if row is None:
-                row = ServerSecret(name="url_signing", value=secrets.token_hex(32))
-                s.add(row)
+            candidate = {"name": URL_SIGNING, "value": secrets.token_hex(32)}
+            row = ensure_row(s, ServerSecret, candidate, ["name"])
             return bytes.fromhex(row.value)
 
     # -- keys ------------------------------------------------------------------------------
@@ -105,14 +115,7 @@ class Accounts:
     def _add_key(
         s: Session, key: str, org_id: str, namespaces: list[str] | None, label: str
     ) -> ApiKey:
-        row = ApiKey(
-            id=new_id("key", 6),
-            organization_id=org_id,
-            key_hash=hash_key(key),
-            prefix=key[:8],
-            label=label,
-            namespaces=namespaces,
-        )
+        row = ApiKey(**_key_values(key, org_id, namespaces, label))
         s.add(row)
         return row
 
@@ -123,8 +126,8 @@ class Accounts:
         with self.db.session() as s:
             self._require_org(s, org_id)
             for ns in namespaces or []:
-                row = s.get(Namespace, ns)
-                if row is None or row.organization_id != org_id:
+                found = s.get(Namespace, ns)
+                if found is None or found.organization_id != org_id:
                     raise NotFoundError(f"namespace {ns!r} not found in organization {org_id!r}")
             key = generate_key()
             row = self._add_key(
@@ -298,6 +301,18 @@ class Accounts:
                 raise NotFoundError(f"namespace {namespace_id!r} not found")
         if not principal.reaches(namespace_id):
             raise NotFoundError(f"namespace {namespace_id!r} not found")
+
+
+def _key_values(key: str, org_id: str, namespaces: list[str] | None, label: str) -> dict[str, Any]:
+    """The columns of a new API key row (the clear key is never stored)."""
+    return {
+        "id": new_id("key", 6),
+        "organization_id": org_id,
+        "key_hash": hash_key(key),
+        "prefix": key[:8],
+        "label": label,
+        "namespaces": namespaces,
+    }
 
 
 def _key_record(row: ApiKey) -> dict[str, Any]:
