@@ -60,15 +60,19 @@ def serve(
     A server already running on the same home and port is taken over without downtime
     (plughost.handover); SIGHUP or `plughost restart` makes a running server do that to
     itself."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings(host=host, port=port)
+    if settings.fd_check:  # before the server's modules: uvloop binds os.close at its import
+        from plughost import fdcheck
+
+        fdcheck.install()
     from plughost import keeper, takeover
     from plughost.api.app import create_app
     from plughost.control.leader_run import lock_sqlite_home
     from plughost.handover import ask_predecessor
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = Settings(host=host, port=port)
     if workers is not None:
         settings.workers = workers
     if settings.workers > 1:  # no takeover: each worker would need its own (plughost.workers)

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from plughost.backends.replica_output import FileTail
+from plughost.backends.local import LocalReplicaGroup
 from plughost.backends.replica_registry import ReplicaRecord, ReplicaRegistry
 from plughost.batch.wiring import start_batches
 from plughost.config import Settings
@@ -85,16 +85,10 @@ def stop_reading_output(groups: Iterable[Any]) -> int:
     file's saved position is where this server stopped, and the successor reads on from
     there once it adopts the replica, so no line is stored twice or lost. (No final read
     here: lines are stored only from the reading task's own context, plughost.logs.capture;
-    its next poll sees the flag and ends.) Returns how many were followed."""
-    replicas = [r for g in groups for r in getattr(g, "replicas", ())]
-    tails = [getattr(r, "_output", None) for r in replicas]
-    followed = [t for t in tails if isinstance(t, FileTail) and not t._closed]
-    for tail in followed:
-        tail._closed = True
-        for fd in (tail._fd, tail._pos_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    return len(followed)
+    its next poll sees the reader stopped and ends.) Each reader closes its own files.
+    Returns how many were followed."""
+    local = [g for g in groups if isinstance(g, LocalReplicaGroup)]
+    return sum(g.stop_following_output() for g in local)
 
 
 def successor_command() -> list[str]:

@@ -240,9 +240,13 @@ def run_worker(log_level: str) -> None:
         level=log_level.upper(),
         format=f"%(asctime)s %(levelname)s %(name)s [worker {os.getpid()}]: %(message)s",
     )
+    settings = Settings()
+    if settings.fd_check:  # before uvicorn picks uvloop, which binds os.close at its import
+        from plughost import fdcheck
+
+        fdcheck.install()
     shared = socket.socket(fileno=int(os.environ.pop(FD_ENV)))
     shared.set_inheritable(False)  # no replica started here may keep the port
-    settings = Settings()
     private = peer_listener(settings)
     app = WorkerHeader(create_app(settings))
     config = uvicorn.Config(

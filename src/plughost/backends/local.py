@@ -340,6 +340,11 @@ class LocalReplicaGroup:
         replicas, self.replicas = list(self.replicas), []
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
 
+    def stop_following_output(self) -> int:
+        """Stop reading the replicas' output files where this server is (a takeover: the
+        successor reads on from there); how many were followed."""
+        return sum(1 for r in self.replicas if r.stop_following_output())
+
     def detach(self) -> None:
         """Let go of every replica, leaving them running (keep-on-stop)."""
         self._stopping = True

@@ -88,6 +88,36 @@ def _prepare_socket_path(path: Path) -> None:
         path.unlink()
 
 
+async def _launch(spec: ReplicaSpec) -> ChildProcess:
+    """Start the replica's process. Its listening socket (sandboxed) and its output file are
+    opened here and handed over: each is closed here once the child holds its own copy."""
+    _prepare_socket_path(spec.socket_path)
+    listener: socket.socket | None = None
+    output_fd: int | None = None
+    secret = (spec.secret + "\n").encode() if spec.secret is not None else None
+    try:
+        if spec.sandbox is not None:
+            listener = bind_listener(spec.socket_path)
+        if spec.output_path is not None:
+            output_fd = open_output_file(spec.output_path)
+        fds = (listener.fileno(),) if listener is not None else ()
+        return await ChildProcess.spawn(
+            build_replica_command(spec, fds[0] if fds else None),
+            cwd=spec.plugin_dir,
+            env=build_replica_env(spec),
+            pass_fds=fds if spec.hold_fd is None else (*fds, spec.hold_fd),
+            stdin_data=secret,
+            stderr_fd=output_fd,
+        )
+    except OSError as exc:
+        raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
+    finally:
+        if listener is not None:
+            listener.close()  # the replica holds its own copy
+        if output_fd is not None:
+            os.close(output_fd)
+
+
 class ReplicaProcess:
     """A running replica and its connection. Create with :meth:`start`."""
 
@@ -122,39 +152,23 @@ class ReplicaProcess:
         Raises ReplicaStartError (with the plugin's error text) when it fails to load, exits,
         or is not ready within ``spec.start_timeout_s``; the process group is killed then.
         """
-        _prepare_socket_path(spec.socket_path)
-        listener: socket.socket | None = None
-        output_fd: int | None = None
-        secret = (spec.secret + "\n").encode() if spec.secret is not None else None
+        process = await _launch(spec)
         try:
-            if spec.sandbox is not None:
-                listener = bind_listener(spec.socket_path)
-            if spec.output_path is not None:
-                output_fd = open_output_file(spec.output_path)
-            fds = (listener.fileno(),) if listener is not None else ()
-            process = await ChildProcess.spawn(
-                build_replica_command(spec, fds[0] if fds else None),
-                cwd=spec.plugin_dir,
-                env=build_replica_env(spec),
-                pass_fds=fds if spec.hold_fd is None else (*fds, spec.hold_fd),
-                stdin_data=secret,
-                stderr_fd=output_fd,
-            )
-        except OSError as exc:
-            raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
-        finally:
-            if listener is not None:
-                listener.close()  # the replica holds its own copy
-            if output_fd is not None:
-                os.close(output_fd)
-        replica = cls(spec, process)
+            replica = cls(spec, process)
+        except BaseException:  # its output file could not be opened
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise
         try:
             if on_spawn is not None:
                 on_spawn(process.pid)
             await replica._await_handshake()
             await replica._connect()
         except BaseException:
-            await replica._kill_and_reap()
+            try:
+                await replica._kill_and_reap()
+            finally:
+                replica._output.close()  # no exit watcher runs yet, which would close it
             raise
         return replica
 
@@ -217,6 +231,12 @@ class ReplicaProcess:
             self._process.forget()
         for task in self._tasks:
             task.cancel()
+
+    def stop_following_output(self) -> bool:
+        """Stop reading the replica's output file where this server is, reading nothing
+        more (a takeover: the successor that adopts the replica reads on from there).
+        Whether it was following one (a replica writing into a pipe is not)."""
+        return self._output.stop()
 
     async def _hello(self) -> None:
         """Prove the secret to the replica and check its proof (plughost.worker.auth)."""

@@ -186,43 +186,29 @@ class ChildProcess:
     ) -> ChildProcess:
         """Start ``argv`` in a session of its own. ``stdin_data``: written on its stdin (a
         pipe, closed after it; else /dev/null). ``stderr_fd``: its stderr (else a socket
-        pair this object reads as :attr:`stderr`)."""
+        pair this object reads as :attr:`stderr`).
+
+        Our ends of the socket pairs go to the event loop, which closes each once (at the
+        end of its stream); until then they are closed here on failure."""
         out_ours, out_child = socket.socketpair()
         err_ours, err_child = socket.socketpair() if stderr_fd is None else (None, None)
-        stdin_read, stdin_write = os.pipe() if stdin_data is not None else (None, None)
         try:
-            popen = subprocess.Popen(  # noqa: ASYNC220 - vfork and exec: ~0.2 ms, see the class doc
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
-                stdout=out_child.fileno(),
-                stderr=err_child.fileno() if err_child is not None else stderr_fd,
-                start_new_session=True,
-                pass_fds=pass_fds,
-            )
+            popen = _popen(argv, cwd, env, pass_fds, stdin_data, out_child, err_child, stderr_fd)
         except BaseException:
-            for sock in (out_ours, err_ours):
-                if sock is not None:
-                    sock.close()
-            if stdin_write is not None:
-                os.close(stdin_write)
+            _close_sockets(out_ours, err_ours)
             raise
         finally:
-            out_child.close()  # the child holds its own copies
-            if err_child is not None:
-                err_child.close()
-            if stdin_read is not None:
-                os.close(stdin_read)
-        if stdin_write is not None:
-            _write_all(stdin_write, stdin_data or b"")
+            _close_sockets(out_child, err_child)  # the child holds its own copies
         try:
-            stdout = await _stream_reader(out_ours)
+            stdout = await _stream_reader(out_ours)  # out_ours is the loop's from here
+        except BaseException:
+            _close_sockets(err_ours)
+            _kill_and_wait(popen)
+            raise
+        try:
             stderr = await _stream_reader(err_ours) if err_ours is not None else None
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait()
+            _kill_and_wait(popen)
             raise
         return cls(popen, stdout, stderr)
 
@@ -263,20 +249,89 @@ def _resolve(future: asyncio.Future[int], code: int) -> None:
         future.set_result(code)
 
 
+class _ReadToEnd(asyncio.StreamReaderProtocol):
+    """Feeds a StreamReader and lets the transport close at end of file, as a read pipe's
+    does (a stream socket's protocol keeps it half open by default)."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False
+
+
 async def _stream_reader(sock: socket.socket) -> asyncio.StreamReader:
     """A StreamReader fed by ``sock`` (our end of the child's stdout or stderr) on the loop.
 
-    A socket pair, not a pipe (issue 14): uvloop closes a pipe's descriptor itself and then
-    closes the pipe's file object too, a second close(2) of the same number that, when
-    another thread had just reused it (SQLite's journal, a database socket), closed that
-    thread's file instead; the number then went to an accepted client connection and the
-    other thread's own close dropped it without an answer. A socket object is detached by
-    uvloop instead of closed twice, and closed once by asyncio's own loop."""
+    The socket is the loop's from this call on, whether it succeeds or fails (cancelled
+    included): a socket transport closes it once, when its stream ends, and a failed
+    connection closes it (asyncio) or closes the descriptor and detaches the socket
+    (uvloop). So the ``close()`` below only closes a socket the loop never took.
+
+    :class:`_ReadToEnd` closes the transport at end of file. With the plain
+    StreamReaderProtocol, uvloop kept it open, half closed, and nothing closed it: the
+    garbage collector did, later, in whatever thread it ran, and closed the number twice
+    (libuv's close in the transport's finalizer, then the socket object's own). By then the
+    number could be another thread's file: an upload's archive, a directory an intake
+    removed, SQLite's database, a replica's output file.
+
+    Not ``connect_read_pipe`` either: when that connection failed under uvloop (a replica
+    start cancelled at this await) it closed the descriptor and left the socket object
+    holding the number, which the cleanup here then closed a second time.
+    """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**16)
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sock)
+        await loop.create_unix_connection(lambda: _ReadToEnd(reader), sock=sock)
     except BaseException:
         sock.close()
         raise
     return reader
+
+
+def _popen(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...],
+    stdin_data: bytes | None,
+    stdout: socket.socket,
+    stderr: socket.socket | None,
+    stderr_fd: int | None,
+) -> subprocess.Popen[bytes]:
+    """The child process, ``stdin_data`` written into its stdin pipe (both ends closed
+    here: the child holds its own copy of the read end)."""
+    stdin_read, stdin_write = os.pipe() if stdin_data is not None else (None, None)
+    try:
+        # vfork and exec: about 0.2 ms on the loop (see ChildProcess)
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
+            stdout=stdout.fileno(),
+            stderr=stderr.fileno() if stderr is not None else stderr_fd,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+    except BaseException:
+        if stdin_write is not None:
+            os.close(stdin_write)
+        raise
+    finally:
+        if stdin_read is not None:
+            os.close(stdin_read)
+    if stdin_write is not None:
+        _write_all(stdin_write, stdin_data or b"")
+    return popen
+
+
+def _close_sockets(*socks: socket.socket | None) -> None:
+    for sock in socks:
+        if sock is not None:
+            sock.close()
+
+
+def _kill_and_wait(popen: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's session and reap it (quick after SIGKILL)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    popen.wait()

@@ -79,6 +79,10 @@ class OutputPump(LineSplitter):
     def close(self) -> None:
         """Nothing to do: the stream ends with the process."""
 
+    def stop(self) -> bool:
+        """Nothing to stop: a pipe is read to its end. Never a file reader: False."""
+        return False
+
 
 def open_output_file(path: Path) -> int:
     """The replica's end of its output file: append-only, 0600, created if missing."""
@@ -90,15 +94,33 @@ def position_path(path: Path) -> Path:
 
 
 class FileTail(LineSplitter):
-    """Reads a replica's output file from where the last reader stopped (see the module)."""
+    """Reads a replica's output file from where the last reader stopped (see the module).
+
+    It owns its two descriptors (the output file and its saved position) and is the only
+    code that closes them, once, in :meth:`close` or :meth:`stop`."""
 
     def __init__(self, path: Path, pid: int) -> None:
         super().__init__(pid)
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._pos_fd = os.open(position_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._offset = self._saved_offset()
+        try:
+            self._pos_fd = os.open(
+                position_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._closed = False
+        try:
+            self._offset = self._saved_offset()
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether this reader stopped (its descriptors are closed)."""
+        return self._closed
 
     def _saved_offset(self) -> int:
         raw = os.pread(self._pos_fd, 32, 0).split(b"\n")[0]
@@ -129,7 +151,7 @@ class FileTail(LineSplitter):
             self._save_offset()
 
     async def run(self) -> None:
-        """Poll the file until :meth:`close`."""
+        """Poll the file until :meth:`close` or :meth:`stop`."""
         try:
             while not self._closed:
                 try:
@@ -142,13 +164,31 @@ class FileTail(LineSplitter):
             self.finish()
 
     def close(self) -> None:
-        """Read what is left, then stop (the file stays for the next reader)."""
+        """Read what is left, then stop (the file stays for the next reader). Idempotent."""
         if self._closed:
             return
         try:
             self.catch_up()
-        except OSError:
-            pass
+        except OSError as exc:
+            output_logger.warning("replica %d: output file unreadable: %s", self.pid, exc)
+        self._release()
+
+    def stop(self) -> bool:
+        """Stop where this reader is, reading nothing more: the saved position is where the
+        next reader (a successor server adopting the replica) goes on. Whether it was still
+        reading. Idempotent."""
+        if self._closed:
+            return False
+        self._release()
+        return True
+
+    def _release(self) -> None:
+        """Close both descriptors, once: the flag goes first, so no path closes them twice,
+        and each is closed even when the other fails."""
         self._closed = True
-        for fd in (self._fd, self._pos_fd):
-            os.close(fd)
+        fds, self._fd, self._pos_fd = (self._fd, self._pos_fd), -1, -1
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError as exc:  # EBADF: another piece of code closed our descriptor
+                output_logger.error("replica %d: closing its output file: %s", self.pid, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from plughost.backends.replica_launch import ChildProcess
+from plughost import fdcheck
+from plughost.backends.replica_launch import ChildProcess, _stream_reader
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -60,3 +62,93 @@ def test_spawned_children_leave_no_descriptor_behind(loop_name: str, tmp_path: P
     before = len(os.listdir("/proc/self/fd"))
     _run(LOOPS[loop_name], many())
     assert len(os.listdir("/proc/self/fd")) <= before + 1  # the loop's own may linger
+
+
+def _closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+async def _cancel_stream_reader_after(yields: int) -> tuple[int, BaseException | None]:
+    ours, theirs = socket.socketpair()
+    fd = ours.fileno()
+    task = asyncio.ensure_future(_stream_reader(ours))
+    await asyncio.sleep(0)  # it runs up to its first wait: the socket is handed over
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    outcome: BaseException | None = None
+    try:
+        await task
+    except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+        outcome = exc
+    theirs.close()  # a reader that did connect sees the end of its stream and closes
+    await asyncio.sleep(0.05)
+    return fd, outcome
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3])
+@pytest.mark.parametrize("loop_name", list(LOOPS))
+def test_a_stream_connection_cancelled_midway_closes_its_socket_once(
+    loop_name: str, yields: int
+) -> None:
+    """uvloop closed the descriptor of a pipe connection it gave up on, then our cleanup
+    closed the same number again: EBADF at best, another thread's file at worst."""
+    installed_here = fdcheck.install()
+    try:
+        fd, outcome = _run(LOOPS[loop_name], _cancel_stream_reader_after(yields))
+    finally:
+        if installed_here:
+            fdcheck.uninstall()
+    assert outcome is None or isinstance(outcome, asyncio.CancelledError), repr(outcome)
+    assert _closed(fd)
+
+
+async def _cancelled_spawns(tmp_path: Path) -> None:
+    code = "import sys, time; print('out'); time.sleep(0.2)"
+    for yields in range(4):
+        task = asyncio.ensure_future(
+            ChildProcess.spawn([sys.executable, "-c", code], tmp_path, dict(os.environ), ())
+        )
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            child = await task
+        except asyncio.CancelledError:
+            continue
+        assert child.stdout is not None and child.stderr is not None
+        await child.stdout.read()
+        await child.stderr.read()
+        await child.wait()
+    await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("loop_name", list(LOOPS))
+def test_a_spawn_cancelled_at_any_point_leaves_no_descriptor(
+    loop_name: str, tmp_path: Path
+) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    _run(LOOPS[loop_name], _cancelled_spawns(tmp_path))
+    assert len(os.listdir("/proc/self/fd")) <= before + 1  # the loop's own may linger
+
+
+async def _descriptors_held_after_the_streams_end(tmp_path: Path) -> int:
+    await _spawn_and_drain(tmp_path)  # what the loop opens once, on first use
+    before = len(os.listdir("/proc/self/fd"))
+    out, err, child = await _spawn_and_drain(tmp_path)
+    assert out == b"out\n" and err == b"err\n"
+    held = len(os.listdir("/proc/self/fd")) - before
+    del child  # only now may a finalizer run; it must find nothing left to close
+    return held
+
+
+@pytest.mark.parametrize("loop_name", list(LOOPS))
+def test_each_stream_closes_at_its_end_not_when_collected(loop_name: str, tmp_path: Path) -> None:
+    """uvloop kept a stream socket whose protocol asks to stay half open after end of file,
+    and the garbage collector closed it later, twice (libuv's close, the socket's own),
+    from whatever thread it ran in: a stray close of any file opened meanwhile."""
+    assert _run(LOOPS[loop_name], _descriptors_held_after_the_streams_end(tmp_path)) <= 0
