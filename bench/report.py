@@ -16,6 +16,7 @@ from typing import Any
 from bench import multiserver as multiserver_goals
 from bench import ray_goals
 from bench import restart as restart_goals
+from bench import upload_stall as upload_stall_goals
 from bench import workers as workers_goals
 from bench.systems import SYSTEM_ORDER
 
@@ -394,6 +395,12 @@ GOALS: tuple[GoalRow, ...] = (
         "rolled back; failed calls <= step share x 30% x calls + 5",
         lambda r: "failed calls during an automatic rollback (v2 fails 30%, canary 10% and bake)",
         _rollback,
+    ),
+    GoalRow(
+        "upload_stall",
+        "no call fails; max <= 10 x quiet p99 + 100 ms",
+        lambda r: "realtime calls while a 400-module archive uploads: multipart, presign+confirm",
+        upload_stall_goals.judge,
     ),
     GoalRow(
         "cold_start",
@@ -886,6 +893,14 @@ def likely_cause(key: str, res: dict[str, Any]) -> str:
         )
     if key == "queue":
         return "some deployments did not reach deployed; see the final statuses."
+    if key == "upload_stall":
+        lines = res.get("upload_stall", {}).get("loop_stall_lines") or []
+        if lines:
+            return f"the server's event loop was blocked during an upload: {lines[0]}"
+        return (
+            "no loop stall was logged: the slow calls waited for a CPU (the intake's child "
+            "processes, the upload and the rest of the machine share the cores)."
+        )
     if key in ray_goals.CAUSE:
         return ray_goals.CAUSE[key]
     return "see the tables above."

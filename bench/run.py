@@ -19,7 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import controlplane, dataplane, elastic, multiserver, restart, rollouts, workers
+from bench import (
+    controlplane,
+    dataplane,
+    elastic,
+    multiserver,
+    restart,
+    rollouts,
+    upload_stall,
+    workers,
+)
 from bench.load import wrk_path
 from bench.plughost_sys import REPO
 from bench.ray_sys import ray_available
@@ -203,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         res.update(rollouts.run(work / "rollouts"))
+        # realtime latency while a 400-module archive uploads by each route (its own server)
+        res.update(
+            upload_stall.run(
+                work / "upload_stall",
+                quiet_s=max(2.0, profile.duration_s),
+                modules=400 if profile.name == "full" else 100,
+            )
+        )
         # issue 16: 1 against 2 workers on PostgreSQL (their own servers and databases)
         res.update(workers.run(work / "workers", seconds=max(2.0, profile.duration_s)))
         # issue 16: leader failover and status propagation between two servers

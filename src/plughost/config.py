@@ -5,6 +5,7 @@ This is the only module that reads the process environment (through pydantic-set
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     max_archive_entries: int = 1000
     manifest_timeout_s: float = 20.0
     multipart_overhead_bytes: int = 1_048_576
+    # archive intakes (unpack, scan, manifest child) running at once, each in a worker
+    # thread; more wait their turn (plughost.services.intake_gate)
+    intake_concurrency: int = Field(default=0, ge=0, description="0 = the machine's cores")
+    # log one line per event-loop stall longer than this, naming the code that blocked it
+    # (plughost.loopwatch); the test suite sets it for every server it starts
+    loop_stall_ms: float = Field(default=0.0, ge=0, description="0 = no loop watchdog")
 
     # deployment (local backend)
     backend: str = "local"
@@ -154,6 +161,13 @@ class Settings(BaseSettings):
     logs_rate_kb_s: float = Field(
         default=1024.0, gt=0, description="a release's output beyond this rate is dropped"
     )
+    # debugging: log every close(2) that fails with EBADF, with its stack (plughost.fdcheck);
+    # the test suite sets it for every server it starts
+    fd_check: bool = Field(default=False, description="log failed closes (EBADF) with stacks")
+
+    @property
+    def intake_slots(self) -> int:
+        return self.intake_concurrency or max(1, os.cpu_count() or 1)
 
     @property
     def resolved_home(self) -> Path:

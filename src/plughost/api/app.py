@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from plughost import __version__
 from plughost.api import (
@@ -30,6 +29,7 @@ from plughost.api.peer import PeerPath
 from plughost.batch.wiring import start_batches
 from plughost.config import Settings
 from plughost.errors import ServiceUnavailableError
+from plughost.loopwatch import LoopWatchdog
 from plughost.runtime import Runtime, build_runtime
 
 
@@ -53,11 +53,19 @@ def create_app(settings: Settings | None = None) -> FastPath:
             runtime.observation.start()
         app.state.batches = batches.service
         app.state.batch_runtime = batches  # a takeover stops it first (plughost.takeover)
+        # FastAPI builds an included router's routes (their pydantic models) on the first
+        # request that reaches them, 100 ms or more on the loop: the document builds them now
+        app.openapi()
+        # watches the loop while serving (start-up and shutdown block it on purpose)
+        stall_s = settings.loop_stall_ms / 1000
+        watchdog = LoopWatchdog(stall_s).start() if stall_s else None
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            if watchdog is not None:
+                watchdog.stop()
             await batches.stop()  # before the lease goes: the next leader resumes them
             if cluster is not None:  # hand the lease over before stopping replicas
                 await cluster.stop()
@@ -73,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
         title="plughost",
         version=__version__,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        # no default_response_class: with FastAPI's own, the routes' return types let pydantic
+        # write the JSON bytes directly (plughost.api.responses)
     )
     app.state.ready = False
     install_error_handlers(app)

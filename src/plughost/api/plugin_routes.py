@@ -44,14 +44,15 @@ def add_upload_routes(router: APIRouter, scope_of: ScopeOf) -> None:
         )
 
     @router.post("/uploads/{upload_id}/confirm")
-    def confirm_upload(
+    async def confirm_upload(
         scope: Scope,
         rt: RuntimeDep,
         upload_id: str,
         body: Annotated[ConfirmUploadRequest | None, Body()] = None,
     ) -> dict[str, Any]:
+        # async, so that it goes through the intake gate; the work runs in a worker thread
         body = body or ConfirmUploadRequest()
-        return rt.uploads.confirm(scope, upload_id, body.etag, body.file_size_bytes)
+        return await rt.uploads.confirm(scope, upload_id, body.etag, body.file_size_bytes)
 
 
 def add_plugin_routes(router: APIRouter, scope_of: ScopeOf) -> None:

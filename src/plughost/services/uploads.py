@@ -1,7 +1,12 @@
-"""Upload use cases: presigned upload, archive PUT, confirm, multipart upload, validation."""
+"""Upload use cases: presigned upload, archive PUT, confirm, multipart upload, validation.
+
+The async methods are called on the event loop: their database sessions run in worker
+threads, and intake (confirm, multipart) through :class:`IntakeGate`, the bound on intakes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -26,6 +31,7 @@ from plughost.domain.scope import PluginScope
 from plughost.errors import ConflictError, NotFoundError, PayloadTooLargeError, ValidationError
 from plughost.persistence.db import Database
 from plughost.persistence.tables import Plugin, Upload
+from plughost.services.intake_gate import IntakeGate
 from plughost.storage.base import ArchiveStore
 from plughost.storage.signing import UrlSigner
 from plughost.timeutil import as_utc, iso, utcnow
@@ -48,9 +54,15 @@ class Uploads:
     """Upload and validation use cases."""
 
     def __init__(
-        self, settings: Settings, db: Database, store: ArchiveStore, signer: UrlSigner
+        self,
+        settings: Settings,
+        db: Database,
+        store: ArchiveStore,
+        signer: UrlSigner,
+        gate: IntakeGate | None = None,
     ) -> None:
         self.settings = settings
+        self.gate = gate or IntakeGate(settings.intake_slots)
         self.db = db
         self.store = store
         self.signer = signer
@@ -130,21 +142,34 @@ class Uploads:
     ) -> str:
         """Store the PUT body of a presigned upload; returns the quoted MD5 ETag."""
         self.signer.verify("PUT", UPLOAD_PUT_PATH.format(upload_id=upload_id), expires, signature)
+        key = await asyncio.to_thread(self._open_upload_key, upload_id)
+        stored = await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
+        await asyncio.to_thread(self._mark_uploaded, upload_id, stored.size, stored.etag)
+        return f'"{stored.etag}"'
+
+    def _open_upload_key(self, upload_id: str) -> str:
         with self.db.session() as s:
             upload = s.get(Upload, upload_id)
             if upload is None:
                 raise NotFoundError(f"upload {upload_id!r} not found")
             if upload.status == "completed":
                 raise ConflictError(f"upload {upload_id!r} was already confirmed")
-            key = upload.storage_key
-        stored = await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
+            return upload.storage_key
+
+    def _mark_uploaded(self, upload_id: str, size: int, etag: str) -> None:
         with self.db.session() as s:
             upload = s.get(Upload, upload_id)
             if upload is not None:
-                upload.status, upload.size_bytes, upload.etag = "uploaded", stored.size, stored.etag
-        return f'"{stored.etag}"'
+                upload.status, upload.size_bytes, upload.etag = "uploaded", size, etag
 
-    def confirm(
+    async def confirm(
+        self, scope: PluginScope, upload_id: str, etag: str | None, file_size_bytes: int | None
+    ) -> dict[str, Any]:
+        """Check the uploaded archive and take it in: the whole of it (the store's checksum
+        read included) in a worker thread, through the intake gate."""
+        return await self.gate.run(self._confirm, scope, upload_id, etag, file_size_bytes)
+
+    def _confirm(
         self, scope: PluginScope, upload_id: str, etag: str | None, file_size_bytes: int | None
     ) -> dict[str, Any]:
         with self.db.session() as s:
@@ -219,14 +244,19 @@ class Uploads:
         validate_name(name)
         version = normalize_version(version)
         _check_description(description)
-        with self.db.session() as s:
-            self._ensure_unique(s, scope, name, version)
+        await asyncio.to_thread(self._check_unique, scope, name, version)
         upload_id = new_id("upl")
         key = storage_key_for(scope, name, version, upload_id)
         await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
-        return self._validate_and_register(scope, name, version, description, key, upload_id)
+        return await self.gate.run(
+            self._validate_and_register, scope, name, version, description, key, upload_id
+        )
 
     # -- validation + registration ----------------------------------------------------------
+    def _check_unique(self, scope: PluginScope, name: str, version: str) -> None:
+        with self.db.session() as s:
+            self._ensure_unique(s, scope, name, version)
+
     def _ensure_unique(self, s: Any, scope: PluginScope, name: str, version: str) -> None:
         exists = s.scalars(
             select(Plugin.id).where(
