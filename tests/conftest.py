@@ -1,4 +1,9 @@
-"""Shared fixtures: live servers on SQLite and PostgreSQL."""
+"""Shared fixtures (live servers on SQLite and PostgreSQL) and the suite's tiers.
+
+Every test gets the marker of its tier from its folder (``unit``, ``integration``, ``e2e``,
+``security``); ``postgres`` when it runs against PostgreSQL, ``ray`` when it needs a Ray
+cluster. Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so its
+module-scoped server starts once, and every Ray test shares one worker and its Ray head."""
 
 from __future__ import annotations
 
@@ -12,6 +17,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import LiveServer, create_pg_database, drop_pg_database
+
+# Fails a test during which an app run in this process stalled its event loop (the live
+# servers' logs are checked by LiveServer.stop()).
+pytest_plugins = ["loopcheck"]
+
+TESTS = Path(__file__).resolve().parent
+TIER_OF_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e",
+                  "security": "security", "bench": "e2e"}
+RAY_FIXTURES = {"ray_head", "ray_server", "ray_cluster"}
 
 DB_KINDS = [k for k in os.environ.get("PLUGHOST_TEST_DBS", "sqlite,postgres").split(",") if k]
 
@@ -46,3 +60,33 @@ def server(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
         srv.stop()
         if url:
             drop_pg_database(url)
+
+
+def _param_words(item: pytest.Item) -> set[str]:
+    """The words of a test's parameter id: ``sqlite-ray`` -> {"sqlite", "ray"}."""
+    callspec = getattr(item, "callspec", None)
+    return set(callspec.id.split("-")) if callspec is not None else set()
+
+
+def _needs_ray(item: pytest.Item, rel: Path, params: set[str]) -> bool:
+    """A test that starts or joins a Ray cluster (unit tests of the Ray modules do not)."""
+    if rel.parts[0] == "unit":
+        return False
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return "ray" in rel.stem.split("_") or "ray" in params or bool(RAY_FIXTURES & fixtures)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(TESTS)
+        tier = TIER_OF_FOLDER.get(rel.parts[0])
+        if tier is not None:
+            item.add_marker(tier)
+        params = _param_words(item)
+        if "postgres" in params:
+            item.add_marker("postgres")
+        ray = _needs_ray(item, rel, params)
+        if ray:
+            item.add_marker("ray")
+        item.add_marker(pytest.mark.xdist_group("ray" if ray else rel.as_posix()))

@@ -13,7 +13,7 @@ plugin_id of an upload that failed validation (answered 200 with success false a
 as the contract's shape requires) for a created plugin.
 
 Two runs: the fixed seed 18, then a random seed printed (and in the failure message) so a
-failure can be replayed: PLUGHOST_FUZZ_SEED=<seed> pytest tests/integration/test_openapi_fuzz.py.
+failure can be replayed: PLUGHOST_FUZZ_SEED=<seed> pytest tests/e2e/test_openapi_fuzz.py.
 Both run on SQLite only: the HTTP surface is the same on PostgreSQL, and the registry tests
 cover the database. Runs are bounded (examples per operation, a time budget) to finish in a
 few minutes on 2 cores.

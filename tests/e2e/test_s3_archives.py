@@ -10,6 +10,7 @@ refused credentials and an unreachable endpoint, at start and on use.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+# the registry tests run here again: they live in the in-process tier's folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
 from s3support import CREDENTIALS, MotoServer, Relay, object_keys, s3_client, s3_env
 from support import EXAMPLES, LiveServer, dir_files, plugin_files, unique_name, zip_bytes
 from test_registry_http import (  # noqa: F401 - run again on the S3 store

@@ -11,15 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-from support import EXAMPLES, LiveServer, dir_files, plugin_files, unique_name, zip_bytes
+from inproc import InProcessServer
+from support import EXAMPLES, dir_files, plugin_files, unique_name, zip_bytes
 
 NS = "ns_default"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
-    """A SQLite server with the hash embedder deployed: (server, its route)."""
-    srv = LiveServer(home=tmp_path_factory.mktemp("semantics")).start(timeout=180)
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, str]]:
+    """The app in process on SQLite with the hash embedder deployed: (server, its route)."""
+    srv = InProcessServer(home=tmp_path_factory.mktemp("semantics")).start()
     try:
         archive = zip_bytes(dir_files(EXAMPLES / "hash_embedder"))  # type: ignore[arg-type]
         with srv.client() as c:
@@ -46,7 +47,7 @@ def error(resp: httpx.Response, status: int, error_type: str) -> str:
 
 
 # -- the request path: 4xx about the request ---------------------------------------------------
-def test_empty_inference_body_is_a_400_about_the_request(live: tuple[LiveServer, str]) -> None:
+def test_empty_inference_body_is_a_400_about_the_request(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     with srv.client() as c:
         for path in (route, f"/inference/{NS}/hash_embedder"):
@@ -56,7 +57,7 @@ def test_empty_inference_body_is_a_400_about_the_request(live: tuple[LiveServer,
         assert "request body is empty" in error(body, 400, "BadRequestError")
 
 
-def test_inference_body_that_is_not_an_object_is_a_400(live: tuple[LiveServer, str]) -> None:
+def test_inference_body_that_is_not_an_object_is_a_400(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     with srv.client() as c:
         assert "JSON array" in error(c.post(route, content=b"[1]"), 400, "BadRequestError")
@@ -65,7 +66,7 @@ def test_inference_body_that_is_not_an_object_is_a_400(live: tuple[LiveServer, s
         assert "inputs must be a JSON object" in error(wrong, 400, "BadRequestError")
 
 
-def test_inference_body_of_another_content_type_is_a_415(live: tuple[LiveServer, str]) -> None:
+def test_inference_body_of_another_content_type_is_a_415(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     with srv.client() as c:
         for path in (route, "/v1/inference"):
@@ -79,7 +80,7 @@ def test_inference_body_of_another_content_type_is_a_415(live: tuple[LiveServer,
             assert ok.status_code == 200 and len(ok.json()["embedding"]) == 16, (ctype, ok.text)
 
 
-def test_inference_body_past_the_limit_is_a_413(live: tuple[LiveServer, str]) -> None:
+def test_inference_body_past_the_limit_is_a_413(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     from plughost.api.fastpath import MAX_BODY_BYTES
 
@@ -94,7 +95,7 @@ def test_inference_body_past_the_limit_is_a_413(live: tuple[LiveServer, str]) ->
         error(by_name, 413, "PayloadTooLargeError")
 
 
-def test_only_the_plugins_own_exception_is_a_plugin_error(live: tuple[LiveServer, str]) -> None:
+def test_only_the_plugins_own_exception_is_a_plugin_error(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     with srv.client() as c:
         raised = c.post(route, json={"inputs": {"text": 3}})
@@ -103,7 +104,7 @@ def test_only_the_plugins_own_exception_is_a_plugin_error(live: tuple[LiveServer
 
 
 # -- methods ------------------------------------------------------------------------------------
-def test_405_carries_every_method_of_the_path(live: tuple[LiveServer, str]) -> None:
+def test_405_carries_every_method_of_the_path(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
     with srv.client() as c:
         resp = c.put(f"/v1/namespaces/{NS}/plugins/hash_embedder_1_0_0")
@@ -114,7 +115,7 @@ def test_405_carries_every_method_of_the_path(live: tuple[LiveServer, str]) -> N
         assert get_infer.headers["allow"] == "POST, OPTIONS"
 
 
-def test_fixed_paths_are_not_taken_for_ids(live: tuple[LiveServer, str]) -> None:
+def test_fixed_paths_are_not_taken_for_ids(live: tuple[InProcessServer, str]) -> None:
     srv, _ = live
     with srv.client() as c:
         for path in (f"/v1/namespaces/{NS}/plugins/uploads", "/v1/plugins/uploads",
@@ -126,9 +127,9 @@ def test_fixed_paths_are_not_taken_for_ids(live: tuple[LiveServer, str]) -> None
                                    "NotFoundError")
 
 
-def test_options_answers_allow_and_head_follows_get(live: tuple[LiveServer, str]) -> None:
+def test_options_answers_allow_and_head_follows_get(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
-    with httpx.Client(base_url=srv.url) as anonymous, srv.client() as c:
+    with srv.anonymous() as anonymous, srv.client() as c:
         opts = anonymous.options(f"/v1/namespaces/{NS}/plugins")
         assert opts.status_code == 204 and opts.content == b""
         assert opts.headers["allow"] == "GET, HEAD, POST, OPTIONS"
@@ -142,7 +143,7 @@ def test_options_answers_allow_and_head_follows_get(live: tuple[LiveServer, str]
 
 
 # -- bodies read as documented ------------------------------------------------------------------
-def test_multipart_fields_the_form_does_not_take_are_refused(live: tuple[LiveServer, str]) -> None:
+def test_multipart_fields_the_form_does_not_take_are_refused(live: tuple[InProcessServer, str]) -> None:
     srv, _ = live
     name = unique_name()
     archive = zip_bytes(plugin_files(name))
@@ -162,7 +163,7 @@ def test_multipart_fields_the_form_does_not_take_are_refused(live: tuple[LiveSer
         assert "mode" in error(unknown, 422, "ValidationError")
 
 
-def test_json_integers_and_patterns_are_as_documented(live: tuple[LiveServer, str]) -> None:
+def test_json_integers_and_patterns_are_as_documented(live: tuple[InProcessServer, str]) -> None:
     srv, _ = live
     uploads = f"/v1/namespaces/{NS}/plugins/uploads"
     with srv.client() as c:
@@ -175,16 +176,16 @@ def test_json_integers_and_patterns_are_as_documented(live: tuple[LiveServer, st
             error(c.post(uploads, json=body), 422, "ValidationError")
 
 
-def test_presigned_put_of_no_bytes_is_a_400(live: tuple[LiveServer, str]) -> None:
+def test_presigned_put_of_no_bytes_is_a_400(live: tuple[InProcessServer, str]) -> None:
     srv, _ = live
     with srv.client() as c:
         up = c.post(f"/v1/namespaces/{NS}/plugins/uploads",
                     json={"name": unique_name(), "version": "1.0.0"}).json()
-        assert "empty" in error(httpx.put(up["presigned_url"], content=b""), 400, "BadRequestError")
-        assert httpx.put(up["presigned_url"], content=b"PK").status_code == 200
+        assert "empty" in error(srv.anonymous().put(up["presigned_url"], content=b""), 400, "BadRequestError")
+        assert srv.anonymous().put(up["presigned_url"], content=b"PK").status_code == 200
 
 
-def test_logs_since_takes_ascii_ages_and_iso_times(live: tuple[LiveServer, str]) -> None:
+def test_logs_since_takes_ascii_ages_and_iso_times(live: tuple[InProcessServer, str]) -> None:
     srv, _ = live
     logs = f"/v1/namespaces/{NS}/plugins/hash_embedder_1_0_0/logs"
     with srv.client() as c:
@@ -196,11 +197,11 @@ def test_logs_since_takes_ascii_ages_and_iso_times(live: tuple[LiveServer, str])
 
 # -- the document -------------------------------------------------------------------------------
 def test_openapi_document_describes_fast_path_auth_errors_and_limits(
-    live: tuple[LiveServer, str],
+    live: tuple[InProcessServer, str],
 ) -> None:
     srv, _ = live
-    doc: dict[str, Any] = httpx.get(f"{srv.url}/openapi.json").json()
-    assert httpx.get(f"{srv.url}/docs").status_code == 200
+    doc: dict[str, Any] = srv.anonymous().get("/openapi.json").json()
+    assert srv.anonymous().get("/docs").status_code == 200
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert doc["security"] == [{"bearerAuth": []}]
     paths = doc["paths"]
@@ -226,4 +227,4 @@ def test_openapi_document_describes_fast_path_auth_errors_and_limits(
     assert fields["version"]["pattern"].startswith("^[vV]?")
     assert fields["file"]["maxLength"] == 524_288_000
     assert "/ui" not in paths and "/ui/static/{name}" not in paths
-    assert httpx.get(f"{srv.url}/ui").status_code == 200
+    assert srv.anonymous().get("/ui").status_code == 200

@@ -6,30 +6,11 @@ import io
 import tarfile
 import time
 import zipfile
-from typing import Any
 
 import httpx
-from support import LiveServer, plugin_files, tar_gz_bytes, unique_name, zip_bytes
-
-NS = "ns_default"
-
-
-def assert_error(resp: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["success"] is False and body["status"] == status
-    assert body["error"]["type"] == error_type
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body
-
-
-def multipart(c: httpx.Client, name: str, archive: bytes, version: str = "1.0.0", ns: str = NS) -> httpx.Response:
-    return c.post(f"/v1/namespaces/{ns}/plugins", data={"name": name, "version": version},
-                  files={"file": ("plugin.bin", archive, "application/octet-stream")})
-
-
-def listed_ids(c: httpx.Client, ns: str = NS) -> set[str]:
-    return {p["plugin_id"] for p in c.get(f"/v1/namespaces/{ns}/plugins").json()["plugins"]}
+from inproc import InProcessServer
+from registry_support import NS, assert_error, listed_ids, multipart
+from support import plugin_files, tar_gz_bytes, unique_name, zip_bytes
 
 
 def assert_rejected(c: httpx.Client, name: str, archive: bytes, needle: str) -> list[str]:
@@ -43,7 +24,7 @@ def assert_rejected(c: httpx.Client, name: str, archive: bytes, needle: str) -> 
     return list(errors)
 
 
-def test_versions_are_normalised_and_duplicates_conflict(server: LiveServer) -> None:
+def test_versions_are_normalised_and_duplicates_conflict(server: InProcessServer) -> None:
     name = unique_name()
     with server.client() as c:
         ok = multipart(c, name, zip_bytes(plugin_files(name)), version="v1")
@@ -56,7 +37,7 @@ def test_versions_are_normalised_and_duplicates_conflict(server: LiveServer) -> 
         assert_error(multipart(c, "9bad", zip_bytes(plugin_files("x"))), 422, "ValidationError")
 
 
-def test_traversal_archive_is_rejected(server: LiveServer) -> None:
+def test_traversal_archive_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     files = plugin_files(name)
     files["../evil.py"] = "x = 1"
@@ -64,7 +45,7 @@ def test_traversal_archive_is_rejected(server: LiveServer) -> None:
         assert_rejected(c, name, zip_bytes(files), "..")
 
 
-def test_symlink_archive_is_rejected(server: LiveServer) -> None:
+def test_symlink_archive_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
@@ -81,7 +62,7 @@ def test_symlink_archive_is_rejected(server: LiveServer) -> None:
         assert_rejected(c, name, buf.getvalue(), "link")
 
 
-def test_zip_bomb_is_rejected(server: LiveServer) -> None:
+def test_zip_bomb_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -93,7 +74,7 @@ def test_zip_bomb_is_rejected(server: LiveServer) -> None:
         assert any("ratio" in e or "compress" in e for e in errors), errors
 
 
-def test_too_many_files_is_rejected(server: LiveServer) -> None:
+def test_too_many_files_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     files = plugin_files(name)
     files.update({f"data/f{i}.txt": "x" for i in range(1001)})
@@ -101,7 +82,7 @@ def test_too_many_files_is_rejected(server: LiveServer) -> None:
         assert_rejected(c, name, zip_bytes(files), "1000")
 
 
-def test_missing_pipeline_is_rejected(server: LiveServer) -> None:
+def test_missing_pipeline_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     files = plugin_files(name)
     del files["pipeline.py"]
@@ -109,7 +90,7 @@ def test_missing_pipeline_is_rejected(server: LiveServer) -> None:
         assert_rejected(c, name, tar_gz_bytes(files), "pipeline.py")
 
 
-def test_security_scan_reports_file_line_col(server: LiveServer) -> None:
+def test_security_scan_reports_file_line_col(server: InProcessServer) -> None:
     name = unique_name()
     files = plugin_files(name)
     files["processors/bad.py"] = "import os\nimport subprocess\nos.system('id')\n"
@@ -118,7 +99,7 @@ def test_security_scan_reports_file_line_col(server: LiveServer) -> None:
         assert any(e.startswith("processors/bad.py:3:") for e in errors), errors
 
 
-def test_manifest_exception_is_reported(server: LiveServer) -> None:
+def test_manifest_exception_is_reported(server: InProcessServer) -> None:
     name = unique_name()
     files = plugin_files(name)
     files["manifest.py"] = "raise ValueError('manifest exploded')\n"
@@ -126,23 +107,23 @@ def test_manifest_exception_is_reported(server: LiveServer) -> None:
         assert_rejected(c, name, zip_bytes(files), "manifest exploded")
 
 
-def test_not_an_archive_is_rejected(server: LiveServer) -> None:
+def test_not_an_archive_is_rejected(server: InProcessServer) -> None:
     name = unique_name()
     with server.client() as c:
         assert_rejected(c, name, b"this is not an archive at all", "archive")
 
 
-def test_auth_failures(server: LiveServer) -> None:
-    no_key = httpx.get(f"{server.url}/v1/namespaces/{NS}/plugins")
+def test_auth_failures(server: InProcessServer) -> None:
+    no_key = server.anonymous().get(f"/v1/namespaces/{NS}/plugins")
     assert_error(no_key, 401, "AuthenticationError")
-    bad = httpx.get(f"{server.url}/v1/namespaces/{NS}/plugins", headers={"Authorization": "Bearer nope"})
+    bad = server.anonymous().get(f"/v1/namespaces/{NS}/plugins", headers={"Authorization": "Bearer nope"})
     assert_error(bad, 401, "AuthenticationError")
-    assert_error(httpx.get(f"{server.url}/v1/plugins", headers={"Authorization": "Basic x"}), 401,
+    assert_error(server.anonymous().get("/v1/plugins", headers={"Authorization": "Basic x"}), 401,
                  "AuthenticationError")
-    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert server.anonymous().get("/healthz").status_code == 200
 
 
-def test_other_organizations_namespace_answers_404_and_revoked_key_401(server: LiveServer) -> None:
+def test_other_organizations_namespace_answers_404_and_revoked_key_401(server: InProcessServer) -> None:
     org = unique_name("org")
     assert server.cli("orgs", "create", org).returncode == 0
     ns = server.cli("namespaces", "create", "theirs", "--org", org, "--json")
@@ -173,7 +154,7 @@ def test_other_organizations_namespace_answers_404_and_revoked_key_401(server: L
         assert_error(resp, 401, "AuthenticationError")
 
 
-def test_key_limited_to_a_namespace(server: LiveServer) -> None:
+def test_key_limited_to_a_namespace(server: InProcessServer) -> None:
     import json
 
     ns_id = unique_name("ns")
@@ -184,7 +165,7 @@ def test_key_limited_to_a_namespace(server: LiveServer) -> None:
         assert_error(c.get(f"/v1/namespaces/{NS}/plugins"), 404, "NotFoundError")
 
 
-def test_request_validation_errors_use_the_error_shape(server: LiveServer) -> None:
+def test_request_validation_errors_use_the_error_shape(server: InProcessServer) -> None:
     with server.client() as c:
         body = assert_error(c.post(f"/v1/namespaces/{NS}/plugins/uploads", json={"name": "abc"}),
                             422, "ValidationError")
@@ -200,7 +181,7 @@ def test_request_validation_errors_use_the_error_shape(server: LiveServer) -> No
                             headers={"Content-Type": "text/plain"}), 400, "BadRequestError")
 
 
-def test_presigned_url_tampered_or_expired_is_403_and_etag_checked(server: LiveServer) -> None:
+def test_presigned_url_tampered_or_expired_is_403_and_etag_checked(server: InProcessServer) -> None:
     name = unique_name()
     archive = zip_bytes(plugin_files(name))
     with server.client() as c:
@@ -208,12 +189,12 @@ def test_presigned_url_tampered_or_expired_is_403_and_etag_checked(server: LiveS
                     json={"name": name, "version": "1.0.0", "presigned_url_expiration": 60}).json()
         url = up["presigned_url"]
         tampered = url.replace("signature=", "signature=0")
-        assert_error(httpx.put(tampered, content=archive), 403, "ForbiddenError")
+        assert_error(server.anonymous().put(tampered, content=archive), 403, "ForbiddenError")
         expired = url.replace("expires=", "expires=1").split("&signature")[0] + "&signature=abc"
-        assert_error(httpx.put(expired, content=archive), 403, "ForbiddenError")
+        assert_error(server.anonymous().put(expired, content=archive), 403, "ForbiddenError")
         # confirm before any PUT: nothing to confirm
         assert_error(c.post(f"/v1/namespaces/{NS}/plugins/uploads/{up['upload_id']}/confirm"), 404, "NotFoundError")
-        put = httpx.put(url, content=archive)
+        put = server.anonymous().put(url, content=archive)
         assert put.status_code == 200
         bad = c.post(f"/v1/namespaces/{NS}/plugins/uploads/{up['upload_id']}/confirm",
                      json={"etag": '"0123456789abcdef0123456789abcdef"'})
@@ -229,78 +210,25 @@ def test_presigned_url_tampered_or_expired_is_403_and_etag_checked(server: LiveS
         # the GET download URL is signed too
         detail = c.get(f"/v1/namespaces/{NS}/plugins/{name}_1_0_0", params={"return_presigned_urls": "true"}).json()
         dl = detail["presigned_download_url"]
-        assert httpx.get(dl).content == archive
-        assert_error(httpx.get(dl.replace("signature=", "signature=f")), 403, "ForbiddenError")
+        assert server.anonymous().get(dl).content == archive
+        assert_error(server.anonymous().get(dl.replace("signature=", "signature=f")), 403, "ForbiddenError")
 
 
-def test_failed_confirm_can_be_retried_with_a_fixed_archive(server: LiveServer) -> None:
+def test_failed_confirm_can_be_retried_with_a_fixed_archive(server: InProcessServer) -> None:
     name = unique_name()
     broken = plugin_files(name)
     del broken["manifest.py"]
     with server.client() as c:
         up = c.post(f"/v1/namespaces/{NS}/plugins/uploads", json={"name": name, "version": "1.0.0"}).json()
-        httpx.put(up["presigned_url"], content=zip_bytes(broken))
+        server.anonymous().put(up["presigned_url"], content=zip_bytes(broken))
         first = c.post(f"/v1/namespaces/{NS}/plugins/uploads/{up['upload_id']}/confirm").json()
         assert first["validation_status"] == "failed"
-        httpx.put(up["presigned_url"], content=zip_bytes(plugin_files(name)))
+        server.anonymous().put(up["presigned_url"], content=zip_bytes(plugin_files(name)))
         second = c.post(f"/v1/namespaces/{NS}/plugins/uploads/{up['upload_id']}/confirm").json()
         assert second["validation_status"] == "passed", second
 
 
-def test_oversized_archive_is_413(tmp_path: Any, database_url: str) -> None:
-    srv = LiveServer(home=tmp_path / "small", database_url=database_url,
-                     extra_env={"PLUGHOST_MAX_ARCHIVE_BYTES": "100000"}).start()
-    try:
-        big = b"\1" * 200_000
-        with srv.client() as c:
-            resp = c.post(f"/v1/namespaces/{NS}/plugins", data={"name": "biggy", "version": "1"},
-                          files={"file": ("p.zip", big, "application/zip")})
-            assert_error(resp, 413, "PayloadTooLargeError")
-            up = c.post(f"/v1/namespaces/{NS}/plugins/uploads", json={"name": "biggy", "version": "1.0.0"}).json()
-
-            def chunks():  # no Content-Length: the server must stop while streaming
-                for _ in range(20):
-                    yield b"\1" * 20_000
-
-            assert_error(httpx.put(up["presigned_url"], content=chunks()), 413, "PayloadTooLargeError")
-            assert "biggy_1_0_0" not in listed_ids(c)
-            archives = list((srv.home / "archives").rglob("*"))
-            assert not [p for p in archives if p.is_file()], archives
-    finally:
-        srv.stop()
-
-
-def test_plugins_persist_across_restart(tmp_path: Any, database_url: str) -> None:
-    srv = LiveServer(home=tmp_path / "persist", database_url=database_url).start()
-    name = unique_name()
-    try:
-        with srv.client() as c:
-            assert multipart(c, name, zip_bytes(plugin_files(name))).json()["success"]
-        srv.stop()
-        srv.start()
-        with srv.client() as c:
-            detail = c.get(f"/v1/namespaces/{NS}/plugins/{name}_1_0_0")
-            assert detail.status_code == 200 and detail.json()["plugin"]["name"] == name
-    finally:
-        srv.stop()
-
-
-def test_generated_admin_key_is_written_0600(tmp_path: Any) -> None:
-    srv = LiveServer(home=tmp_path / "gen")
-    srv.extra_env = {"PLUGHOST_BOOTSTRAP_KEY": ""}
-    srv.start()
-    try:
-        key_file = srv.home / "admin-key"
-        assert key_file.stat().st_mode & 0o777 == 0o600
-        key = key_file.read_text().strip()
-        assert key in srv.logs()
-        with srv.client(key=key) as c:
-            assert c.get(f"/v1/namespaces/{NS}/plugins").status_code == 200
-    finally:
-        srv.stop()
-
-
-def test_status_polls_answer_truthfully_after_delete_disable_and_reupload(server: LiveServer) -> None:
+def test_status_polls_answer_truthfully_after_delete_disable_and_reupload(server: InProcessServer) -> None:
     """Status is answered from memory after the first poll; deleting or disabling a plugin
     must still show at once, and errors keep the contract's shape."""
     name = unique_name("stat")
@@ -312,7 +240,7 @@ def test_status_polls_answer_truthfully_after_delete_disable_and_reupload(server
             body = c.get(url).json()
             assert body["status"] == "not_deployed" and body["deployed"] is False
             assert body["plugin_id"] == pid and body["name"] == name
-        assert_error(httpx.get(f"{server.url}{url}"), 401, "AuthenticationError")
+        assert_error(server.anonymous().get(f"{url}"), 401, "AuthenticationError")
         assert_error(c.get(f"/v1/namespaces/ns_nowhere/plugins/{pid}/status"), 404, "NotFoundError")
         assert_error(c.get(f"/v1/namespaces/{NS}/plugins/nope_1_0_0/status"), 404, "NotFoundError")
         assert c.delete(f"/v1/namespaces/{NS}/plugins/{pid}").status_code == 200
@@ -323,7 +251,7 @@ def test_status_polls_answer_truthfully_after_delete_disable_and_reupload(server
 
         org_name = unique_name("stato")
         up = c.post("/v1/plugins/uploads", json={"name": org_name, "version": "1.0.0"}).json()
-        httpx.put(up["presigned_url"], content=zip_bytes(plugin_files(org_name)))
+        server.anonymous().put(up["presigned_url"], content=zip_bytes(plugin_files(org_name)))
         opid = c.post(f"/v1/plugins/uploads/{up['upload_id']}/confirm").json()["plugin_id"]
         org_url = f"/v1/namespaces/{NS}/plugins/{opid}/status"
         assert_error(c.get(org_url), 404, "NotFoundError")

@@ -57,7 +57,7 @@ def record_alias_move(
         return
     versions = dict(s.execute(
         select(Release.id, Release.version).where(Release.id.in_([from_id or 0, to_id or 0]))
-    ).tuples().all())
+    ).all())
     s.add(AliasMove(
         namespace_id=namespace_id, name=name, from_release_id=from_id,
         from_version=versions.get(from_id or 0), to_release_id=to_id,
@@ -124,4 +124,4 @@ def release_counts(db: Database) -> Counter[str]:
     with db.session() as s:
         return Counter(dict(s.execute(
             select(Release.status, func.count()).group_by(Release.status)
-        ).tuples().all()))
+        ).all()))
