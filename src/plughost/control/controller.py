@@ -92,6 +92,7 @@ class Controller:
         self.envs = PluginEnvironments.from_settings(settings)
         self.groups: dict[int, ReplicaGroup] = {}
         self.tasks: dict[int, tuple[str, int, asyncio.Task[None]]] = {}
+        self._tasks_ended = 0  # rollouts and recoveries ended so far (see _read_live)
         self._switching: set[tuple[str, str]] = set()  # (namespace, alias name) mid-switch
         self._cancellable: set[int] = set()  # tasks not yet finishing (failing or switching)
         self._draining: dict[int, asyncio.Task[None]] = {}
@@ -134,7 +135,7 @@ class Controller:
             return
         self._led = True
         async with self._tick_lock:
-            live = {rel.id: rel for rel in await self.store.with_status(LIVE)}
+            live = await self._read_live()
             self._drop_unwanted(live)
             deployed = [rel for rel in live.values() if rel.status is Status.DEPLOYED]
             self._watch_serving(deployed)
@@ -142,6 +143,16 @@ class Controller:
             self.restores.scanned()
             self._start_rollouts(list(live.values()))
             await self._sync_aliases(live)
+
+    async def _read_live(self) -> dict[int, ReleaseView]:
+        """The live releases, read while no rollout or recovery ended: one that ends during
+        the read leaves its row stale (in_progress with no task), and a tick on it would start
+        the release a second time or drain a group just deployed."""
+        while True:
+            ended = self._tasks_ended
+            live = {rel.id: rel for rel in await self.store.with_status(LIVE)}
+            if ended == self._tasks_ended:
+                return live
 
     async def converge(self, release_ids: Collection[int] = ()) -> None:
         """Tick now, then wait until nothing on this server runs ``release_ids`` any more
@@ -295,6 +306,7 @@ class Controller:
         task.add_done_callback(lambda _t, rid=rel.id: self._rollout_done(rid))
 
     def _task_done(self, release_id: int) -> None:
+        self._tasks_ended += 1
         self.tasks.pop(release_id, None)
         self._cancellable.discard(release_id)
 
