@@ -164,6 +164,7 @@ def test_follow_streams_new_lines(client: httpx.Client, server: LiveServer) -> N
     pid = status["plugin_id"]
     wait_lines(client, pid, "init: service built")
     seen: list[dict[str, Any]] = []
+    following = threading.Event()
 
     def reader() -> None:
         with (
@@ -179,12 +180,13 @@ def test_follow_streams_new_lines(client: httpx.Client, server: LiveServer) -> N
             for line in resp.iter_lines():
                 if line.startswith("data: "):
                     seen.append(orjson.loads(line[6:]))
+                    following.set()
                     if seen[-1]["line"] == "call 7":
                         return
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    time.sleep(1.0)
+    assert following.wait(30), "the follow sent nothing"  # it follows before the call
     infer(client, status["route_prefix"], {"n": 7})
     thread.join(20)
     texts = [e["line"] for e in seen]

@@ -33,8 +33,19 @@ class ServiceInvoker:
     held the loop up). Still one call at a time: inline calls wait until the thread is idle.
     """
 
-    def __init__(self, handler: Callable[..., Any], health: Callable[[], Any] | None = None):
+    def __init__(
+        self,
+        handler: Callable[..., Any],
+        health: Callable[[], Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ):
+        """``clock`` times a call's wall time and ``cpu_clock`` the plugin thread's CPU time
+        (what decides whether calls are quick); tests pass clocks they advance themselves."""
         self._handler = handler
+        self._clock = clock
+        self._cpu_clock = cpu_clock
         self._health = health
         self._handler_is_async = inspect.iscoroutinefunction(handler)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugin-call")
@@ -64,11 +75,11 @@ class ServiceInvoker:
         """Run the plain handler on the calling thread, timed; only when :attr:`inline_ready`.
 
         Returns what the handler returned (an awaitable is the caller's to await)."""
-        started = time.perf_counter()
+        started = self._clock()
         try:
             return self._handler(inputs, parameters)
         finally:
-            self._note(time.perf_counter() - started)
+            self._note(self._clock() - started)
 
     async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
         """Answer one request; the plugin's exceptions propagate to the caller."""
@@ -84,12 +95,12 @@ class ServiceInvoker:
 
     def _timed_call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
         """The handler in the plugin thread, timed."""
-        started, cpu_started = time.perf_counter(), time.thread_time()
+        started, cpu_started = self._clock(), self._cpu_clock()
         try:
             return self._handler(inputs, parameters)
         finally:
-            wall = time.perf_counter() - started
-            cpu = time.thread_time() - cpu_started
+            wall = self._clock() - started
+            cpu = self._cpu_clock() - cpu_started
             self._note(cpu if wall < THREAD_WALL_LIMIT_S else wall)
 
     def _note(self, seconds: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -83,11 +82,10 @@ def test_scan_failure_stops_before_the_manifest_runs(tmp_path: Path) -> None:
     )
     archive = write_zip(tmp_path / "p.zip", files)
     workdir = tmp_path / "work"
-    started = time.monotonic()
 
+    # a manifest that ran would end in its own timeout, an error the exact list has not
     result = validate_archive(archive, workdir, IntakeLimits(manifest_timeout_s=30.0))
 
-    assert time.monotonic() - started < 10
     assert result.passed is False
     assert result.errors == [
         "pipeline.py:1:8 import of 'subprocess' is not allowed",

@@ -208,22 +208,21 @@ def test_wrong_field_types_are_all_reported(tmp_path: Path) -> None:
 
 def test_endless_manifest_is_stopped(tmp_path: Path) -> None:
     root = plugin(tmp_path, "while True:\n    pass\n")
-    started = time.monotonic()
 
+    # it never ends on its own: an answer at all means it was stopped
     errors = manifest_errors(root, IntakeLimits(manifest_timeout_s=2.0))
 
     assert errors == ["manifest.py did not finish within 2 s"]
-    assert time.monotonic() - started < 8
 
 
 def test_manifest_that_closes_its_output_but_keeps_running_is_stopped(tmp_path: Path) -> None:
-    source = "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(60)\n"
-    started = time.monotonic()
+    # an hour, past the suite's per-test timeout: a reader that waited for the process to
+    # end instead of stopping it at its own timeout would never answer
+    source = "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(3600)\n"
 
     errors = manifest_errors(plugin(tmp_path, source), IntakeLimits(manifest_timeout_s=1.5))
 
     assert errors == ["manifest.py did not finish within 1.5 s"]
-    assert time.monotonic() - started < 8
 
 
 def test_output_printed_by_the_manifest_does_not_confuse_the_reader(tmp_path: Path) -> None:

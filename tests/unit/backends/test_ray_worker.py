@@ -61,9 +61,8 @@ def info_of(host: WorkerHost, node_id: str = "node-a") -> dict[str, object]:
 async def _direct(host: WorkerHost, node_id: str) -> DirectSet:
     direct = DirectSet("app", "node-a", call_timeout_s=5)
     direct.update({"r1": info_of(host, node_id)})
-    for _ in range(100):
-        if direct.ready:
-            break
+    deadline = asyncio.get_running_loop().time() + 30
+    while not direct.ready and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)
     return direct
 

@@ -104,7 +104,10 @@ def test_a_second_reader_goes_on_where_the_first_stopped(
     async def second_reader() -> list[str]:
         tail = FileTail(out, 7)
         task = asyncio.create_task(tail.run())
-        await asyncio.sleep(0.3)
+        for _ in range(1500):  # until the tail read what was there (bounded: 30 s or more)
+            if tail.tail:
+                break
+            await asyncio.sleep(0.02)
         tail.close()
         await task
         return list(tail.tail)

@@ -4,7 +4,8 @@ It implements :class:`plughost.backends.base.Backend` with explicit knobs instea
 patching: ``hold(release_id)`` keeps a start waiting until ``let_go(release_id)``,
 ``fail_start(release_id, msg)`` makes the next start of a release raise StartFailed,
 ``unhealthy(release_id)`` fails its health call, ``fault(release_id, fail_share, delay_s)``
-makes its calls fail or slow, and ``FakeGroup.crash(msg)`` marks a
+makes its calls fail or slow (a slow call also moves the backend's ``clock`` on by its
+delay, the clock the harness times calls with), and ``FakeGroup.crash(msg)`` marks a
 running group as crashing for good (what the local backend reports after repeated
 crashes). It records what happened: ``started`` (in order), ``running`` and ``peak``
 (starts under way at once), and each group's ``stopped`` drain timeout.
@@ -19,11 +20,28 @@ import orjson
 from plughost.backends.base import CallFailed, GroupHealth, GroupSpec, StartFailed, Unavailable
 
 
+class ManualClock:
+    """A clock that moves only when told to: call durations that do not depend on how busy
+    the machine running the tests is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class FakeGroup:
     """The replicas of one release: calls answer ``{"release": id}``."""
 
-    def __init__(self, spec: GroupSpec, healthy: bool = True) -> None:
+    def __init__(
+        self, spec: GroupSpec, healthy: bool = True, clock: ManualClock | None = None
+    ) -> None:
         self.spec = spec
+        self.clock = clock or ManualClock()
         self.healthy = healthy
         self.calls = 0
         self.stopped: float | None = None  # the drain timeout it was stopped with
@@ -41,6 +59,7 @@ class FakeGroup:
         orjson.loads(body)
         self.calls += 1
         if self.delay_s:
+            self.clock.advance(self.delay_s)
             await asyncio.sleep(self.delay_s)
         self._debt += self.fail_share
         if self._debt >= 1.0:
@@ -73,6 +92,7 @@ class FakeBackend:
         self._failures: dict[int, str] = {}
         self._unhealthy: set[int] = set()
         self._faults: dict[int, tuple[float, float]] = {}
+        self.clock = ManualClock()
 
     # -- knobs --------------------------------------------------------------------------------
     def hold(self, release_id: int) -> None:
@@ -115,7 +135,9 @@ class FakeBackend:
             message = self._failures.pop(spec.release_id, None)
             if message is not None:
                 raise StartFailed(message)
-            group = FakeGroup(spec, healthy=spec.release_id not in self._unhealthy)
+            group = FakeGroup(
+                spec, healthy=spec.release_id not in self._unhealthy, clock=self.clock
+            )
             group.fail_share, group.delay_s = self._faults.get(spec.release_id, (0.0, 0.0))
             self.groups.append(group)
             return group

@@ -4,6 +4,7 @@ a follower's route table, forwarded calls waiting through a leader change, peer 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -122,7 +123,11 @@ def test_a_call_waiting_on_a_dead_leaders_kept_port_moves_to_the_next_leader() -
         )
 
         async def takeover() -> None:
-            await asyncio.sleep(0.5)  # the call is in the kept port's queue by now
+            # until the call waits in the kept port's queue (the listener turns readable)
+            for _ in range(3000):  # bounded: 30 s or more
+                if select.select([kept], [], [], 0)[0]:
+                    break
+                await asyncio.sleep(0.01)
             state["leading"] = True
             state["group"] = group
 

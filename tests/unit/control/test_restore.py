@@ -18,24 +18,31 @@ def _release(rid: int = 7, plugin_id: str = "emb_1_0_0", name: str = "emb") -> A
 
 
 def test_a_route_under_restore_waits_until_it_is_published() -> None:
-    async def scenario() -> tuple[bool, float]:
-        restores, published = Restores(), [False]
+    async def scenario() -> tuple[bool, list[bool], bool]:
+        restores, published, answers = Restores(), [False], []
+        asked = asyncio.Event()
         restores.begin(_release())
         restores.scanned()
 
+        def is_published() -> bool:
+            answers.append(published[0])
+            asked.set()
+            return published[0]
+
         async def restore_later() -> None:
-            await asyncio.sleep(0.2)
+            await asked.wait()  # the hold saw the route unpublished and waits
             published[0] = True
             restores.end(7)
 
         task = asyncio.create_task(restore_later())
-        started = asyncio.get_running_loop().time()
-        held = await restores.hold("ns", "emb", 5, lambda: published[0])
+        held = await restores.hold("ns", "emb", 30, is_published)
+        done_when_held = task.done()
         await task
-        return held, asyncio.get_running_loop().time() - started
+        return held, answers, done_when_held
 
-    held, waited = asyncio.run(scenario())
-    assert held and 0.15 < waited < 2
+    held, answers, restored_first = asyncio.run(scenario())
+    # it waited: unpublished at first, and it let go only once the restore published it
+    assert held and restored_first and answers[0] is False and answers[-1] is True
 
 
 def test_a_route_nothing_restores_is_a_plain_miss_at_once() -> None:

@@ -28,7 +28,7 @@ if command == "compile":
     wanted = pathlib.Path(args[2]).read_text().split()
     for name in wanted:
         if "slow" in name:
-            time.sleep(30)
+            time.sleep(300)
         if "no-such" in name:
             sys.stderr.write("\\x1b[31merror\\x1b[0m: No solution found when resolving dependencies\\n")
             sys.stderr.write(f"  cause: Because {{name}} was not found in the package registry\\n")
@@ -149,18 +149,23 @@ def test_uv_message_drops_noise_and_keeps_the_end() -> None:
     assert long.startswith("...") and len(long) == 2003
 
 
-def test_cancelling_a_build_kills_uv_and_leaves_nothing(builder: EnvBuilder) -> None:
+def test_cancelling_a_build_kills_uv_and_leaves_nothing(
+    builder: EnvBuilder, uv_log: Path
+) -> None:
     plan = builder.plan(("fake-slow-pkg",))
     assert plan is not None
 
     async def cancel_soon() -> None:
         task = asyncio.create_task(builder.ensure(plan))
-        await asyncio.sleep(0.5)
+        while not _calls(uv_log, "compile"):  # until uv runs (and sleeps 300 s)
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(asyncio.wait_for(cancel_soon(), 10))
+    # far below uv's 300 s: only a build that killed uv ends within it
+    asyncio.run(asyncio.wait_for(cancel_soon(), 60))
     assert not plan.exists() and list(builder.root.iterdir()) == []
 
 

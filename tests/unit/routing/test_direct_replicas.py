@@ -57,10 +57,11 @@ async def replica(rec: ReplicaRecord, secret: str) -> tuple[ReplicaServer, async
     return server, asyncio.create_task(server.serve_until_stopped())
 
 
-async def settle(direct: DirectReplicas, release_id: int = 7) -> bytes | None:
-    """Call until an answer comes (the connections are made in the background)."""
-    for _ in range(60):
-        reply = await direct.call(release_id, BODY)
+async def settle(direct: DirectReplicas, tries: int = 600) -> bytes | None:
+    """Call until an answer comes (the connections are made in the background); None after
+    ``tries`` calls 50 ms apart (the default, 30 s or more, only bounds a hang)."""
+    for _ in range(tries):
+        reply = await direct.call(7, BODY)
         if reply is not None:
             return reply
         await asyncio.sleep(0.05)
@@ -97,7 +98,8 @@ def test_a_replica_that_does_not_prove_the_recorded_secret_is_never_called(
         server, serving = await replica(rec, auth.new_secret())  # another secret
         direct = DirectReplicas(folder / "reg", call_timeout_s=5)
         try:
-            assert await settle(direct) is None
+            # 60 calls 50 ms apart: many connection attempts (one scan per 0.2 s)
+            assert await settle(direct, tries=60) is None
         finally:
             await direct.close()
             server.request_stop()

@@ -10,13 +10,15 @@ from shared.plugins.sdk import concurrent_api_calls, parallel_io
 
 
 def test_parallel_io_keeps_the_order_and_overlaps_waiting_calls() -> None:
-    def slow_square(x: int) -> int:
-        time.sleep(0.05)
+    # every call waits until all eight are running at once: calls run one after another
+    # would break the barrier at its timeout instead
+    together = threading.Barrier(8, timeout=30)
+
+    def square_once_all_wait(x: int) -> int:
+        together.wait()
         return x * x
 
-    started = time.monotonic()
-    assert parallel_io(slow_square, range(8), max_workers=8) == [x * x for x in range(8)]
-    assert time.monotonic() - started < 0.3
+    assert parallel_io(square_once_all_wait, range(8), max_workers=8) == [x * x for x in range(8)]
 
 
 def test_parallel_io_of_nothing_is_empty_and_errors_propagate() -> None:

@@ -123,13 +123,14 @@ def test_a_replica_with_no_server_connected_for_the_orphan_timeout_stops(
         server = ReplicaServer(ServiceInvoker(echo, None), socket_path, 5, secret=SECRET)
         await server.start()
         serving = asyncio.create_task(server.serve_until_stopped())
-        _, writer = await asyncio.open_unix_connection(str(socket_path))
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
         writer.write(encode_frame(hello(1)))
         await writer.drain()
-        await asyncio.sleep(0.3)
+        answer = await asyncio.wait_for(read_frame(reader), 10)  # the hello was accepted
+        assert answer is not None and orjson.loads(answer)["ok"] is True
         assert server.idle_since is None  # a server is connected: no clock runs
         writer.close()
-        await asyncio.wait_for(_watch_orphan(server, 0.2), 5)
+        await asyncio.wait_for(_watch_orphan(server, 0.2), 30)
         await asyncio.wait_for(serving, 10)
         return True
 

@@ -30,25 +30,30 @@ def test_plain_handler_runs_off_the_event_loop_thread() -> None:
 
 
 def test_health_answers_while_a_plain_call_blocks() -> None:
-    def slow(inputs: dict[str, Any], parameters: dict[str, Any]) -> str:
-        time.sleep(0.5)
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked(inputs: dict[str, Any], parameters: dict[str, Any]) -> str:
+        entered.set()
+        release.wait(30)
         return "done"
 
-    async def go() -> tuple[float, bool, bool, str]:
-        invoker = ServiceInvoker(slow)
+    async def go() -> tuple[bool, bool, bool, str]:
+        invoker = ServiceInvoker(blocked)
         call = asyncio.create_task(invoker.call({}, {}))
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-        healthy = await invoker.health()
-        elapsed = time.monotonic() - started
-        busy = invoker.thread_busy
+        try:
+            assert await asyncio.to_thread(entered.wait, 30)
+            # the call cannot end before `release`: a health check that waited for the
+            # plugin thread would run into this bound instead of answering
+            healthy = await asyncio.wait_for(invoker.health(), 10)
+            busy, finished = invoker.thread_busy, call.done()
+        finally:
+            release.set()
         result = await call
         invoker.shutdown()
-        return elapsed, healthy, busy, result
+        return healthy, busy, finished, result
 
-    elapsed, healthy, busy, result = asyncio.run(go())
-    assert healthy and busy and result == "done"
-    assert elapsed < 0.2
+    healthy, busy, finished, result = asyncio.run(go())
+    assert healthy and busy and not finished and result == "done"
 
 
 def test_async_handler_runs_on_the_loop() -> None:
@@ -136,16 +141,29 @@ def test_shim_base_run_inference_must_be_overridden() -> None:
         BaseInferenceService().run_inference({}, {})
 
 
+class _Clock:
+    """A clock that moves only when told to (the handler "takes" time by advancing it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_quick_plain_calls_move_onto_the_loop_and_a_slow_one_sends_them_back() -> None:
     delay = {"s": 0.0}
+    clock = _Clock()
 
     def handler(inputs: dict[str, Any], parameters: dict[str, Any]) -> str:
-        if delay["s"]:
-            time.sleep(delay["s"])
+        clock.advance(delay["s"])  # wall and CPU time alike, read by the invoker's clocks
         return threading.current_thread().name
 
     async def go() -> tuple[list[str], str, str, str, str]:
-        invoker = ServiceInvoker(handler)
+        invoker = ServiceInvoker(handler, clock=clock, cpu_clock=clock)
         loop_thread = threading.current_thread().name
         try:
             names = [await invoker.call({}, {}) for _ in range(QUICK_STREAK + 2)]
@@ -173,7 +191,8 @@ def test_no_inline_call_while_the_thread_is_busy() -> None:
         return threading.current_thread().name
 
     async def go() -> tuple[bool, bool, str]:
-        invoker = ServiceInvoker(handler)
+        still = _Clock()  # every call takes no time: quick however loaded the machine is
+        invoker = ServiceInvoker(handler, clock=still, cpu_clock=still)
         try:
             for _ in range(QUICK_STREAK):
                 await invoker.call({}, {})

@@ -29,10 +29,15 @@ def socket_path() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+STARTED: dict[str, asyncio.Event] = {}  # by name: set once a "sleep" call with that signal runs
+
+
 async def plugin(inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
     """A test service: ``inputs["action"]`` picks the behaviour."""
     action = inputs.get("action")
     if action == "sleep":
+        if "signal" in inputs:  # tell the test the call is running
+            STARTED[inputs["signal"]].set()
         await asyncio.sleep(inputs["seconds"])
         return {"slept": inputs["seconds"]}
     if action == "raise":
@@ -188,8 +193,10 @@ def test_stop_drains_in_flight_calls_then_closes_and_removes_the_socket(
     async def scenario(
         server: ReplicaServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[dict[str, Any], bytes | None, bool]:
-        await send(writer, encode_request(1, "call", {"action": "sleep", "seconds": 0.3}))
-        await asyncio.sleep(0.05)
+        STARTED["drain"] = asyncio.Event()
+        call = {"action": "sleep", "seconds": 0.3, "signal": "drain"}
+        await send(writer, encode_request(1, "call", call))
+        await STARTED["drain"].wait()  # in flight when the stop comes
         server.request_stop()
         reply = await receive(reader)
         after = await read_frame(reader)
