@@ -61,7 +61,7 @@ run: $(STAMP_RUN) sandbox-deps
 # one), under tests/leftovers.py, which fails the run when a process it started outlives it.
 # PYTEST_WORKERS=0 runs it in this process (for a debugger); PYTEST_ARGS adds to it.
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadgroup)
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadscope)
 PYTEST_RUN = $(BIN)/python tests/leftovers.py -- $(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test: $(STAMP_TEST) sandbox-deps browser-deps

@@ -76,7 +76,29 @@ def _needs_ray(item: pytest.Item, rel: Path, params: set[str]) -> bool:
     return "ray" in rel.stem.split("_") or "ray" in params or bool(RAY_FIXTURES & fixtures)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def xdist_scope(nodeid: str) -> str:
+    """The worker group of a test: "ray" for every test that starts or joins Ray (one Ray
+    cluster at a time on the machine), else its module (its module-scoped server starts
+    once). From the node id alone: the controller that schedules has no items."""
+    path, _, rest = nodeid.partition("::")
+    params = rest[rest.find("[") + 1 : -1].split("-") if rest.endswith("]") else []
+    in_unit = path.startswith("tests/unit/")
+    if not in_unit and ("ray" in Path(path).stem.split("_") or "ray" in params):
+        return "ray"
+    return path
+
+
+# Heaviest first, so that no long group starts last and runs alone: Ray, then the bench
+# smoke and the live-server tiers, the in-process tier, and the unit tests to fill the end.
+_ORDER = ("ray", "tests/bench/", "tests/e2e/", "tests/security/", "tests/integration/", "")
+
+
+def _rank(nodeid: str) -> int:
+    scope = xdist_scope(nodeid)
+    return next(i for i, prefix in enumerate(_ORDER) if scope.startswith(prefix))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         rel = Path(str(item.path)).resolve().relative_to(TESTS)
@@ -86,7 +108,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = _param_words(item)
         if "postgres" in params:
             item.add_marker("postgres")
-        ray = _needs_ray(item, rel, params)
-        if ray:
+        if _needs_ray(item, rel, params):
             item.add_marker("ray")
-        item.add_marker(pytest.mark.xdist_group("ray" if ray else rel.as_posix()))
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the same order on every worker
+
+
+class _ModuleOrRayScheduling:
+    """pytest-xdist's scope scheduling with our groups (``xdist_scope``): whole groups go to
+    a worker. (xdist's own ``loadgroup`` tags node ids, which pytest 9.2 no longer lets it.)"""
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own, which answers for --dist
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: object) -> object:
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ModuleOrRay(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return xdist_scope(nodeid)
+
+        return ModuleOrRay(config, log)  # type: ignore[arg-type]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+        config.pluginmanager.register(_ModuleOrRayScheduling(), "plughost-xdist-scheduling")

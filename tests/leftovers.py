@@ -109,7 +109,10 @@ def kill_all(pids: dict[int, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grace", type=float, default=15.0,
+    # 75 s: a replica whose server a test SIGKILLed ends itself after the suite's
+    # PLUGHOST_REPLICA_ORPHAN_TIMEOUT_S (60), and a port keeper lets go after 60 s; one that
+    # is still there after that was left behind.
+    parser.add_argument("--grace", type=float, default=75.0,
                         help="seconds a process may take to exit after the command ends")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +63,12 @@ class Accounts:
     (`cache_ttl_s`), so a revoked key stops working there within that time.
     """
 
-    def __init__(self, db: Database, cache_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self, db: Database, cache_ttl_s: float = 2.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.db = db
         self.cache_ttl_s = cache_ttl_s
+        self.clock = clock  # the cache's lifetimes (tests drive a manual one)
         self._principals: dict[str, tuple[float, Principal]] = {}
         self._namespaces: dict[tuple[str, str], float] = {}
 
@@ -178,7 +182,7 @@ class Accounts:
         """The key's principal when both it and its namespace check are cached and not yet
         due for a refresh, else None (then the hot paths take the slower steps below). One
         call and one clock read for the common case of a busy key."""
-        now = time.monotonic()
+        now = self.clock()
         half = self.cache_ttl_s / 2
         hit = self._principals.get(authorization or "")
         if hit is None or hit[0] - now < half:
@@ -190,14 +194,14 @@ class Accounts:
 
     def cached_principal(self, authorization: str | None) -> Principal | None:
         hit = self._principals.get(authorization or "")
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self.clock():
             return hit[1]
         return None
 
     def principal_due(self, authorization: str | None) -> bool:
         """Whether a cached principal is past half its life (time to refresh it)."""
         hit = self._principals.get(authorization or "")
-        return hit is not None and hit[0] - time.monotonic() < self.cache_ttl_s / 2
+        return hit is not None and hit[0] - self.clock() < self.cache_ttl_s / 2
 
     def authenticate_and_cache(self, authorization: str | None) -> Principal:
         try:
@@ -207,17 +211,17 @@ class Accounts:
             raise
         if len(self._principals) > 10_000:
             self._principals.clear()
-        self._principals[authorization or ""] = (time.monotonic() + self.cache_ttl_s, principal)
+        self._principals[authorization or ""] = (self.clock() + self.cache_ttl_s, principal)
         return principal
 
     def cached_namespace_ok(self, principal: Principal, namespace_id: str) -> bool:
         until = self._namespaces.get((principal.key_id, namespace_id))
-        return until is not None and until > time.monotonic()
+        return until is not None and until > self.clock()
 
     def namespace_due(self, principal: Principal, namespace_id: str) -> bool:
         """Whether a cached namespace check is past half its life."""
         until = self._namespaces.get((principal.key_id, namespace_id))
-        return until is not None and until - time.monotonic() < self.cache_ttl_s / 2
+        return until is not None and until - self.clock() < self.cache_ttl_s / 2
 
     def namespace_visible_and_cache(self, principal: Principal, namespace_id: str) -> None:
         try:
@@ -227,7 +231,7 @@ class Accounts:
             raise
         if len(self._namespaces) > 10_000:
             self._namespaces.clear()
-        self._namespaces[(principal.key_id, namespace_id)] = time.monotonic() + self.cache_ttl_s
+        self._namespaces[(principal.key_id, namespace_id)] = self.clock() + self.cache_ttl_s
 
     def forget_cached(self) -> None:
         """Drop every cached key and namespace check: another server changed API keys

@@ -62,7 +62,8 @@ class _FakeAccounts(Accounts):
     """Accounts whose database lookup is a dict (the cache logic is what is tested)."""
 
     def __init__(self, ttl: float) -> None:
-        super().__init__(db=None, cache_ttl_s=ttl)  # type: ignore[arg-type]
+        self.now = 1000.0
+        super().__init__(db=None, cache_ttl_s=ttl, clock=lambda: self.now)  # type: ignore[arg-type]
         self.valid = {"Bearer good": Principal("key_1", "org", None)}
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -77,7 +78,7 @@ def test_entries_are_due_for_refresh_at_half_life_and_dropped_when_revoked() -> 
     accounts.authenticate_and_cache("Bearer good")
     assert accounts.cached_principal("Bearer good") is not None
     assert not accounts.principal_due("Bearer good")
-    time.sleep(0.12)
+    accounts.now += 0.12
     assert accounts.principal_due("Bearer good")
     assert accounts.cached_principal("Bearer good") is not None  # still answers meanwhile
     del accounts.valid["Bearer good"]  # revoked
@@ -98,6 +99,6 @@ def test_the_one_call_check_answers_only_while_both_entries_are_fresh() -> None:
     assert accounts.fresh_caller("Bearer good", "ns") == principal
     assert accounts.fresh_caller("Bearer good", "other") is None  # per namespace
     assert accounts.fresh_caller("Bearer bad", "ns") is None
-    time.sleep(0.25)  # past half life: due for a refresh, so the slower steps run
+    accounts.now += 0.25  # past half life: due for a refresh, so the slower steps run
     assert accounts.fresh_caller("Bearer good", "ns") is None
     assert accounts.cached_principal("Bearer good") == principal
