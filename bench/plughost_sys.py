@@ -71,7 +71,12 @@ class PlughostServer:
         self.port = self.port or free_port()
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGHOST_")}
-        env.update(PLUGHOST_HOME=str(self.home), PLUGHOST_BOOTSTRAP_KEY=self.key, **self.extra_env)
+        env.update(PLUGHOST_HOME=str(self.home), PLUGHOST_BOOTSTRAP_KEY=self.key)
+        # the restart runs SIGKILL servers: a replica none adopts (a spare, one still
+        # starting) ends itself after a minute instead of ten, and so never weighs on the
+        # runs after it
+        env["PLUGHOST_REPLICA_ORPHAN_TIMEOUT_S"] = "60"
+        env.update(self.extra_env)
         self.log_path = self.home / f"server-{self.port}.log"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -12,11 +12,13 @@ The stateful phase follows the document's links only: link inference would take 
 plugin_id of an upload that failed validation (answered 200 with success false and that id,
 as the contract's shape requires) for a created plugin.
 
-Two runs: the fixed seed 18, then a random seed printed (and in the failure message) so a
-failure can be replayed: PLUGHOST_FUZZ_SEED=<seed> pytest tests/e2e/test_openapi_fuzz.py.
+One run with the fixed seed 18: the same cases in the same order on every run, cut by the
+time budget (a slower machine stops earlier in the same sequence). PLUGHOST_FUZZ_SEED=<seed>
+replays another seed, PLUGHOST_FUZZ_SEED=random draws one (printed, and in the failure
+message).
 Both run on SQLite only: the HTTP surface is the same on PostgreSQL, and the registry tests
-cover the database. Runs are bounded (examples per operation, a time budget) to finish in a
-few minutes on 2 cores.
+cover the database. The run is bounded (examples per operation, a time budget) to finish in
+a few minutes on 2 cores.
 
 Excluded, and why (nothing else is):
 - the log follow stream (`logs?follow=true`): it never ends by design, so `follow` is bound
@@ -165,7 +167,7 @@ include-name-regex = "^POST /v1/(namespaces/\\\\{{namespace_id\\\\}}/)?plugins$"
 checks.negative_data_rejection.expected-statuses = ["200", "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 [[operations]]
-include-path-regex = "/uploads/\\{{upload_id\\}}/confirm$"
+include-path-regex = "/uploads/\\\\{{upload_id\\\\}}/confirm$"
 # etag and file_size_bytes must match the archive stored under the upload: beyond what JSON
 # Schema can say, so a schema-valid body may get the 422 that names the mismatch
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
@@ -214,14 +216,16 @@ def _run(srv: LiveServer, config: Path, seed: int, cwd: Path) -> subprocess.Comp
 def test_openapi_document_holds_under_schemathesis(seeded: Any, tmp_path: Path) -> None:
     srv, seed = seeded
     config = _config(srv, seed, tmp_path / "schemathesis.toml")
-    random_seed = int(os.environ.get("PLUGHOST_FUZZ_SEED") or random.randrange(1, 2**31))
-    for run_seed in (FIXED_SEED, random_seed):
-        print(f"schemathesis seed {run_seed}", flush=True)
-        started = time.monotonic()
-        out = _run(srv, config, run_seed, tmp_path)
-        print(out.stdout[-6000:])
-        print(f"seed {run_seed}: exit {out.returncode} in {time.monotonic() - started:.0f} s")
-        assert out.returncode == 0, (
-            f"schemathesis found problems with seed {run_seed} (replay: "
-            f"PLUGHOST_FUZZ_SEED={run_seed}):\n{out.stdout[-20000:]}\n{out.stderr[-4000:]}"
-        )
+    # one seed, so that every run of the suite fuzzes the same sequence of cases (a second,
+    # random seed made CI runs differ); PLUGHOST_FUZZ_SEED=<n> replays another, =random draws one
+    chosen = os.environ.get("PLUGHOST_FUZZ_SEED", "")
+    run_seed = random.randrange(1, 2**31) if chosen == "random" else int(chosen or FIXED_SEED)
+    print(f"schemathesis seed {run_seed}", flush=True)
+    started = time.monotonic()
+    out = _run(srv, config, run_seed, tmp_path)
+    print(out.stdout[-6000:])
+    print(f"seed {run_seed}: exit {out.returncode} in {time.monotonic() - started:.0f} s")
+    assert out.returncode == 0, (
+        f"schemathesis found problems with seed {run_seed} (replay: "
+        f"PLUGHOST_FUZZ_SEED={run_seed}):\n{out.stdout[-20000:]}\n{out.stderr[-4000:]}"
+    )

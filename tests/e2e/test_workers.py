@@ -34,6 +34,16 @@ def parent_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def stop_and_wait(pid: int) -> None:
+    """SIGSTOP, then wait until the process is stopped: kill() returns before the signal takes
+    effect, and a connection the process accepted meanwhile would hang with it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while (state := Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop (state {state})"
+        time.sleep(0.01)
+
+
 def fresh(server: LiveServer, method: str, path: str, **kw: object) -> httpx.Response:
     """One request on a new connection (so the kernel hands it to either worker)."""
     timeout = kw.pop("timeout", 30)
@@ -120,7 +130,7 @@ def test_two_workers_answer_and_one_killed_under_load_is_replaced(
         # the other worker calls the replicas itself, not through the leader: with the
         # leader frozen (for less than its lease's 3 s) it still answers
         (other,) = workers - {victim}
-        os.kill(victim, signal.SIGSTOP)
+        stop_and_wait(victim)
         try:
             frozen_at, answers = time.monotonic(), []
             while time.monotonic() - frozen_at < 1.2:
