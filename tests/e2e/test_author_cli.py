@@ -80,6 +80,7 @@ def break_constructor(folder: Path, message: str) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # some 25 CLI runs, each a fresh interpreter: slow on a busy machine
 def test_the_authors_loop(cli: Any, tmp_path: Path, server: LiveServer) -> None:
     name = unique_name("loop")

@@ -201,6 +201,7 @@ def test_ray_cancel_stops_the_ray_work_and_keeps_no_output(
     assert not (ray_server.home / "batches" / batch_id).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # two servers, each starting its own Ray, and two windows
 def test_a_ray_job_survives_a_server_crash_with_no_row_twice(tmp_path: Path) -> None:
     env = {**ray_server_env(), "PLUGHOST_BATCH_CHUNK_ROWS": str(CHUNK_ROWS)}

@@ -212,6 +212,7 @@ def _run(srv: LiveServer, config: Path, seed: int, cwd: Path) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_openapi_document_holds_under_schemathesis(seeded: Any, tmp_path: Path) -> None:
     srv, seed = seeded

@@ -138,6 +138,7 @@ def wait_new_server(home: Path, port: int, old: int, timeout: float = 60.0) -> i
     raise AssertionError("no new server took over")
 
 
+@pytest.mark.slow
 def test_takeovers_under_load_fail_no_request_and_keep_the_replicas(
     database_url: str, tmp_path: Path
 ) -> None:
