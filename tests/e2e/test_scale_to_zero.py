@@ -12,6 +12,8 @@ from pathlib import Path
 from deploy_support import NS, deploy, infer, status, upload, wait_for
 from support import PIPELINE, LiveServer, unique_name, zip_bytes
 
+from plughost.backends.replica_registry import socket_folder
+
 REALTIME = """
 class Service:
     def run_inference(self, inputs, parameters):
@@ -39,8 +41,11 @@ def wait_zero(c, pid: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
     raise AssertionError(f"never scaled to zero: {body}")
 
 
-def spares(release_id: int) -> set[int]:
-    """Pids of the warm spare processes of a release (its replica sockets carry its id)."""
+def spares(server: LiveServer, release_id: int) -> set[int]:
+    """Pids of the warm spare processes of a release of this server: their replica sockets,
+    ``<the home's socket folder>/r<release>-<n>.sock``, carry both (another server on this
+    machine, another test's, has releases of the same id)."""
+    needle = f"{socket_folder(server.home.resolve())}/r{release_id}-".encode()
     found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -50,16 +55,16 @@ def spares(release_id: int) -> set[int]:
         except OSError:
             continue
         if b"plughost.worker.spare" in argv and any(
-            f"/r{release_id}-".encode() in a for a in argv
+            needle in a for a in argv
         ):
             found.add(int(proc.name))
     return found
 
 
-def wait_spare(release_id: int) -> set[int]:
+def wait_spare(server: LiveServer, release_id: int) -> set[int]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = spares(release_id)
+        found = spares(server, release_id)
         if found:
             return found
         time.sleep(0.1)
@@ -86,14 +91,14 @@ def test_scales_to_zero_and_the_next_calls_are_answered_after_a_cold_start(
         assert body["status"] == "deployed" and body["realtime_enabled"] is True
         assert "scaled to zero" in body["message"] and "cold start" in body["message"]
         # at zero a warm spare waits (PLUGHOST_WARM_SPARE, on by default); the wake uses it
-        spare = wait_spare(body["release_id"])
+        spare = wait_spare(server, body["release_id"])
         time.sleep(1.0)  # its imports
         started = time.monotonic()
         r = infer(c, route, {})
         cold = time.monotonic() - started
         # read at once: after scale_to_zero_after_s of idleness the replica goes again and a
         # new spare takes its place (a loaded machine can take that long to poll the status)
-        after_wake = spares(body["release_id"])
+        after_wake = spares(server, body["release_id"])
         assert r.status_code == 200 and r.json() == {"ok": True}, r.text
         assert spare <= after_wake  # the spare is now the replica
         assert status(c, pid)["replicas"]["ready"] == 1
@@ -211,7 +216,7 @@ def test_a_warm_spare_imports_the_plugins_dependencies_but_never_its_code(
         answers = []
         for _ in range(2):  # the second wake's spare surely comes after a learning start
             body = wait_zero(c, pid)
-            wait_spare(body["release_id"])
+            wait_spare(server, body["release_id"])
             time.sleep(1.0)  # its imports
             r = infer(c, route, {})
             assert r.status_code == 200, r.text

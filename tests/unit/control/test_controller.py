@@ -77,9 +77,14 @@ class Harness:
         self.workspace = FakeWorkspace(tmp_path / "work")
         self.manifests: dict[int, dict[str, Any]] = {}
         self.releases = Releases(self.db)
+        # abandoned controllers and backends stay referenced: their stuck tasks are then
+        # cancelled when the test's loop ends, not closed by the garbage collector mid-test
+        self.abandoned: list[Any] = []
         self.restart()
 
     def restart(self) -> None:
+        if hasattr(self, "controller"):
+            self.abandoned.append((self.controller, self.backend))
         self.backend = FakeBackend()
         self.routes = RouteTable()
         self.controller = Controller(
