@@ -15,6 +15,7 @@ __all__ = [
     "CallFailed",
     "CallTimedOut",
     "GroupHealth",
+    "GroupSnapshot",
     "GroupSpec",
     "ReplicaGroup",
     "StartFailed",
@@ -53,6 +54,23 @@ class GroupHealth:
     ready: int
     failed: bool = False  # replicas crashed repeatedly and will not be restarted
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """What a group's readers (status, metrics, peers, dashboard) may know of it, at one
+    moment: replicas ready, starting and wanted, restarts so far, a note on its recent
+    history (a memory cap, a scale-to-zero state) and the last replaced replica's end."""
+
+    ready: int
+    starting: int
+    target: int
+    restarts: int = 0
+    note: str | None = None
+    # (when, as time.time(); how it ended) of the last replica replaced, if any
+    last_exit: tuple[float, str] | None = None
+    at_zero: bool = False  # scaled to zero: the next call starts a replica
+    cold_start_s: float | None = None  # the expected start from zero, once measured
 
 
 class ReplicaGroup(Protocol):
