@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-readme",
         action="store_true",
-        help="do not rewrite the goals table in README.md after a full run",
+        help="do not rewrite the goals table in docs/benchmarks.md after a full run",
     )
     return parser.parse_args(argv)
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             and not args.no_readme
             and args.out.resolve() == DEFAULT_OUT.resolve()
         )
-        write_outputs(res, args.out, REPO / "README.md" if readme else None)
+        write_outputs(res, args.out, REPO / "docs" / "benchmarks.md" if readme else None)
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -14,156 +14,298 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Server settings; every field can be set as `PLUGHOST_<FIELD>` in the environment."""
+    """Server settings; every field can be set as `PLUGHOST_<FIELD>` in the environment.
+
+    Each field's ``description`` is its entry in docs/configuration.md, which
+    ``python -m plughost.config_reference`` writes from this class.
+    """
 
     model_config = SettingsConfigDict(env_prefix="PLUGHOST_", extra="ignore")
 
-    home: Path = Field(default=Path("./.plughost"), description="data folder: db, archives, keys")
-    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in home")
-    bootstrap_key: str = Field(default="", description="first API key; empty = generate one")
-    public_url: str = Field(default="", description="base URL used in presigned URLs")
-    # several servers on one PostgreSQL database (plughost.control.leader_run)
-    peer_url: str = Field(
-        default="", description="how other servers reach this one; empty = http://host:port"
+    # -- server
+    home: Path = Field(
+        default=Path("./.plughost"),
+        description="data folder: the SQLite database, archives, deployment folders, replica "
+        "registry, logs and the admin key",
     )
-    host: str = "127.0.0.1"
-    port: int = 8080
-    # `plughost serve --workers N`: server processes sharing the port (plughost.workers);
-    # more than 1 needs PostgreSQL
-    workers: int = Field(default=1, ge=1, le=64)
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://postgres@127.0.0.1:5432/plughost`; "
+        "empty: SQLite in the home (one server per SQLite database)",
+    )
+    bootstrap_key: str = Field(
+        default="",
+        description="the first API key; empty: a generated one, printed once and written to "
+        "`$PLUGHOST_HOME/admin-key` (mode 0600)",
+    )
+    public_url: str = Field(
+        default="",
+        description="base of presigned URLs; empty: the request's base URL (set it behind a proxy)",
+    )
+    peer_url: str = Field(
+        default="",
+        description="how the other servers on the same database reach this one (the leader's "
+        "forwarded calls); empty: `http://host:port`, the machine's name when bound to "
+        "`0.0.0.0`; leave it unset with `--workers`",
+    )
+    host: str = Field(
+        default="127.0.0.1", description="address the server binds (`plughost serve --host`)"
+    )
+    port: int = Field(default=8080, description="port the server binds (`plughost serve --port`)")
+    # more than 1 needs PostgreSQL: each worker is a whole server sharing the database
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="server processes sharing the port (`plughost serve --workers N`; "
+        "PostgreSQL only)",
+    )
 
-    # archive store (issue 16): plugin archives on S3 or an S3-compatible server
+    # -- archive store: plugin archives on S3 or an S3-compatible server
     storage_url: str = Field(
         default="",
-        description="empty: archives in $PLUGHOST_HOME/archives; s3://bucket/prefix: on S3 "
+        description="empty: archives in `$PLUGHOST_HOME/archives`; `s3://bucket/prefix`: on S3 "
         "(needs the `s3` extra; region and credentials from boto3's usual chain)",
     )
     s3_endpoint_url: str = Field(
-        default="", description="S3-compatible endpoint (MinIO, moto); empty = AWS"
+        default="",
+        description="an S3-compatible server (MinIO, moto), e.g. `http://127.0.0.1:9000` "
+        "(path-style addressing); clients must reach it at this address too, presigned URLs "
+        "name it; empty: AWS",
     )
-    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="connect timeout of each S3 request (3 attempts with backoff)",
+    )
 
-    max_archive_bytes: int = 524_288_000
-    max_archive_entries: int = 1000
-    manifest_timeout_s: float = 20.0
-    multipart_overhead_bytes: int = 1_048_576
-    # archive intakes (unpack, scan, manifest child) running at once, each in a worker
-    # thread; more wait their turn (plughost.services.intake_gate)
-    intake_concurrency: int = Field(default=0, ge=0, description="0 = the machine's cores")
-    # log one line per event-loop stall longer than this, naming the code that blocked it
-    # (plughost.loopwatch); the test suite sets it for every server it starts
-    loop_stall_ms: float = Field(default=0.0, ge=0, description="0 = no loop watchdog")
+    # -- intake
+    max_archive_bytes: int = Field(
+        default=524_288_000, description="largest plugin archive accepted, in bytes (500 MB)"
+    )
+    max_archive_entries: int = Field(
+        default=1000, description="most entries a plugin archive may hold"
+    )
+    manifest_timeout_s: float = Field(
+        default=20.0, description="time limit of the child process that reads manifest.py"
+    )
+    multipart_overhead_bytes: int = Field(
+        default=1_048_576,
+        description="room for the multipart framing above an upload's byte limit",
+    )
+    # each intake runs in a worker thread, so the event loop never waits on one
+    intake_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="uploads validated at once (unpack, scan, manifest read, off the event "
+        "loop); the rest wait their turn; 0: the machine's cores",
+    )
+    # the test suite sets it for every server it starts
+    loop_stall_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="log `loop stall: N ms in file:line` with the stack when the event loop is "
+        "held longer than this (time spent waiting for a CPU is not counted); 0: off",
+    )
 
-    # deployment (local backend)
-    backend: str = "local"
-    max_concurrent_deployments: int = 4
-    default_deploy_eta_s: int = 10
-    replica_start_timeout_s: float = 120.0
-    replica_call_timeout_s: float = 60.0
-    drain_timeout_s: float = 30.0
-    reconcile_interval_s: float = 0.2
-    max_start_crashes: int = 3
-    # issue 17: a local group scaled to zero keeps one replica process started ahead of need
-    # (sandboxed, the worker imported, the plugin not loaded: backends/local_spare.py)
-    warm_spare: bool = True
-    # ... which, inside its sandbox, also imports the plugin's dependencies as the release's
-    # last replica start learned them (torch for MiniLM: most of its cold start, and most of
-    # the spare's memory while it waits; plughost.worker.preload)
-    spare_preload: bool = True
-    # a small process holds a copy of the listening socket: after a crash of the server the
-    # port stays open (connections queue) this long for the next server (plughost.keeper);
-    # 0: no keeper, a crash closes the port
-    port_keep_s: float = Field(default=60.0, ge=0)
-    # how long a call to a route whose release is being restored after a server start waits
-    # for it before a 503 with Retry-After (issue 14)
-    restore_hold_s: float = Field(default=30.0, ge=0)
-    # a deliberate stop (SIGTERM, Ctrl-C) leaves the local replicas running for the next
-    # server to adopt (issue 14: upgrades and takeovers); a crash always leaves them
-    keep_replicas_on_stop: bool = False
-    # a local replica that has had no server connected for this long ends itself (0: never;
-    # it then waits for the next server on the same home, which adopts or stops it)
-    replica_orphan_timeout_s: float = Field(default=600.0, ge=0)
+    # -- deployments and local replicas
+    backend: str = Field(default="local", description="`local` (processes) or `ray` (Ray Serve)")
+    max_concurrent_deployments: int = Field(
+        default=4, description="rollouts running at once; the rest wait in order"
+    )
+    default_deploy_eta_s: int = Field(
+        default=10, description="the ETA of a deploy before the plugin's name has a past rollout"
+    )
+    replica_start_timeout_s: float = Field(
+        default=120.0, description="a replica not ready by then fails the deployment"
+    )
+    replica_call_timeout_s: float = Field(default=60.0, description="limit of one inference call")
+    drain_timeout_s: float = Field(
+        default=30.0, description="how long old replicas may finish their calls in flight"
+    )
+    reconcile_interval_s: float = Field(
+        default=0.2, description="the controller's pass interval when nothing wakes it"
+    )
+    max_start_crashes: int = Field(
+        default=3, description="replica crashes in a row after which a group gives up"
+    )
+    # the spare is sandboxed, the worker imported, the plugin not loaded (backends/local_spare.py)
+    warm_spare: bool = Field(
+        default=True,
+        description="a local plugin scaled to zero keeps one pre-started replica process, so "
+        "the waking call skips the interpreter start; false: a cold start starts a replica "
+        "from nothing",
+    )
+    # torch for MiniLM is most of its cold start, and most of the spare's memory while it waits
+    spare_preload: bool = Field(
+        default=True,
+        description="the warm spare, inside its sandbox, also imports the plugin's "
+        "dependencies (as its last replica start reported them) and runs the requirement "
+        "check: MiniLM wakes in about 0.5 s instead of about 11 s, and the spare holds about "
+        "what a replica holds (478 MiB for MiniLM); false: it holds only the worker (about "
+        "23 MiB)",
+    )
+    port_keep_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="after a crash of the server its listening socket stays open this long "
+        "(held by `plughost.keeper`; connections queue) for the next server on the same home "
+        "and port; 0: a crash closes the port",
+    )
+    restore_hold_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a call to a route being restored after a server start waits "
+        "before a 503 with `Retry-After`",
+    )
+    # a crash always leaves them: they run in sessions of their own
+    keep_replicas_on_stop: bool = Field(
+        default=False,
+        description="a deliberate stop (SIGTERM, Ctrl-C) leaves the local replicas running "
+        "for the next server on the same home to adopt",
+    )
+    replica_orphan_timeout_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="a local replica with no server connected for this long ends itself; 0: "
+        "never (the next server on the home adopts or stops it)",
+    )
 
-    # Ray Serve backend (PLUGHOST_BACKEND=ray, needs the `ray` extra)
+    # -- Ray Serve backend (PLUGHOST_BACKEND=ray, needs the `ray` extra)
     ray_address: str = Field(
         default="",
-        description="empty: start a local Ray owned by the server; auto, host:port or "
-        "ray://host:port: join that cluster",
+        description="empty: start a local Ray owned by the server (stopped with it); `auto`: "
+        "the cluster `ray start` runs on this machine; `host:6379`: join that cluster; "
+        "`ray://` (Ray Client) addresses are refused at start",
     )
-    ray_num_cpus: int = Field(default=0, ge=0, description="CPUs of the owned local Ray; 0 = all")
-    ray_object_store_mb: int = Field(default=256, ge=80, description="owned local Ray only")
+    ray_num_cpus: int = Field(
+        default=0, ge=0, description="CPUs of the owned local Ray (dashboard off); 0: all"
+    )
+    ray_object_store_mb: int = Field(
+        default=256, ge=80, description="object store of the owned local Ray"
+    )
     ray_replica_num_cpus: float = Field(
         default=0.1, ge=0, description="CPUs a replica reserves when serve_config has no num_cpus"
     )
     ray_pip: Literal["missing", "all", "off"] = Field(
         default="missing",
-        description="manifest dependencies pip-installed by Ray for replicas: missing (none: "
-        "the plugin environment built on the server ships as a py_module) | all | off",
+        description="`all`: also pip-install every manifest dependency into the replicas' "
+        "runtime_env (nodes whose image differs from the server's); `missing` or `off`: none "
+        "(what the server's environment lacks reaches the replicas in the plugin environment)",
     )
     ray_replica_pip: str = Field(
-        default="", description="comma-separated pip packages added to every replica"
+        default="",
+        description="comma-separated pip packages added to every replica (e.g. `orjson` on "
+        "nodes without it)",
     )
-    ray_health_check_period_s: float = Field(default=5.0, gt=0)
+    ray_health_check_period_s: float = Field(
+        default=5.0, gt=0, description="how often Serve calls a replica's `health()`"
+    )
 
-    # plugin environments: manifest `dependencies` the base set lacks, installed with uv
+    # -- plugin environments: manifest `dependencies` the base set lacks, installed with uv
     plugin_install: bool = Field(
-        default=True, description="install missing manifest dependencies (off: they fail)"
+        default=True,
+        description="install the manifest dependencies the base set lacks; false: a missing "
+        "one fails the release, naming it",
     )
-    plugin_index_url: str = Field(default="", description="index uv installs from; empty = PyPI")
+    plugin_index_url: str = Field(
+        default="", description="the index uv resolves and downloads from; empty: PyPI"
+    )
     plugin_uv_cache_dir: str = Field(
-        default="", description="uv's download cache; empty = $PLUGHOST_HOME/uv-cache"
+        default="", description="uv's download cache; empty: `$PLUGHOST_HOME/uv-cache`"
     )
     plugin_build_sdists: bool = Field(
-        default=False, description="let uv build source distributions (runs their build code)"
+        default=False,
+        description="let uv build source distributions (runs their build code on the server); "
+        "wheels only otherwise",
     )
-    plugin_build_timeout_s: float = Field(default=600.0, gt=0)
+    plugin_build_timeout_s: float = Field(
+        default=600.0, gt=0, description="limit of each uv step of an environment's build"
+    )
 
-    # sandbox of plugin code (see SECURITY.md)
+    # -- sandbox of plugin code (SECURITY.md)
     sandbox: Literal["off", "auto", "strict"] = Field(
-        default="auto", description="off | auto (use what the machine has) | strict (all layers)"
+        default="auto",
+        description="`auto` (the layers the machine has), `strict` (refuse to start without "
+        "every layer) or `off`",
     )
-    sandbox_bwrap: str = Field(default="bwrap", description="bubblewrap executable")
+    sandbox_bwrap: str = Field(default="bwrap", description="the bubblewrap executable")
     sandbox_egress_namespaces: str = Field(
-        default="", description="comma-separated namespace ids whose plugins may use the network"
+        default="", description="comma-separated namespaces whose replicas may use the network"
     )
-    sandbox_memory_gb: float = Field(default=2.0, gt=0, description="RLIMIT_AS default")
-    sandbox_max_open_files: int = Field(default=1024, gt=0)
+    sandbox_memory_gb: float = Field(
+        default=2.0,
+        gt=0,
+        description="address-space limit (RLIMIT_AS) of a replica whose serve_config names no "
+        "memory_gb",
+    )
+    sandbox_max_open_files: int = Field(
+        default=1024, gt=0, description="RLIMIT_NOFILE of a plugin process"
+    )
     sandbox_max_processes: int = Field(default=256, gt=0, description="RLIMIT_NPROC per replica")
-    sandbox_max_file_mb: int = Field(default=64, gt=0, description="RLIMIT_FSIZE")
+    sandbox_max_file_mb: int = Field(
+        default=64, gt=0, description="RLIMIT_FSIZE: the largest file a plugin process writes"
+    )
     sandbox_tmp_mb: int = Field(default=64, gt=0, description="size of the private /tmp")
-    sandbox_uid_base: int = Field(default=1_900_000_000, gt=0)
-    sandbox_uid_count: int = Field(default=65_536, gt=0)
+    sandbox_uid_base: int = Field(
+        default=1_900_000_000, gt=0, description="first of the unprivileged uids given to replicas"
+    )
+    sandbox_uid_count: int = Field(
+        default=65_536, gt=0, description="how many uids from `sandbox_uid_base` may be used"
+    )
     unsafe_skip_scan: bool = Field(
         default=False, description="TESTS ONLY: skip the upload scanner (the sandbox must hold)"
     )
 
-    # batch jobs (a plugin's pipeline.py over a data set)
-    batch_max_jobs: int = Field(default=2, gt=0, description="batch jobs running at once")
+    # -- batch jobs (a plugin's pipeline.py over a data set)
+    batch_max_jobs: int = Field(
+        default=2, gt=0, description="jobs running at once; the rest wait in order"
+    )
     batch_max_workers: int = Field(
-        default=0, ge=0, description="worker processes per job at most; 0 = the machine's cores"
+        default=0, ge=0, description="worker processes per job at most; 0: the machine's cores"
     )
-    batch_max_input_bytes: int = Field(default=10 * 1024**3, gt=0)
+    batch_max_input_bytes: int = Field(
+        default=10 * 1024**3,
+        gt=0,
+        description="largest input accepted, upload or presigned PUT (10 GiB)",
+    )
     batch_chunk_rows: int = Field(
-        default=1024, gt=0, description="rows per chunk (rounded up to a multiple of batch_size)"
+        default=1024,
+        gt=0,
+        description="rows per chunk, the unit of work, commit and resume (rounded up to a "
+        "multiple of the batch size)",
     )
-    batch_worker_start_timeout_s: float = Field(default=120.0, gt=0)
+    batch_worker_start_timeout_s: float = Field(
+        default=120.0, gt=0, description="a batch worker not ready by then fails the job"
+    )
     unsafe_batch_ray_in_process: bool = Field(
         default=False,
         description="BENCH ONLY: on Ray, run batch pipelines in Ray's actors, unsandboxed",
     )
 
-    # observation (issue 13): /metrics access and the replicas' kept output
+    # -- observation: /metrics access and the replicas' kept output
     metrics_public: bool = Field(
-        default=False, description="serve /metrics without a key (else an admin key)"
+        default=False, description="`/metrics` answers without an API key (else an admin key)"
     )
-    logs_release_cap_mb: float = Field(default=8.0, gt=0, description="kept output per release")
-    logs_total_cap_mb: float = Field(default=1024.0, gt=0, description="kept output, all releases")
+    logs_release_cap_mb: float = Field(
+        default=8.0, gt=0, description="replica output kept per release"
+    )
+    logs_total_cap_mb: float = Field(
+        default=1024.0,
+        gt=0,
+        description="replica output kept in all (the oldest releases' logs are deleted first)",
+    )
     logs_rate_kb_s: float = Field(
-        default=1024.0, gt=0, description="a release's output beyond this rate is dropped"
+        default=1024.0,
+        gt=0,
+        description="a release's output beyond this rate (after a 4x burst) is dropped and counted",
     )
-    # debugging: log every close(2) that fails with EBADF, with its stack (plughost.fdcheck);
-    # the test suite sets it for every server it starts
-    fd_check: bool = Field(default=False, description="log failed closes (EBADF) with stacks")
+    # a debugging aid (plughost.fdcheck); the test suite sets it for every server it starts
+    fd_check: bool = Field(
+        default=False,
+        description="log every `close` that fails with `EBADF`, and every file or socket the "
+        "garbage collector closes, with the stack",
+    )
 
     @property
     def intake_slots(self) -> int:
@@ -216,7 +358,7 @@ class Settings(BaseSettings):
 
     @property
     def replicas_dir(self) -> Path:
-        """The local replica registry (issue 14): one record and one output file each."""
+        """The local replica registry: one record and one output file each."""
         return self.resolved_home / "replicas"
 
     @property
