@@ -1,10 +1,11 @@
 """plughost's exception tree.
 
-Errors that reach a client carry a stable wire ``type`` and an HTTP status; the API maps
-them to the contract's error body in one place (:mod:`plughost.api.errors`, used by both
-the FastAPI handler and the ASGI fast path). Backend errors stay inside the server: the
-services translate them to client errors once (:meth:`Deployments.infer_body`), and each
-backend's own errors subclass them, so nothing in between translates again.
+Errors that reach a client carry a stable wire ``type`` and an HTTP status; :func:`wire_error`
+maps them to the contract's error body in one place, for both the FastAPI handlers
+(:mod:`plughost.api.errors`) and the ASGI fast path (:mod:`plughost.dataplane.fastpath`).
+Backend errors stay inside the server: the data plane translates them to client errors once
+(:meth:`plughost.dataplane.inference.Inference.infer_body`), and each backend's own errors
+subclass them, so nothing in between translates again.
 
     PlughostError                  wire type (HTTP status)
     ├── ValidationError            ValidationError (422)
@@ -34,10 +35,13 @@ backend's own errors subclass them, so nothing in between translates again.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 RETRY_AFTER_MAX_S = 5
+
+log = logging.getLogger("plughost.api")
 
 
 class PlughostError(Exception):
@@ -163,3 +167,23 @@ class Unavailable(BackendError):
 class CallTimedOut(Unavailable):
     """A call got no reply within the call timeout (its replica may have been killed): the
     request is not retried on another replica."""
+
+
+def error_body(status: int, message: str, error_type: str, details: Any = None) -> dict[str, Any]:
+    """The contract's error body."""
+    return {
+        "success": False,
+        "status": status,
+        "error": {"message": message, "type": error_type, "details": details},
+    }
+
+
+def wire_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and error body for ``exc``: a PlughostError as it says, anything else
+    a 500 naming only the exception's type (logged here with its traceback)."""
+    if isinstance(exc, PlughostError):
+        return exc.status_code, error_body(
+            exc.status_code, exc.message, exc.error_type, exc.details
+        )
+    log.error("unhandled error", exc_info=exc)
+    return 500, error_body(500, f"internal error: {type(exc).__name__}", "InternalServerError")

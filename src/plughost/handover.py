@@ -1,4 +1,4 @@
-"""Zero-downtime takeover between two `plughost serve` on one home and port (issue 14).
+"""Zero-downtime takeover between two `plughost serve` on one home and port.
 
 The running server listens on a control socket named after its home and port (a Linux
 abstract Unix socket; only a process of the same user is answered). A new server on the same

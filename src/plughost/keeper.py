@@ -1,4 +1,4 @@
-"""The port keeper: the listening socket outlives a server that dies (issue 14).
+"""The port keeper: the listening socket outlives a server that dies.
 
 ``plughost serve`` hands a copy of its listening socket to a small process of its own
 session, ``python -I -m plughost.keeper``, which never accepts on it. While it holds the

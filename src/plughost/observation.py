@@ -1,10 +1,14 @@
-"""The observation side of one server (issue 13), built beside the runtime: the replicas'
-log store, the status watches, request counters and /metrics, the dashboard's samples."""
+"""The observation side of one server, built beside the runtime: the replicas' log store,
+the status watches, request counters and /metrics, the dashboard's samples.
+
+The replicas' logs come first (:func:`build_logs`): the controller writes to them and reads
+their last lines; the rest reads the deployment side (:func:`build_observation`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plughost.config import Settings
@@ -17,11 +21,13 @@ from plughost.metrics.collector import (
     PlughostCollector,
     ValidationFailures,
 )
+from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.series import Sampler
+from plughost.metrics.window import RecentWindow
 from plughost.persistence import history
 from plughost.persistence.db import Database
-from plughost.services.deployments import Deployments
 from plughost.services.observe import Observe
+from plughost.services.status import DeploymentStatus
 from plughost.services.watch import StatusWatches
 
 MIB = 1024 * 1024
@@ -37,15 +43,6 @@ class Observation:
     validation: ValidationFailures
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _capture: capture.CaptureFilter | None = None
-
-    def replica_output(self, rel: ReleaseView) -> capture.Sink:
-        """The sink of one release's replica lines (the controller's hook)."""
-        key = (rel.namespace_id, rel.plugin_id)
-
-        def sink(pid: int, line: str) -> None:
-            self.logs.emit(key, rel.id, f"r{rel.id}-{pid}", line)
-
-        return sink
 
     def start(self) -> None:
         """Start the log writer thread, output capture and the sampler (on the running loop)."""
@@ -65,25 +62,50 @@ class Observation:
         await asyncio.to_thread(self.logs.store.close)
 
 
-def build_observation(settings: Settings, db: Database, deployments: Deployments) -> Observation:
+def build_logs(settings: Settings) -> ReplicaLogs:
+    """The replicas' log store behind its rate limits (started by :meth:`Observation.start`)."""
     store = LogStore(settings.logs_dir, LogLimits(
         release_cap_bytes=int(settings.logs_release_cap_mb * MIB),
         total_cap_bytes=int(settings.logs_total_cap_mb * MIB),
     ))
     rate = settings.logs_rate_kb_s * 1024
-    logs = ReplicaLogs(store, OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB)))
+    return ReplicaLogs(store, OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB)))
+
+
+def release_output(logs: ReplicaLogs) -> Callable[[ReleaseView], capture.Sink]:
+    """The controller's hook: the sink of one release's replica lines, into ``logs``."""
+
+    def replica_output(rel: ReleaseView) -> capture.Sink:
+        key = (rel.namespace_id, rel.plugin_id)
+
+        def sink(pid: int, line: str) -> None:
+            logs.emit(key, rel.id, f"r{rel.id}-{pid}", line)
+
+        return sink
+
+    return replica_output
+
+
+def build_observation(
+    db: Database,
+    logs: ReplicaLogs,
+    validation: ValidationFailures,
+    status: DeploymentStatus,
+    request_metrics: RequestMetrics,
+    recent: RecentWindow,
+) -> Observation:
+    """The rest of the observation side, reading the deployment side: ``validation`` counts
+    what the uploads report, ``request_metrics`` what the data plane counts."""
     durations = DeployDurations()
-    deployments.releases.board.listeners.append(durations.on_change)
-    sampler = Sampler(deployments.request_metrics, deployments.controller, deployments.routes)
-    sampler.recent = deployments.recent
-    validation = ValidationFailures()
+    status.releases.board.listeners.append(durations.on_change)
+    sampler = Sampler(request_metrics, status.controller, status.routes, recent)
     collector = PlughostCollector(
-        deployments.request_metrics,
+        request_metrics,
         sampler.replica_figures,
         lambda: history.release_counts(db),
         durations,
         validation,
     )
     return Observation(
-        logs, Observe(db, store), StatusWatches(deployments), sampler, collector, validation
+        logs, Observe(db, logs.store), StatusWatches(status), sampler, collector, validation
     )

@@ -7,25 +7,36 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 from plughost.backends.base import Backend
 from plughost.backends.local import LocalBackend
+from plughost.batch.bell import JobBell
+from plughost.batch.scheduler import BatchScheduler
+from plughost.batch.service import BatchService
+from plughost.batch.wiring import BatchPart
 from plughost.config import Settings
 from plughost.control.controller import Controller
 from plughost.control.leader_backend import LeaderBackend
 from plughost.control.leader_run import Cluster
 from plughost.control.workspace import Workspace
+from plughost.dataplane.inference import Inference
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import Status
-from plughost.observation import Observation, build_observation
+from plughost.metrics.collector import ValidationFailures
+from plughost.metrics.requests import RequestMetrics
+from plughost.metrics.window import RecentWindow
+from plughost.observation import Observation, build_logs, build_observation, release_output
 from plughost.persistence.db import Database
 from plughost.persistence.releases import Releases
 from plughost.routing.table import RouteTable
 from plughost.sandbox.host import Sandbox, config_from_settings
 from plughost.services.accounts import Accounts
-from plughost.services.deployments import Deployments
+from plughost.services.deploy import DeployCommands
+from plughost.services.lookup import PluginLookup
 from plughost.services.plugins import Plugins
+from plughost.services.status import DeploymentStatus
 from plughost.services.uploads import Uploads
 from plughost.storage.base import ArchiveStore
 from plughost.storage.factory import open_archive_store
@@ -36,6 +47,8 @@ log = logging.getLogger("plughost")
 
 @dataclass
 class Runtime:
+    """Every long-lived object of one server, each built complete by :func:`build_runtime`."""
+
     settings: Settings
     db: Database
     accounts: Accounts
@@ -43,11 +56,14 @@ class Runtime:
     signer: UrlSigner
     uploads: Uploads
     plugins: Plugins
-    deployments: Deployments
+    deployments: DeployCommands  # deploy, undeploy, rollback
+    deploy_status: DeploymentStatus  # status bodies and ETAs
+    inference: Inference  # the data plane's calls
     controller: Controller
+    batches: BatchPart
+    observation: Observation  # logs, watches, metrics
+    cluster: Cluster | None = None  # several servers on one database
     sandbox: Sandbox | None = None
-    observation: Observation | None = None  # logs, watches, metrics (issue 13)
-    cluster: Cluster | None = None  # several servers on one database (issue 16)
 
     def download_url(self, scope: PluginScope, plugin_id: str, base_url: str) -> str:
         """A signed GET URL of the plugin's archive, valid for an hour (the store's own
@@ -68,6 +84,17 @@ class Runtime:
             return "skipped"
         result = self.deployments.deploy(scope, plugin_id, None)
         return "deployed" if result.get("deployment_type") == "batch_only" else "pending"
+
+    def sandbox_status(self) -> dict[str, Any]:
+        """What ``GET /healthz`` reports of the sandbox: its layers on this machine and, for a
+        backend whose replicas run on other machines (Ray), its report per node."""
+        if self.sandbox is None:
+            return {"mode": "off"}
+        status = self.sandbox.status()
+        nodes = self.controller.backend.sandbox_report()
+        if nodes is not None:
+            status["ray_nodes"] = nodes
+        return status
 
 
 def write_admin_key(settings: Settings, key: str) -> None:
@@ -127,12 +154,66 @@ def backend_owner(accounts: Accounts) -> str:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Open the database (migrating it), bootstrap accounts and wire the services."""
+    """Open the database (migrating it), bootstrap accounts and build every service, each
+    complete, after what it needs."""
     home = settings.resolved_home
     home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.migrate()
     accounts = Accounts(db)
+    _bootstrap(settings, accounts)
+    store = open_archive_store(settings)
+    signer = UrlSigner(accounts.signing_secret())
+    sandbox = build_sandbox(settings)
+    # what the observation side counts and stores, before those who report to it
+    logs = build_logs(settings)
+    validation = ValidationFailures()
+    request_metrics = RequestMetrics()
+    recent = RecentWindow()
+    uploads = Uploads(
+        settings, db, store, signer,
+        manifest_command=sandbox.manifest_command if sandbox.enabled else None,
+        skip_scan=settings.unsafe_skip_scan,
+        on_validation_failed=validation.failed,
+    )
+    releases = Releases(db)
+    routes = RouteTable()
+    workspace = Workspace(settings.resolved_home / "deployments", store, uploads.limits)
+    owner = backend_owner(accounts)
+    backend: Backend
+    if db.is_sqlite:
+        backend = make_backend(settings, sandbox, releases, owner)
+    else:  # several servers may share the database: built once this one leads
+        backend = LeaderBackend(
+            settings.backend, lambda: make_backend(settings, sandbox, releases, owner)
+        )
+    lookup = PluginLookup(db)
+    controller = Controller(
+        settings, releases, backend, routes, workspace, lookup.info,
+        last_lines=logs.last_lines,
+        replica_output=release_output(logs),
+        request_metrics=request_metrics,  # the rollout guard reads them
+    )
+    deploy_status = DeploymentStatus(
+        settings, releases, controller, routes, lookup, request_metrics, recent
+    )
+    deployments = DeployCommands(settings, releases, controller, lookup, deploy_status)
+    inference = Inference(settings, routes, controller.restores, request_metrics, lookup)
+    plugins = Plugins(db, store, deployments)
+    observation = build_observation(db, logs, validation, deploy_status, request_metrics, recent)
+    cluster = Cluster(
+        settings, db, releases, accounts, controller, routes, owner,
+        on_plugin_removed=deployments.plugin_removed,  # deleted or disabled elsewhere
+    )
+    batches = build_batches(settings, db, store, signer, uploads, sandbox, controller, cluster)
+    return Runtime(
+        settings, db, accounts, store, signer, uploads, plugins, deployments, deploy_status,
+        inference, controller, batches, observation, cluster, sandbox,
+    )
+
+
+def _bootstrap(settings: Settings, accounts: Accounts) -> None:
+    """Create the first API key on a new database, shown once and written to a file."""
     boot = accounts.bootstrap(settings.bootstrap_key)
     if boot.created_key:
         write_admin_key(settings, boot.created_key)
@@ -142,52 +223,23 @@ def build_runtime(settings: Settings) -> Runtime:
             boot.created_key,
             settings.admin_key_path,
         )
-    store = open_archive_store(settings)
-    signer = UrlSigner(accounts.signing_secret())
-    sandbox = build_sandbox(settings)
-    uploads = Uploads(settings, db, store, signer)
-    uploads.limits = replace(
-        uploads.limits,
-        manifest_command=sandbox.manifest_command if sandbox.enabled else None,
-        skip_scan=settings.unsafe_skip_scan,
-    )
-    releases = Releases(db)
-    routes = RouteTable()
-    workspace = Workspace(settings.resolved_home / "deployments", store, uploads.limits)
-    deployments: Deployments
-    owner = backend_owner(accounts)
-    backend: Backend
-    if db.is_sqlite:
-        backend = make_backend(settings, sandbox, releases, owner)
-        sandbox.node_reports = getattr(backend, "sandbox_report", None)  # Ray: per node
-    else:  # several servers may share the database: built once this one leads
-        backend = LeaderBackend(
-            settings.backend, lambda: make_backend(settings, sandbox, releases, owner)
-        )
-        backend.on_built.append(
-            lambda real: setattr(sandbox, "node_reports", getattr(real, "sandbox_report", None))
-        )
-    controller = Controller(
-        settings,
-        releases,
-        backend,
-        routes,
-        workspace,
-        plugin_info=lambda pk: deployments.plugin_info(pk),
-    )
-    deployments = Deployments(settings, db, releases, controller, routes)
-    plugins = Plugins(db, store, deployments)
-    observation = build_observation(settings, db, deployments)
-    controller.last_lines = observation.logs.last_lines
-    controller.request_metrics = deployments.request_metrics  # the rollout guard reads them
-    controller.replica_output = observation.replica_output
-    uploads.on_validation_failed = observation.validation.failed
-    cluster = Cluster(settings, db, releases, accounts, controller, routes, owner)
-    cluster.on_plugin_removed = deployments.plugin_removed  # deleted or disabled elsewhere
-    return Runtime(
-        settings, db, accounts, store, signer, uploads, plugins, deployments, controller, sandbox,
-        observation, cluster,
-    )
+
+
+def build_batches(
+    settings: Settings,
+    db: Database,
+    store: ArchiveStore,
+    signer: UrlSigner,
+    uploads: Uploads,
+    sandbox: Sandbox,
+    controller: Controller,
+    cluster: Cluster,
+) -> BatchPart:
+    """The batch service and its scheduler (which shares the replicas' environments)."""
+    bell = JobBell()
+    service = BatchService(settings, db, store, signer, bell)
+    scheduler = BatchScheduler(settings, service, store, uploads.limits, sandbox, controller.envs)
+    return BatchPart(settings, service, scheduler, controller.backend, cluster.until_leading)
 
 
 def build_sandbox(settings: Settings) -> Sandbox:

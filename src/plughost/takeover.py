@@ -22,13 +22,12 @@ from typing import Any
 
 import uvicorn
 
-from plughost.backends.local import LocalReplicaGroup
+from plughost.backends.base import ReplicaGroup
 from plughost.backends.replica_registry import ReplicaRecord, ReplicaRegistry
-from plughost.batch.wiring import start_batches
 from plughost.config import Settings
-from plughost.control import leader_run
 from plughost.handover import ControlServer, Handoff
 from plughost.keeper import KeeperLink
+from plughost.runtime import Runtime
 
 log = logging.getLogger("plughost.handover")
 
@@ -80,15 +79,14 @@ def take_replicas_back(settings: Settings, records: list[ReplicaRecord]) -> None
             registry.write(record)
 
 
-def stop_reading_output(groups: Iterable[Any]) -> int:
+def stop_reading_output(groups: Iterable[ReplicaGroup]) -> int:
     """Stop following the replicas' output files where they are, reading nothing more: each
     file's saved position is where this server stopped, and the successor reads on from
     there once it adopts the replica, so no line is stored twice or lost. (No final read
     here: lines are stored only from the reading task's own context, plughost.logs.capture;
     its next poll sees the reader stopped and ends.) Each reader closes its own files.
     Returns how many were followed."""
-    local = [g for g in groups if isinstance(g, LocalReplicaGroup)]
-    return sum(g.stop_following_output() for g in local)
+    return sum(g.stop_following_output() for g in groups)
 
 
 def successor_command() -> list[str]:
@@ -108,7 +106,6 @@ class TakeoverServer(uvicorn.Server):
         self.state = state  # the FastAPI app's state: .runtime once started
         self.handoff = handoff
         self.control: ControlServer | None = None
-        self._gate: Any = None
         self._successor: subprocess.Popen[bytes] | None = None
         self._handed: list[ReplicaRecord] = []
         self._tails = 0
@@ -168,28 +165,12 @@ class TakeoverServer(uvicorn.Server):
         """No controller pass from here on; rollouts in flight finish; the SQLite lock or the
         PostgreSQL lease goes at once; the replicas' records let go, for the successor
         (``successor``, the pid that asked) to adopt. Routes and replicas keep serving."""
-        runtime = self.state.runtime
-        controller = runtime.controller
-        self._gate = controller.gate
-        controller.gate = lambda: False
-        deadline = time.monotonic() + ROLLOUT_WAIT_S
-        while any(not t.done() for *_, t in controller.tasks.values()):
-            if time.monotonic() > deadline:
-                log.warning("handing over with a rollout in flight: the new server resumes it")
-                break
-            await asyncio.sleep(0.1)
-        async with controller._tick_lock:  # a pass under way ends first
-            pass
-        batches = getattr(self.state, "batch_runtime", None)
-        if batches is not None:  # stopped jobs resume from their chunks on the new server
-            await batches.stop()
-        cluster = runtime.cluster
-        if cluster is not None and cluster.elector is not None and cluster.leading():
-            cluster._elector_task.cancel()
-            await cluster.elector.stop()  # releases the lease
-        for handle in leader_run._LOCKS:
-            handle.close()
-        leader_run._LOCKS.clear()
+        runtime: Runtime = self.state.runtime
+        if not await runtime.controller.pause(ROLLOUT_WAIT_S):
+            log.warning("handing over with a rollout in flight: the new server resumes it")
+        await runtime.batches.stop()  # stopped jobs resume from their chunks on the new server
+        if runtime.cluster is not None:
+            await runtime.cluster.step_down()  # the lease or the SQLite lock goes at once
         # from here the replicas are the successor's: even a SIGTERM now must not stop them
         self._kept = self.settings.keep_replicas_on_stop
         self.settings.keep_replicas_on_stop = True
@@ -197,21 +178,11 @@ class TakeoverServer(uvicorn.Server):
         self._tails = stop_reading_output(runtime.controller.groups.values())
 
     async def _resume(self) -> None:
-        runtime = self.state.runtime
-        if not leader_run._LOCKS:
-            with contextlib.suppress(RuntimeError):
-                await asyncio.to_thread(leader_run.lock_sqlite_home, self.settings)
-        cluster = runtime.cluster
-        if cluster is not None and cluster.elector is not None:
-            task = getattr(cluster, "_elector_task", None)
-            if task is None or task.done():
-                cluster.elector._stopping = False
-                cluster._elector_task = asyncio.create_task(cluster.elector.run())
-        runtime.controller.gate = self._gate
-        runtime.controller.wake()
-        if getattr(self.state, "batch_runtime", None) is not None:
-            self.state.batch_runtime = start_batches(runtime)
-            self.state.batches = self.state.batch_runtime.service
+        runtime: Runtime = self.state.runtime
+        if runtime.cluster is not None:
+            await runtime.cluster.rejoin()
+        runtime.controller.resume()
+        runtime.batches.start()
         self.settings.keep_replicas_on_stop = self._kept
         await asyncio.to_thread(take_replicas_back, self.settings, self._handed)
         self._handed = []
@@ -238,6 +209,8 @@ class TakeoverServer(uvicorn.Server):
         deadline = time.monotonic() + self.config.timeout_keep_alive + 0.5
         while self.server_state.connections and time.monotonic() < deadline:
             for conn in list(self.server_state.connections):
+                # uvicorn's connections: its HTTP protocols have a request cycle (None
+                # between requests), its WebSocket ones none
                 cycle = getattr(conn, "cycle", None)
                 if cycle is not None and not cycle.response_complete:
                     cycle.keep_alive = False

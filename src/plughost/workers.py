@@ -1,6 +1,6 @@
 """`plughost serve --workers N`: N server processes behind one listening socket.
 
-One process's event loop routes every call (issue 16: at concurrency 32 it is the
+One process's event loop routes every call (at concurrency 32 it is the
 bottleneck), so N workers share the port. The parent binds the socket once and passes it to
 each worker (one shared accept queue: closing one of several SO_REUSEPORT listeners would
 reset the connections queued on it, which is what a dying worker would do). Every worker is

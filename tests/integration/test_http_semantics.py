@@ -82,7 +82,7 @@ def test_inference_body_of_another_content_type_is_a_415(live: tuple[InProcessSe
 
 def test_inference_body_past_the_limit_is_a_413(live: tuple[InProcessServer, str]) -> None:
     srv, route = live
-    from plughost.api.fastpath import MAX_BODY_BYTES
+    from plughost.dataplane.body import MAX_BODY_BYTES
 
     def chunks() -> Iterator[bytes]:  # streamed: no Content-Length to refuse up front
         block = b" " * (1 << 20)

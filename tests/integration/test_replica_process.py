@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
-from plughost.api.errors import wire_error
+from plughost.backends.client import result_or_raise
 from plughost.backends.replica import (
     ReplicaCallError,
     ReplicaProcess,
@@ -27,11 +27,10 @@ from plughost.backends.replica import (
     ReplicaSpec,
     ReplicaStartError,
     ReplicaUnavailable,
-    _result_or_raise,
     build_replica_command,
     build_replica_env,
 )
-from plughost.errors import CallFailed, RequestRefused
+from plughost.errors import CallFailed, RequestRefused, wire_error
 from plughost.worker.protocol import encode_request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -159,12 +158,13 @@ class Replica(ReplicaProcess):
     """ReplicaProcess plus what only these tests need: decoded calls, exit waits, output."""
 
     async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        head, body = await self._counted_call(
-            lambda request_id: encode_request(request_id, "call", inputs, parameters), None
+        head, body = await self._counted_request(
+            lambda request_id: encode_request(request_id, "call", inputs, parameters),
+            self.spec.call_timeout_s,
         )
         if head.ok and head.result_start >= 0:
             return orjson.loads(memoryview(body)[head.result_start : -1])
-        return _result_or_raise(body)
+        return result_or_raise(body)
 
     async def wait_closed(self) -> int | None:
         await self._exited.wait()

@@ -22,19 +22,19 @@ from plughost.api import (
     ui,
 )
 from plughost.api.errors import install_error_handlers
-from plughost.api.fastpath import FastPath
 from plughost.api.methods import method_table
 from plughost.api.openapi import fastpath_docs, install_openapi
-from plughost.api.peer import PeerPath
-from plughost.batch.wiring import start_batches
 from plughost.config import Settings
+from plughost.dataplane.fastpath import FastPath
+from plughost.dataplane.peer import PeerPath
 from plughost.errors import ServiceUnavailableError
 from plughost.loopwatch import LoopWatchdog
 from plughost.runtime import Runtime, build_runtime
 
 
 def create_app(settings: Settings | None = None) -> FastPath:
-    """Build the ASGI app: the FastAPI app behind the hot paths (:mod:`.fastpath`).
+    """Build the ASGI app: the FastAPI app behind the hot paths
+    (:mod:`plughost.dataplane.fastpath`, :mod:`plughost.dataplane.peer`).
 
     The runtime (database, services) is created in the lifespan."""
     settings = settings or Settings()
@@ -44,15 +44,12 @@ def create_app(settings: Settings | None = None) -> FastPath:
         runtime = build_runtime(settings)
         runtime.deployments.loop = asyncio.get_running_loop()
         app.state.runtime = runtime
-        cluster = getattr(runtime, "cluster", None)  # several servers on one database
+        cluster = runtime.cluster  # several servers on one database
         if cluster is not None:  # the lease first: the first server leads at once
             await cluster.start()
         loop_task = asyncio.create_task(runtime.controller.run(), name="plughost-controller")
-        batches = start_batches(runtime)
-        if runtime.observation is not None:
-            runtime.observation.start()
-        app.state.batches = batches.service
-        app.state.batch_runtime = batches  # a takeover stops it first (plughost.takeover)
+        runtime.batches.start()
+        runtime.observation.start()
         # FastAPI builds an included router's routes (their pydantic models) on the first
         # request that reaches them, 100 ms or more on the loop: the document builds them now
         app.openapi()
@@ -66,12 +63,11 @@ def create_app(settings: Settings | None = None) -> FastPath:
             app.state.ready = False
             if watchdog is not None:
                 watchdog.stop()
-            await batches.stop()  # before the lease goes: the next leader resumes them
+            await runtime.batches.stop()  # before the lease goes: the next leader resumes them
             if cluster is not None:  # hand the lease over before stopping replicas
                 await cluster.stop()
             await runtime.controller.shutdown()
-            if runtime.observation is not None:
-                await runtime.observation.stop()
+            await runtime.observation.stop()
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
@@ -92,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
         if not app.state.ready:
             raise ServiceUnavailableError("starting")
         runtime: Runtime = app.state.runtime
-        cluster = getattr(runtime, "cluster", None)
+        cluster = runtime.cluster
         return {
             "status": "ok",
             "version": __version__,
@@ -104,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
                 "forwarded": cluster.peers.forwarded if cluster is not None else 0,
                 "direct": cluster.peers.direct_calls if cluster is not None else 0,
             },
-            "sandbox": runtime.sandbox.status() if runtime.sandbox else {"mode": "off"},
+            "sandbox": runtime.sandbox_status(),
         }
 
     app.include_router(routes_deploy.router)

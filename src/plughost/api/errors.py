@@ -1,10 +1,8 @@
-"""The one place where errors become the contract's error body: FastAPI's exception
-handlers and the ASGI fast path (:mod:`plughost.api.fastpath`) both go through
-:func:`wire_error`."""
+"""FastAPI's exception handlers: each answers with the contract's error body, through
+:func:`plughost.errors.wire_error` as the ASGI fast path does."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,9 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from plughost.api.responses import OrjsonResponse
-from plughost.errors import PlughostError
-
-log = logging.getLogger("plughost.api")
+from plughost.errors import PlughostError, error_body, wire_error
 
 _HTTP_TYPES = {
     400: "BadRequestError",
@@ -30,29 +26,10 @@ _HTTP_TYPES = {
 }
 
 
-def error_body(status: int, message: str, error_type: str, details: Any = None) -> dict[str, Any]:
-    return {
-        "success": False,
-        "status": status,
-        "error": {"message": message, "type": error_type, "details": details},
-    }
-
-
 def error_response(
     status: int, message: str, error_type: str, details: Any = None
 ) -> OrjsonResponse:
     return OrjsonResponse(error_body(status, message, error_type, details), status_code=status)
-
-
-def wire_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and error body for ``exc``: a PlughostError as it says, anything else
-    a 500 naming only the exception's type (logged here with its traceback)."""
-    if isinstance(exc, PlughostError):
-        return exc.status_code, error_body(
-            exc.status_code, exc.message, exc.error_type, exc.details
-        )
-    log.error("unhandled error", exc_info=exc)
-    return 500, error_body(500, f"internal error: {type(exc).__name__}", "InternalServerError")
 
 
 def _respond(exc: BaseException) -> OrjsonResponse:

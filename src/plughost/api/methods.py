@@ -3,7 +3,7 @@
 The router answers a wrong method with the ``Allow`` of the first route whose path matched,
 though a path often has several routes (``GET`` and ``DELETE /{plugin_id}``); this looks at
 every route instead. ``HEAD`` is listed wherever ``GET`` is (Starlette answers it), and
-``OPTIONS`` everywhere (:mod:`.fastpath` answers it). The table is built once, when the app
+``OPTIONS`` everywhere (:mod:`plughost.dataplane.fastpath` answers it). The table is built once, when the app
 is (:func:`method_table`), and kept on the app's state.
 """
 

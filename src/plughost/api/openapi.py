@@ -1,7 +1,7 @@
 """The OpenAPI document (``/openapi.json``, ``/docs``): FastAPI's own, completed by a schema
 hook (:func:`install_openapi`) with what FastAPI cannot see.
 
-- The fast path's ``POST /inference/{namespace_id}/{route}`` (:mod:`.fastpath`) is declared
+- The fast path's ``POST /inference/{namespace_id}/{route}`` (:mod:`plughost.dataplane.fastpath`) is declared
   by a documentation-only route (:data:`fastpath_docs`): the fast path always answers it
   first, and FastAPI answers the path's other methods (405 with ``Allow``).
 - Auth: the Bearer scheme on every operation but health and the signed-URL store routes,
@@ -19,8 +19,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from plughost.api.fastpath import MAX_BODY_BYTES
 from plughost.api.paths import BATCH_ID_PATTERN
+from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.domain.ids import NAME_PATTERN, PLUGIN_ID_PATTERN, VERSION_PATTERN
 from plughost.logs.query import AGE_PATTERN, MAX_LIMIT
 
@@ -312,7 +312,7 @@ def inference(namespace_id: str, route: str) -> None:
     """Call a deployed plugin: `route` is its deployment name (`custom_plugin_{plugin_id}`,
     the `route_prefix` of deploy and status) or its name, the alias that follows the newest
     healthy deployed version. Served by the ASGI fast path, never by this function."""
-    raise RuntimeError("POST /inference/... is answered by plughost.api.fastpath")
+    raise RuntimeError("POST /inference/... is answered by plughost.dataplane.fastpath")
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -28,9 +28,8 @@ store_router = APIRouter(prefix="/v1/_store", tags=["archive store"])
 BaseUrl = Annotated[str, Depends(base_url)]
 
 
-def get_batches(request: Request) -> BatchService:
-    service: BatchService = request.app.state.batches
-    return service
+def get_batches(rt: RuntimeDep) -> BatchService:
+    return rt.batches.service
 
 
 BatchesDep = Annotated[BatchService, Depends(get_batches)]

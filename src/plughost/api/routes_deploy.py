@@ -37,11 +37,11 @@ def status(
     scope: NamespaceScope, rt: RuntimeDep, plugin_id: str, watch: bool = False
 ) -> dict[str, Any] | StreamingResponse:
     """Declared for the OpenAPI schema; the served app answers this path in
-    :mod:`plughost.api.fastpath` (cached auth, the release board) with the same body.
+    :mod:`plughost.dataplane.fastpath` (cached auth, the release board) with the same body.
     ``watch=true``: server-sent events until a final status (:mod:`.routes_observe`)."""
     if watch:
         return status_stream(rt, scope, plugin_id)
-    return rt.deployments.status(scope, plugin_id)
+    return rt.deploy_status.status(scope, plugin_id)
 
 
 @router.post("/{plugin_id}/undeploy")
@@ -57,7 +57,7 @@ async def realtime_test(
     body: Annotated[RealtimeTestRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     body = body or RealtimeTestRequest()
-    return await rt.deployments.realtime_test(
+    return await rt.inference.realtime_test(
         scope, plugin_id, body.inputs or {}, body.parameters or {}
     )
 

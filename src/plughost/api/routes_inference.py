@@ -1,8 +1,8 @@
 """Realtime inference by name: POST /v1/inference (by inference_name or feature_uri).
 
 The route prefix and the alias (`/inference/{namespace}/{route}`) are served by
-api/fastpath.py ahead of FastAPI, with no FastAPI route of their own. The body checks and the
-cached key and namespace checks are the fast path's (:mod:`.inference_request`), and the
+:mod:`plughost.dataplane.fastpath` ahead of FastAPI, with no FastAPI route of their own. The body checks and the
+cached key and namespace checks are the fast path's (:mod:`plughost.dataplane.request`), and the
 replica's JSON goes out as is.
 """
 
@@ -14,15 +14,15 @@ from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import RuntimeDep
-from plughost.api.fastpath import MAX_BODY_BYTES
-from plughost.api.inference_request import (
+from plughost.api.streams import check_declared_length, limited_stream
+from plughost.dataplane.body import MAX_BODY_BYTES
+from plughost.dataplane.request import (
     Flights,
     caller,
     check_call_body,
     check_content_type,
     check_namespace,
 )
-from plughost.api.streams import check_declared_length, limited_stream
 from plughost.domain.ids import parse_feature_uri
 from plughost.errors import BadRequestError
 
@@ -46,11 +46,11 @@ async def infer_by_name(
     feature_uri = _opt_str(body, "feature_uri")
     if feature_uri is not None:
         parse_feature_uri(feature_uri)  # checked even when inference_name decides
-    name = rt.deployments.resolve_inference_name(
+    name = rt.inference.resolve_inference_name(
         namespace_id, _opt_str(body, "inference_name"), feature_uri
     )
     inputs, parameters = body.get("inputs") or {}, body.get("parameters") or {}
-    out = await rt.deployments.infer_json(namespace_id, name, inputs, parameters)
+    out = await rt.inference.infer_json(namespace_id, name, inputs, parameters)
     return Response(content=out, media_type="application/json")
 
 

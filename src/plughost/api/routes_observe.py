@@ -199,12 +199,12 @@ def _event(data: dict[str, Any]) -> bytes:
 def plugin_metrics(scope: NamespaceScope, rt: RuntimeDep, plugin_id: str) -> dict[str, Any]:
     obs = _observation(rt)
     key = obs.observe.plugin(scope, plugin_id)
-    status = rt.deployments.status(scope, plugin_id)
+    status = rt.deploy_status.status(scope, plugin_id)
     serving = [r for r, g in list(rt.controller.groups.items())
                if g.spec.namespace_id == key.namespace_id
                and g.spec.deployment_name == f"custom_plugin_{key.plugin_id}"]
     release = max(serving) if serving else None
-    stats = rt.deployments.request_metrics.by_plugin.get((key.namespace_id, key.plugin_id))
+    stats = rt.deploy_status.request_metrics.by_plugin.get((key.namespace_id, key.plugin_id))
     series = obs.sampler.series.get((key.namespace_id, key.plugin_id), ())
     return {
         "plugin_id": key.plugin_id,

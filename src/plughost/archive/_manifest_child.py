@@ -1,10 +1,12 @@
 """Child process that loads a plugin's manifest.py and reports it as one JSON object.
 
 Run as ``python -I -B _manifest_child.py <plugin_root> [<import_dir>...]`` with the plugin root
-as working directory. Standard library only: it is started by path, so it imports nothing of
-plughost. The ``import_dir`` folders (the runtime API folder, so that a manifest may import
-``shared.*`` and ``engine.*``) go on ``sys.path`` right after the plugin root; its sibling
-``_serve_config`` is loaded by path, before any plugin code runs.
+as working directory. It is started by path and imports the standard library only, except
+for its sibling ``_serve_config``, loaded by path before any plugin code runs, which takes the
+serve_config keys from the server's own installation (:mod:`plughost.domain.serve_config`,
+itself standard library only) while no plugin folder is yet on the import path. The
+``import_dir`` folders (the runtime API folder, so that a manifest may import ``shared.*`` and
+``engine.*``) go on ``sys.path`` right after the plugin root.
 
 Protocol: file descriptor 1 is kept private for the result; the manifest's own prints go to
 stderr. Exactly one JSON object is written to the private descriptor:

@@ -7,7 +7,8 @@ an assignment (plain or annotated) of ``serve_config`` to a call of ``ServeDeplo
 whose name is a known key count; anything else is ignored. When several classes carry one,
 the class ``__all__`` names wins, else the first in the file.
 
-Standard library only: the manifest child, started by path, loads this module by path.
+The manifest child, started by path, loads this module by path: it imports only the standard
+library and :mod:`plughost.domain.serve_config` (itself standard library only).
 """
 
 from __future__ import annotations
@@ -16,20 +17,10 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
+from plughost.domain.serve_config import SERVE_CONFIG_KEYS
+
 CONFIG_CLASS = "ServeDeploymentConfig"
 ATTRIBUTE = "serve_config"
-KNOWN_KEYS: tuple[str, ...] = (
-    "enabled",
-    "num_replicas",
-    "min_replicas",
-    "max_replicas",
-    "target_ongoing_requests",
-    "num_cpus",
-    "num_gpus",
-    "memory_gb",
-)
-"""The keys of ``shared.plugins.inference.serve.ServeDeploymentConfig`` (a test pins them)."""
-
 MAX_SOURCE_BYTES = 2_000_000
 
 
@@ -97,7 +88,7 @@ def _names_config_class(func: ast.expr) -> bool:
 def _literal_keywords(call: ast.Call) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for keyword in call.keywords:
-        if keyword.arg not in KNOWN_KEYS:
+        if keyword.arg not in SERVE_CONFIG_KEYS:
             continue
         try:
             value = ast.literal_eval(keyword.value)

@@ -18,9 +18,10 @@ from typing import Any
 
 from plughost.archive._child import ChildLabels, child_argv, child_environment, run_json_child
 from plughost.archive._manifest_child import FIELDS
-from plughost.archive._serve_config import KNOWN_KEYS, merge_serve_config
+from plughost.archive._serve_config import merge_serve_config
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
+from plughost.domain.serve_config import SERVE_CONFIG_KEYS
 from plughost.runtime_api import RUNTIME_API_DIR
 
 CHILD_SCRIPT = Path(__file__).with_name("_manifest_child.py")
@@ -70,7 +71,7 @@ def _checked_class_config(raw: Any) -> dict[str, Any]:
     return {
         key: value
         for key, value in raw.items()
-        if key in KNOWN_KEYS and isinstance(value, (bool, int, float))
+        if key in SERVE_CONFIG_KEYS and isinstance(value, (bool, int, float))
     }
 
 

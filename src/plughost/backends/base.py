@@ -1,12 +1,17 @@
-"""The small interface between the controller and a replica backend (local processes, Ray)."""
+"""The interface between the controller and a replica backend (local processes, Ray): all
+that a backend and its replica groups offer is declared here."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from plughost.errors import BackendError, CallFailed, CallTimedOut, StartFailed, Unavailable
+
+if TYPE_CHECKING:  # the Ray session module is loaded only with the Ray backend
+    from plughost.backends.ray_session import ServeSession
 
 __all__ = [
     "BASE_ENV",
@@ -20,6 +25,7 @@ __all__ = [
     "ReplicaGroup",
     "StartFailed",
     "Unavailable",
+    "plain_snapshot",
 ]
 
 # The environment every replica starts from, on any backend (HOME is set per backend).
@@ -73,35 +79,83 @@ class GroupSnapshot:
     cold_start_s: float | None = None  # the expected start from zero, once measured
 
 
-class ReplicaGroup(Protocol):
-    """A running set of replicas of one release."""
+class ReplicaGroup(ABC):
+    """A running set of replicas of one release: everything its callers (the controller,
+    routing, status, metrics, the takeover) may use of it."""
 
     spec: GroupSpec
 
+    @abstractmethod
     async def call_body(self, body: bytes) -> bytes:
         """Run one inference on the least busy replica: ``body`` is one JSON object
         ``{"inputs": ..., "parameters": ...}`` (checked by the caller); returns the result's
         JSON bytes as the replica encoded them. Raises CallFailed or Unavailable."""
-        ...
 
+    @abstractmethod
     async def health(self) -> bool:
         """True when every replica answers a health call."""
-        ...
 
-    def observe(self) -> GroupHealth: ...
+    @abstractmethod
+    def observe(self) -> GroupHealth:
+        """What the controller decides on: replicas wanted and ready, and whether the group
+        failed for good."""
 
+    @abstractmethod
+    def snapshot(self) -> GroupSnapshot:
+        """What readers (status, metrics, peers, dashboard) show of the group now; cheap,
+        never waits."""
+
+    @abstractmethod
     async def stop(self, drain_timeout_s: float) -> None:
         """Let in-flight calls finish (bounded), then stop every replica."""
-        ...
+
+    def stop_following_output(self) -> int:
+        """Stop reading the replicas' output files where they are (a takeover: the
+        successor reads on from there); how many were followed. A group whose replicas'
+        output this server does not read from files follows none."""
+        return 0
 
 
-class Backend(Protocol):
+def plain_snapshot(health: GroupHealth) -> GroupSnapshot:
+    """The snapshot of a group that keeps no history of its own: its health's figures, the
+    replicas not ready yet counted as starting."""
+    return GroupSnapshot(
+        ready=health.ready, starting=max(0, health.desired - health.ready), target=health.desired
+    )
+
+
+class Backend(ABC):
+    """Starts replica groups. The capabilities below have defaults for a backend without
+    them; a backend that has one overrides it."""
+
     name: str
 
+    @abstractmethod
     async def start(self, spec: GroupSpec) -> ReplicaGroup:
         """Start all replicas and wait until each is ready; raise StartFailed otherwise."""
-        ...
 
+    @abstractmethod
     async def shutdown(self) -> None:
         """Stop everything this backend started (server shutdown)."""
-        ...
+
+    @property
+    def keeps_replicas_on_stop(self) -> bool:
+        """Whether a deliberate stop leaves the replicas running for the next server (then
+        the controller does not stop its groups on shutdown)."""
+        return False
+
+    def build(self) -> Backend:
+        """The backend that runs the replicas, ready: a backend built lazily builds it now
+        (this server was elected); any other is that backend already."""
+        return self
+
+    def sandbox_report(self) -> dict[str, Any] | None:
+        """The sandbox layers per node running this server's replicas (``/healthz``), for a
+        backend whose replicas run on other machines; None when they run on this one."""
+        return None
+
+    async def ray_session(self) -> ServeSession | None:
+        """The backend's connected Ray session, which batch jobs share (one ``ray.init`` per
+        process); None for a backend not on Ray. Raises StartFailed when Ray is
+        unreachable."""
+        return None

@@ -1,4 +1,4 @@
-"""Plain words for a local replica that ran out of memory or died (issue 17).
+"""Plain words for a local replica that ran out of memory or died.
 
 A local replica runs under an address-space limit (``RLIMIT_AS``: ``serve_config.memory_gb``,
 else ``PLUGHOST_SANDBOX_MEMORY_GB``). Past it, an allocation fails: Python raises

@@ -1,4 +1,4 @@
-"""Replicas that outlive the server, on the local backend (issue 14).
+"""Replicas that outlive the server, on the local backend.
 
 A server started on a home where an earlier one died (SIGKILL, crash, OOM) finds that
 server's replicas still running, each with a record in the registry
@@ -14,13 +14,13 @@ server's replicas still running, each with a record in the registry
 - one nobody claimed within :data:`CLAIM_GRACE_S` is stopped.
 
 The registry is read at start and again whenever a group starts, so a server that takes over
-the releases of another one on the same home that died (issue 16) adopts its replicas too.
+the releases of another one on the same home that died adopts its replicas too.
 
 A deliberate stop of the server stops its replicas and removes their records, unless
 ``PLUGHOST_KEEP_REPLICAS_ON_STOP`` is set (then they stay, for the next server to adopt). A
 replica with no server connected for ``PLUGHOST_REPLICA_ORPHAN_TIMEOUT_S`` ends itself.
 
-What a takeover (issue 14 item 2) or servers sharing a home's replicas (issue 16) can build
+What a takeover or servers sharing a home's replicas can build
 on: a record names the server that owns the replica (pid and start time), and a server
 leaves alone every replica whose owner still runs; a replica serves several authenticated
 connections at once, so a new server can connect and answer through it while the old one

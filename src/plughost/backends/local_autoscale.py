@@ -1,4 +1,4 @@
-"""Autoscaling of a local replica group (issue 17), between ``serve_config.min_replicas`` and
+"""Autoscaling of a local replica group, between ``serve_config.min_replicas`` and
 ``max_replicas``, aiming at ``target_ongoing_requests`` calls in flight per replica.
 
 Every :data:`TICK_S` the scaler reads the calls in flight on the group's replicas (the same
@@ -18,9 +18,11 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from plughost.backends.base import GroupSpec
 from plughost.backends.local_spare import Spare
+from plughost.config import Settings
 from plughost.errors import Unavailable
 
 log = logging.getLogger("plughost.autoscale")
@@ -75,6 +77,20 @@ def available_memory_mb() -> float | None:
     return None
 
 
+class ScaledGroup(Protocol):
+    """What the autoscaler drives (a :class:`~.local_group.LocalReplicaGroup`): the live
+    replicas it counts, the retired ones it takes out of them, and a launch of one more."""
+
+    spec: GroupSpec
+    settings: Settings
+    replicas: list[Any]
+    retired: set[Any]
+
+    async def launch(self, hold_fd: int | None = None) -> Any:
+        """Start one replica (a warm spare with ``hold_fd``) and add it to ``replicas``."""
+        ...
+
+
 class WakeUnavailable(Unavailable):
     """A call to a group at zero whose replica did not become ready in time."""
 
@@ -82,7 +98,7 @@ class WakeUnavailable(Unavailable):
 class Autoscaler:
     """Drives one group's replica count; see the module docstring."""
 
-    def __init__(self, group: Any, policy: ScalePolicy) -> None:
+    def __init__(self, group: ScaledGroup, policy: ScalePolicy) -> None:
         self.group = group
         self.policy = policy
         self.target = len(group.replicas)
@@ -111,7 +127,7 @@ class Autoscaler:
     def _keep_spare(self) -> None:
         """At zero with ``PLUGHOST_WARM_SPARE``: have one spare waiting (a new one when the
         last died, unless spares keep dying)."""
-        if not getattr(self.group.settings, "warm_spare", False):
+        if not self.group.settings.warm_spare:
             return
         if self.spare is not None:
             if self.spare.usable:
@@ -124,7 +140,7 @@ class Autoscaler:
                     self.group.spec.deployment_name,
                 )
         if self._spare_failures < SPARE_FAILURES_MAX:
-            self.spare = Spare(self.group._launch)
+            self.spare = Spare(self.group.launch)
 
     async def _run(self) -> None:
         while True:
@@ -191,11 +207,11 @@ class Autoscaler:
                         self.group.spec.deployment_name,
                         exc,
                     )
-                    await self.group._launch()
+                    await self.group.launch()
             else:
                 if spare is not None:
                     spare.discard()
-                await self.group._launch()
+                await self.group.launch()
         finally:
             self.starting -= 1
         self.cold_starts = [*self.cold_starts[-19:], time.monotonic() - started]
@@ -258,7 +274,7 @@ class Autoscaler:
             self.note = None
         self.starting += count
         results = await asyncio.gather(
-            *(self.group._launch() for _ in range(count)), return_exceptions=True
+            *(self.group.launch() for _ in range(count)), return_exceptions=True
         )
         self.starting -= count
         for result in results:
@@ -275,7 +291,7 @@ class Autoscaler:
         await victim.stop(self.group.settings.drain_timeout_s)
 
 
-def start_autoscaler(group: Any) -> Autoscaler | None:
+def start_autoscaler(group: ScaledGroup) -> Autoscaler | None:
     """An autoscaler for ``group`` when its serve_config asks for one (else None)."""
     policy = ScalePolicy.of(group.spec.serve_config)
     if policy is None:

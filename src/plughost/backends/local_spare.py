@@ -1,4 +1,4 @@
-"""The warm spare of a local group scaled to zero (issue 17; ``PLUGHOST_WARM_SPARE``).
+"""The warm spare of a local group scaled to zero (``PLUGHOST_WARM_SPARE``).
 
 At zero, a group keeps one replica process started ahead of need: ``plughost.worker.spare``,
 launched like any replica of the release (the same sandbox wrapper, uid, socket and

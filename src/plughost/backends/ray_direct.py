@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from plughost.backends import client
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
 from plughost.backends.ray_relay import (
     MAGIC,
@@ -34,14 +35,8 @@ from plughost.backends.ray_relay import (
     NONCE_BYTES,
     answer,
 )
-from plughost.errors import CallFailed, CallTimedOut, Unavailable
+from plughost.errors import CallTimedOut, Unavailable
 from plughost.logs.capture import REPLICA_OUTPUT
-from plughost.worker.protocol import (
-    FrameError,
-    decode_object,
-    encode_raw_call_request,
-    encode_request,
-)
 
 log = logging.getLogger("plughost.backend.ray")
 
@@ -251,14 +246,11 @@ class DirectSet:
         """One call on ``worker``; ChannelClosed when it went away."""
         worker.in_flight += 1
         try:
-            head, reply = await worker.channel.request(
-                lambda rid: encode_raw_call_request(rid, body), self.call_timeout_s, True
+            return await client.call(
+                worker.channel.request, body, self.call_timeout_s, refusal_is_failure=True
             )
         finally:
             worker.in_flight -= 1
-        if head.ok and head.result_start >= 0:
-            return reply[head.result_start : -1]
-        return orjson.dumps(_result_or_raise(reply))
 
     async def call_body(self, body: bytes) -> bytes:
         worker = self.pick()
@@ -282,24 +274,8 @@ class DirectSet:
 
         async def one(worker: DirectWorker) -> bool:
             try:
-                head, body = await worker.channel.request(
-                    lambda rid: encode_request(rid, "health"), timeout_s, False
-                )
+                return await client.ping(worker.channel.request, timeout_s)
             except (ChannelClosed, Unavailable):
                 return False
-            return head.ok and decode_object(body).get("result") is True
 
         return all(await asyncio.gather(*(one(w) for w in workers)))
-
-
-def _result_or_raise(body: bytes) -> Any:
-    try:
-        reply = decode_object(body)
-    except FrameError as exc:
-        raise Unavailable(f"unreadable reply: {exc}") from exc
-    if reply.get("ok") is True:
-        return reply.get("result")
-    error = reply.get("error")
-    if not isinstance(error, dict):
-        error = {}
-    raise CallFailed(str(error.get("type") or "Error"), str(error.get("message") or ""))

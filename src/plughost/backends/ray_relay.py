@@ -114,9 +114,10 @@ class _Relay(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         transport.write(MAGIC + self._nonce)  # type: ignore[attr-defined]
-        self._timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT_S, self._drop)
+        self._timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT_S, self.drop)
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Close the client's connection (its peer side, if any, follows)."""
         if self._transport is not None:
             self._transport.close()
 
@@ -135,7 +136,7 @@ class _Relay(asyncio.Protocol):
         proof, mode, self._buffer = self._buffer[:32], self._buffer[32:33], self._buffer[33:]
         if not hmac.compare_digest(proof, answer(self._host.secret, self._nonce)):
             log.warning("relay: a client failed the replica's handshake; closing it")
-            self._drop()
+            self.drop()
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -145,7 +146,7 @@ class _Relay(asyncio.Protocol):
                 "connection failed)"
             )
             self._host.kill_worker()
-            self._drop()
+            self.drop()
             return
         if mode == MODE_LOGS and self._transport is not None:
             self._following = True
@@ -161,7 +162,7 @@ class _Relay(asyncio.Protocol):
                 lambda: _Back(self), str(self._host.socket_path)
             )
         except OSError:
-            self._drop()
+            self.drop()
             return
         self._peer = peer
         if self._buffer:
@@ -191,4 +192,4 @@ class _Back(asyncio.Protocol):
         self._front.back(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._front._drop()
+        self._front.drop()

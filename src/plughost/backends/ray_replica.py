@@ -106,7 +106,7 @@ def harden_worker_process(force: bool = False) -> None:
 class PluginReplica:
     """A Serve deployment class: loads the plugin in the constructor, answers raw calls.
 
-    With ``worker`` (what the backend always passes: :class:`~plughost.backends.ray_worker.
+    With ``worker`` (what the backend always passes: :class:`~plughost.backends.ray_node.
     WorkerConfig` fields) the plugin runs in a sandboxed worker process on this node, which
     the server calls directly; this actor owns that worker, registers its address in the
     server's replica directory (``directory``: name and namespace) under ``app``, answers
@@ -116,6 +116,11 @@ class PluginReplica:
     Constructor failures raise PluginStartError (Serve marks the deployment failed and keeps
     the message); a plugin exception during a call is a reply, never a replica crash.
     """
+
+    # what __del__ cleans up, unset until the constructor gets that far
+    _host: Any = None
+    _registration: Any = None
+    _invoker: ServiceInvoker | None = None
 
     def __init__(
         self,
@@ -156,12 +161,8 @@ class PluginReplica:
         app: str,
         directory: tuple[str, str] | None,
     ) -> None:
-        from plughost.backends.ray_worker import (
-            WorkerConfig,
-            WorkerHost,
-            fetch_package,
-            register_worker,
-        )
+        from plughost.backends.ray_node import WorkerConfig, fetch_package
+        from plughost.backends.ray_worker import WorkerHost, register_worker
 
         config = WorkerConfig(**worker)
         began = time.monotonic()
@@ -235,12 +236,9 @@ class PluginReplica:
             raise RuntimeError("the plugin's health() reported unhealthy")
 
     def __del__(self) -> None:
-        host = getattr(self, "_host", None)
-        if host is not None:
-            registration = getattr(self, "_registration", None)
-            if registration is not None:
-                registration.unregister()
-            host.close()
-        invoker = getattr(self, "_invoker", None)
-        if invoker is not None:
-            invoker.shutdown()
+        if self._host is not None:
+            if self._registration is not None:
+                self._registration.unregister()
+            self._host.close()
+        if self._invoker is not None:
+            self._invoker.shutdown()

@@ -19,24 +19,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ray.exceptions import RayActorError
-
 from plughost.backends.base import (
     BASE_ENV,
-    CallFailed,
-    GroupHealth,
+    Backend,
     GroupSpec,
     StartFailed,
-    Unavailable,
 )
 from plughost.backends.ray_direct import DirectSet
 from plughost.backends.ray_directory import NAMESPACE, directory_name
+from plughost.backends.ray_group import RayReplicaGroup, StatusBoard
+from plughost.backends.ray_listing import ReplicaListing
+from plughost.backends.ray_node import WorkerConfig, sandbox_fields
 from plughost.backends.ray_options import (
-    AppState,
     app_name,
     deployment_options,
     pip_list,
@@ -44,7 +42,6 @@ from plughost.backends.ray_options import (
 )
 from plughost.backends.ray_replica import HARDEN_FLAG
 from plughost.backends.ray_session import RAY_CLIENT_REFUSED, ServeSession
-from plughost.backends.ray_worker import WorkerConfig, sandbox_fields
 from plughost.config import Settings
 from plughost.logs.capture import REPLICA_OUTPUT
 from plughost.sandbox.host import config_from_settings
@@ -55,178 +52,18 @@ POLL_S = 1.0  # background refresh of Serve's status (what observe() reads)
 START_POLL_S = 0.25
 READY_POLL_S = 0.05  # Serve's status, once the workers answer
 DELETE_WAIT_S = 10.0
-FAIL_AFTER_S = 10.0  # replicas failing to start this long (Serve retries meanwhile) = failed
 GC_INTERVAL_S = 30.0
 PIN_INTERVAL_S = 300.0
 PIN_TTL_S = 1800
 
 RAY_THREADS = 4
 STEADY_POLL_S = 5.0  # the same while every group's workers are connected (less idle CPU)
-DIRECTORY_POLL_S = 10.0  # long-poll window of the replica directory
 
 T = TypeVar("T")
 WantedReleases = Callable[[], set[int]]
-Blocking = Callable[..., Awaitable[Any]]
 
 
-class StatusBoard:
-    """Serve's application states; concurrent callers share one fetch."""
-
-    def __init__(self, session: ServeSession, run: Blocking) -> None:
-        self.session = session
-        self._run = run
-        self.apps: dict[str, AppState] = {}
-        self.fetched_at = 0.0  # monotonic time the last snapshot's fetch began
-        self._lock = asyncio.Lock()
-
-    async def fresh(self) -> dict[str, AppState]:
-        """A snapshot fetched after this call began."""
-        asked = time.monotonic()
-        async with self._lock:
-            if self.fetched_at >= asked:
-                return self.apps
-            began = time.monotonic()
-            self.apps = await self._run(self.session.status)
-            self.fetched_at = began
-            return self.apps
-
-
-class _ReplicaDied(Exception):
-    """The replica a call was routed to died; another one may answer."""
-
-
-class RayReplicaGroup:
-    """One release's Serve application, reached through its deployment handle."""
-
-    def __init__(
-        self, spec: GroupSpec, app: str, backend: RayBackend, handle: Any, packages: list[str]
-    ) -> None:
-        self.spec = spec
-        self.app = app
-        self.backend = backend
-        self.packages = packages
-        self._handle = handle
-        self._health_handle = handle.options(method_name="health")
-        self._timeout = backend.settings.replica_call_timeout_s
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._stopping = False
-        self._stopped = False
-        self._started = time.monotonic()
-        self._bad_since: float | None = None
-        self.direct: DirectSet = backend.direct_set(app)
-
-    # -- calls ------------------------------------------------------------------------------
-    async def call_body(self, body: bytes) -> bytes:
-        """A raw ``{"inputs", "parameters"}`` body in, the result's JSON out.
-
-        A call whose replica died under it is sent once more (Serve routes it to a live
-        replica); a second death, a timeout or no replica at all is Unavailable."""
-        if self._stopping:
-            raise Unavailable(f"{self.spec.deployment_name} is stopping")
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            if self.direct.workers:
-                return await self.direct.call_body(body)
-            # no worker reachable directly (yet): through Serve's handle, the actor passes it on
-            try:
-                reply = await self._request(self._handle, body)
-            except _ReplicaDied as exc:
-                log.warning("a replica of %s died during a call; retrying: %s", self.app, exc)
-                try:
-                    reply = await self._request(self._handle, body)
-                except _ReplicaDied as again:
-                    raise Unavailable(f"replica died during the call: {again}") from again
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-        if reply[0] is True:
-            return bytes(reply[1])
-        raise CallFailed(str(reply[1]), str(reply[2]))
-
-    async def _request(self, handle: Any, *args: Any) -> Any:
-        response = handle.remote(*args)
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await response
-        except TimeoutError:
-            response.cancel()
-            raise Unavailable(f"no reply within {self._timeout:g} s") from None
-        except RayActorError as exc:
-            raise _ReplicaDied(
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            ) from exc
-        except asyncio.CancelledError:
-            response.cancel()
-            raise
-        except Exception as exc:  # Serve's own refusals: no replica, back-pressure, ...
-            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
-
-    async def health(self) -> bool:
-        """Every connected worker answers a health call (Serve's own status is not waited
-        for: a worker that answers is serving); without workers, Serve's status and a
-        health call through the handle."""
-        if self.direct.workers:
-            return await self.direct.health()
-        state = (await self.backend.board.fresh()).get(self.app)
-        if state is None or state.status != "RUNNING":
-            return False
-        try:
-            return bool(await self._request(self._health_handle))
-        except (Unavailable, _ReplicaDied):
-            return False
-
-    # -- state ------------------------------------------------------------------------------
-    @property
-    def desired(self) -> int:
-        sc = self.spec.serve_config
-        if sc.get("num_replicas") is None and (
-            sc.get("max_replicas") is not None or sc.get("target_ongoing_requests") is not None
-        ):
-            return max(1, int(sc.get("min_replicas") or 1))
-        return self.spec.num_replicas
-
-    def observe(self) -> GroupHealth:
-        """From the last status snapshot: failed once replicas have kept failing to start
-        (or the application vanished) for FAIL_AFTER_S."""
-        board = self.backend.board
-        if board.fetched_at <= self._started:
-            return GroupHealth(desired=self.desired, ready=max(self.direct.ready, 1))
-        state = board.apps.get(self.app)
-        if state is None:
-            problem: str | None = f"the Serve application {self.app} is gone"
-        elif state.startup_failing:
-            problem = state.error or "replicas keep failing to start"
-        else:
-            problem = None
-        ready = state.running if state is not None else 0
-        if self.direct.infos:
-            ready = self.direct.ready
-        if problem is None:
-            self._bad_since = None
-            return GroupHealth(desired=self.desired, ready=ready)
-        now = time.monotonic()
-        self._bad_since = self._bad_since or now
-        failed = now - self._bad_since >= FAIL_AFTER_S
-        return GroupHealth(desired=self.desired, ready=ready, failed=failed, error=problem)
-
-    async def stop(self, drain_timeout_s: float) -> None:
-        """Let in-flight calls finish (bounded), then delete the application."""
-        if self._stopped:
-            return
-        self._stopping = True
-        if self._in_flight:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, drain_timeout_s)):
-                    await self._idle.wait()
-        self._stopped = True
-        await self.backend.remove(self.app)
-
-
-class RayBackend:
+class RayBackend(Backend):
     """Runs replica groups as Ray Serve applications.
 
     ``owner`` tags this server's applications; ``wanted`` returns the ids of releases that
@@ -245,10 +82,7 @@ class RayBackend:
         self.wanted = wanted
         self.session = ServeSession(settings)
         self.sandbox = sandbox_fields(config_from_settings(settings))
-        self.directory: Any = None
-        self.listing: dict[str, dict[str, dict[str, Any]]] = {}
-        self._direct: dict[str, DirectSet] = {}
-        self._listing_version = -1
+        self.replicas = ReplicaListing(self.session, settings.replica_call_timeout_s)
         self._listener: asyncio.Task[None] | None = None
         # Ray calls get threads of their own: a cluster that stops answering must not take
         # the threads the controller's database calls run on.
@@ -279,6 +113,10 @@ class RayBackend:
         except StartFailed as exc:
             log.warning("%s; retrying on the first deployment", exc)
 
+    async def ray_session(self) -> ServeSession:
+        await self._connected()
+        return self.session
+
     async def _connected(self) -> None:
         if self.session.connected:
             return
@@ -292,12 +130,14 @@ class RayBackend:
                 raise StartFailed(
                     f"cannot reach Ray ({self.session.address}): {type(exc).__name__}: {exc}"
                 ) from exc
-            self.directory = await self._blocking(self.session.directory, self.owner)
+            self.replicas.directory = await self._blocking(self.session.directory, self.owner)
             log.info(
                 "Ray Serve ready at %s in %.1f s", self.session.address, time.monotonic() - began
             )
             self._watcher = asyncio.create_task(self._watch(), name="plughost-ray-watch")
-            self._listener = asyncio.create_task(self._listen(), name="plughost-ray-directory")
+            self._listener = asyncio.create_task(
+                self.replicas.listen(self._pause_s), name="plughost-ray-directory"
+            )
 
     def _settling(self) -> bool:
         """Whether a group is short of connected workers (then Serve's status is read often)."""
@@ -306,64 +146,15 @@ class RayBackend:
     # -- the replica directory --------------------------------------------------------------
     def direct_set(self, app: str) -> DirectSet:
         """The direct channels of ``app`` (created on first use, fed by the directory)."""
-        direct = self._direct.get(app)
-        if direct is None:
-            direct = DirectSet(app, self.session.node_id, self.settings.replica_call_timeout_s)
-            direct.on_gone = lambda rid: self._unregister(app, rid)
-            self._direct[app] = direct
-            direct.update(self.listing.get(app, {}))
-        return direct
-
-    def _unregister(self, app: str, replica_id: str) -> None:
-        if self.directory is not None:
-            with contextlib.suppress(Exception):
-                self.directory.unregister.remote(app, replica_id)
-
-    async def _listen(self) -> None:
-        """Follow the directory: new workers are connected, gone ones dropped."""
-        while True:
-            try:
-                ref = self.directory.changes.remote(self._listing_version, DIRECTORY_POLL_S)
-                version, listing = await ref
-                self._listing_version = version
-                self.listing = listing
-                for app, direct in self._direct.items():
-                    direct.update(listing.get(app, {}))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("reading the replica directory failed", exc_info=True)
-                await asyncio.sleep(POLL_S if self._settling() else STEADY_POLL_S)
-
-    async def _forget_dead_nodes(self) -> None:
-        """Drop the directory entries of replicas on nodes Ray reports dead. A replica
-        unregisters itself when it stops, and a dropped connection unregisters it too; a
-        node that died without closing its connections (power, network) does neither."""
-        listed = {
-            (app, rid, str(info.get("node_id", "")))
-            for app, replicas in self.listing.items() for rid, info in replicas.items()
-        }
-        if not listed:
-            return
-        alive = await self._blocking(self.session.alive_nodes)
-        for app, rid, node in listed:
-            if node and node not in alive:
-                log.warning("replica %s of %s was on dead node %s; dropping it", rid, app, node[:12])
-                self._unregister(app, rid)
+        return self.replicas.direct_set(app)
 
     def sandbox_report(self) -> dict[str, Any]:
         """The sandbox layers of each node running this server's replicas (``/healthz``)."""
-        nodes: dict[str, dict[str, Any]] = {}
-        for replicas in self.listing.values():
-            for info in replicas.values():
-                node = str(info.get("node_id", ""))[:12] or "?"
-                nodes[node] = {
-                    "host": info.get("host"),
-                    "mode": info.get("sandbox_mode"),
-                    "layers": info.get("layers", {}),
-                    "missing": info.get("missing_layers", []),
-                }
-        return nodes
+        return self.replicas.sandbox_report()
+
+    def _pause_s(self) -> float:
+        """How long a background loop waits: short while a group is short of workers."""
+        return POLL_S if self._settling() else STEADY_POLL_S
 
     async def _watch(self) -> None:
         """Refresh the status snapshot; sweep orphans and re-pin packages now and then."""
@@ -371,7 +162,7 @@ class RayBackend:
         last_pin = time.monotonic()
         while True:
             try:  # on its own: Serve's status may fail while a node is dying
-                await self._forget_dead_nodes()
+                await self.replicas.forget_dead_nodes(self._blocking)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -389,7 +180,7 @@ class RayBackend:
                 raise
             except Exception:
                 log.warning("watching Serve failed", exc_info=True)
-            await asyncio.sleep(POLL_S if self._settling() else STEADY_POLL_S)
+            await asyncio.sleep(self._pause_s())
 
     # -- groups ---------------------------------------------------------------------------
     async def start(self, spec: GroupSpec) -> RayReplicaGroup:
@@ -412,7 +203,7 @@ class RayBackend:
     @staticmethod
     def _report_layers(group: RayReplicaGroup) -> None:
         """Missing sandbox layers of the nodes the replicas run on: in the server log and the
-        release's own log (the sink the controller set for this start, issue 13)."""
+        release's own log (the sink the controller set for this start)."""
         sink = REPLICA_OUTPUT.get()
         for info in group.direct.infos.values():
             missing = info.get("missing_layers") or []
@@ -482,7 +273,7 @@ class RayBackend:
 
     def _runtime_env(self, spec: GroupSpec) -> tuple[list[str], dict[str, Any]]:
         """Upload the plugin folder (and its environment) as packages the replicas fetch
-        themselves (:func:`~plughost.backends.ray_worker.fetch_package`); the replicas'
+        themselves (:func:`~plughost.backends.ray_node.fetch_package`); the replicas'
         runtime_env, empty unless pip packages are asked for (blocking)."""
         tag = f"{self.owner}_r{spec.release_id}"
         packages = [self.session.upload(spec.plugin_dir, tag=tag)]
@@ -530,12 +321,7 @@ class RayBackend:
         finally:
             self.groups.pop(name, None)
             self._claimed.discard(name)
-            direct = self._direct.pop(name, None)
-            if direct is not None:
-                direct.close()
-            if self.directory is not None:
-                with contextlib.suppress(Exception):
-                    self.directory.forget.remote(name)
+            self.replicas.drop(name)
 
     async def _delete_and_wait(self, name: str) -> None:
         try:
@@ -585,14 +371,13 @@ class RayBackend:
         for task in [*self._tasks, *loops]:
             with contextlib.suppress(BaseException):
                 await task
-        for direct in self._direct.values():
-            direct.close()
+        self.replicas.close()
         if self.session.connected and not self.session.owns_cluster:
             groups = list(self.groups.values())
             await asyncio.gather(*(g.stop(0) for g in groups), return_exceptions=True)
-            if self.directory is not None:
+            if self.replicas.directory is not None:
                 with contextlib.suppress(Exception):
-                    await self._blocking(self.session.kill, self.directory)
+                    await self._blocking(self.session.kill, self.replicas.directory)
         try:
             async with asyncio.timeout(30):
                 await self._blocking(self.session.close)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import plughost
+from plughost.backends import ray_private
 from plughost.backends.ray_options import APP_LOGGING, AppState
 from plughost.config import Settings
 
@@ -134,24 +135,11 @@ class ServeSession:
         ``parent`` keeps the folder itself in the package (py_modules). Re-uploading an
         existing package only refreshes its pin.
         """
-        from ray._private.runtime_env.packaging import (
-            get_uri_for_directory,
-            upload_package_if_needed,
-        )
-
         excludes = PACKAGE_EXCLUDES if parent else []
-        uri = get_uri_for_directory(str(directory), include_gitignore=False, excludes=excludes)
+        uri = ray_private.package_uri(str(directory), excludes)
         if tag:
             uri = uri.removesuffix(".zip") + f"_{tag}.zip"
-        upload_package_if_needed(
-            uri,
-            str(self._scratch),
-            str(directory),
-            include_gitignore=False,
-            include_parent_dir=parent,
-            excludes=excludes,
-            logger=log,
-        )
+        ray_private.upload_package(uri, str(self._scratch), str(directory), parent, excludes, log)
         return uri
 
     def plughost_package(self) -> str:
@@ -169,10 +157,8 @@ class ServeSession:
     @staticmethod
     def pin(uris: list[str], expiration_s: int) -> None:
         """Keep packages in the cluster while replicas may still need to (re)start from them."""
-        from ray._private.runtime_env.packaging import pin_runtime_env_uri
-
         for uri in uris:
-            pin_runtime_env_uri(uri, expiration_s=expiration_s)
+            ray_private.pin_package(uri, expiration_s)
 
     # -- applications ---------------------------------------------------------------------
     def _serve(self, call: Callable[[], T]) -> T:
@@ -206,21 +192,13 @@ class ServeSession:
         def run() -> None:
             kwargs = {k: v for k, v in options.items() if k in accepted}
             app = serve.deployment(**kwargs)(PluginReplica).bind(*init_args)
-            if hasattr(serve, "run_many"):
-                target = serve.RunTarget(
-                    target=app, name=name, route_prefix=None, logging_config=APP_LOGGING
-                )
-                serve.run_many([target], wait_for_applications_running=False)
-            else:  # Ray releases before run_many
-                serve._run(app, _blocking=False, name=name, route_prefix=None)
+            ray_private.run_app(app, name, APP_LOGGING)
 
         self._serve(run)
 
     def delete(self, name: str) -> None:
         """Ask Serve to delete ``name`` (does not wait)."""
-        from ray import serve
-
-        self._serve(lambda: serve.delete(name, _blocking=False))
+        self._serve(lambda: ray_private.delete_app(name))
 
     def handle(self, name: str) -> Any:
         from ray import serve

@@ -1,5 +1,6 @@
 """Client side of one replica process: start, handshake, calls over its Unix socket, stop.
-(How the process is launched, its argv and environment: :mod:`.replica_launch`.)
+(How the process is launched, its argv and environment: :mod:`.replica_launch`; how it
+is signalled and reaped: :mod:`.replica_signals`.)
 
 A replica is ``python -I -m plughost.worker`` in its own session (so its whole process group
 can be killed), started in the plugin folder with an environment built only from the spec;
@@ -16,13 +17,10 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import orjson
-
+from plughost.backends import client
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
 from plughost.backends.replica_adopted import AdoptedProcess
 from plughost.backends.replica_errors import (
@@ -32,26 +30,25 @@ from plughost.backends.replica_errors import (
     ReplicaRequestRefused,
     ReplicaStartError,
     ReplicaUnavailable,
-    _require_json_object,
-    _result_or_raise,
 )
 from plughost.backends.replica_launch import (
     ChildProcess,
     ReplicaSpec,
-    bind_listener,
     build_replica_command,
     build_replica_env,
+    launch_replica,
 )
-from plughost.backends.replica_output import FileTail, OutputPump, open_output_file
-from plughost.worker.auth import HELLO_OP, new_nonce, proof_ok, server_token
+from plughost.backends.replica_output import FileTail, OutputPump
+from plughost.backends.replica_signals import (
+    KILL_GRACE_S,
+    REAP_TIMEOUT_S,
+    kill_and_reap,
+    kill_group,
+    returncode_within,
+    signal_leader,
+)
 from plughost.worker.preload import clean as clean_preload
-from plughost.worker.protocol import (
-    FrameError,
-    ReplyHead,
-    decode_object,
-    encode_raw_call_request,
-    encode_request,
-)
+from plughost.worker.protocol import FrameError, ReplyHead, decode_object
 
 __all__ = [
     "ReplicaCallError",
@@ -68,54 +65,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
-KILL_GRACE_S = 2.0
-REAP_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
 HELLO_TIMEOUT_S = 10.0
-EXIT_POLL_S = 0.02
-
-
-def _prepare_socket_path(path: Path) -> None:
-    """Check the path fits a Unix socket address, create its folder (0700), drop a stale socket."""
-    size = len(os.fsencode(path))
-    if size > MAX_SOCKET_PATH_BYTES:
-        raise ReplicaStartError(
-            f"socket path {path} is {size} bytes; Unix sockets allow {MAX_SOCKET_PATH_BYTES}"
-        )
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.is_socket():
-        path.unlink()
-
-
-async def _launch(spec: ReplicaSpec) -> ChildProcess:
-    """Start the replica's process. Its listening socket (sandboxed) and its output file are
-    opened here and handed over: each is closed here once the child holds its own copy."""
-    _prepare_socket_path(spec.socket_path)
-    listener: socket.socket | None = None
-    output_fd: int | None = None
-    secret = (spec.secret + "\n").encode() if spec.secret is not None else None
-    try:
-        if spec.sandbox is not None:
-            listener = bind_listener(spec.socket_path)
-        if spec.output_path is not None:
-            output_fd = open_output_file(spec.output_path)
-        fds = (listener.fileno(),) if listener is not None else ()
-        return await ChildProcess.spawn(
-            build_replica_command(spec, fds[0] if fds else None),
-            cwd=spec.plugin_dir,
-            env=build_replica_env(spec),
-            pass_fds=fds if spec.hold_fd is None else (*fds, spec.hold_fd),
-            stdin_data=secret,
-            stderr_fd=output_fd,
-        )
-    except OSError as exc:
-        raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
-    finally:
-        if listener is not None:
-            listener.close()  # the replica holds its own copy
-        if output_fd is not None:
-            os.close(output_fd)
 
 
 class ReplicaProcess:
@@ -152,7 +103,7 @@ class ReplicaProcess:
         Raises ReplicaStartError (with the plugin's error text) when it fails to load, exits,
         or is not ready within ``spec.start_timeout_s``; the process group is killed then.
         """
-        process = await _launch(spec)
+        process = await launch_replica(spec)
         try:
             replica = cls(spec, process)
         except BaseException:  # its output file could not be opened
@@ -166,7 +117,7 @@ class ReplicaProcess:
             await replica._connect()
         except BaseException:
             try:
-                await replica._kill_and_reap()
+                await kill_and_reap(process)
             finally:
                 replica._output.close()  # no exit watcher runs yet, which would close it
             raise
@@ -184,7 +135,7 @@ class ReplicaProcess:
         except ValueError as exc:
             raise self._start_error(f"unreadable start-up handshake: {exc}") from exc
         if not line:
-            code = await self._wait_for_returncode(REAP_TIMEOUT_S)
+            code = await returncode_within(self._process, REAP_TIMEOUT_S)
             raise self._start_error(f"replica exited with code {code} before becoming ready")
         try:
             event = decode_object(line)
@@ -206,7 +157,7 @@ class ReplicaProcess:
 
     @classmethod
     async def adopt(cls, spec: ReplicaSpec, pid: int, start_time: int) -> ReplicaProcess:
-        """Take over a running replica an earlier server started (issue 14): connect and
+        """Take over a running replica an earlier server started: connect and
         check it holds ``spec.secret``. ReplicaStartError when it is gone or fails the
         handshake (it is then left as it is: the caller stops it by its record)."""
         process = AdoptedProcess.attach(pid, start_time)
@@ -236,23 +187,18 @@ class ReplicaProcess:
         """Stop reading the replica's output file where this server is, reading nothing
         more (a takeover: the successor that adopts the replica reads on from there).
         Whether it was following one (a replica writing into a pipe is not)."""
-        return self._output.stop()
+        return self._output.detach()
 
     async def _hello(self) -> None:
         """Prove the secret to the replica and check its proof (plughost.worker.auth)."""
         secret = self._spec.secret
         if secret is None:
             return
-        nonce = new_nonce()
-        hello = {"op": HELLO_OP, "nonce": nonce, "token": server_token(secret, nonce)}
         try:
-            head, body = await self._request(
-                lambda request_id: orjson.dumps({"id": request_id, **hello}), HELLO_TIMEOUT_S
-            )
+            proved = await client.hello(self._request, secret, HELLO_TIMEOUT_S)
         except ReplicaUnavailable as exc:
             raise self._start_error(f"no answer to the handshake: {exc}") from None
-        result = decode_object(body).get("result") if head.ok else None
-        if not isinstance(result, dict) or not proof_ok(secret, nonce, result.get("proof")):
+        if not proved:
             raise self._start_error("the replica did not prove its secret")
 
     async def _connect(self) -> None:
@@ -279,51 +225,17 @@ class ReplicaProcess:
         timeout = self._spec.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         self._stopping = True
         if self._process.returncode is None:
-            self._signal_leader(signal.SIGTERM)
-            await self._wait_for_returncode(timeout + KILL_GRACE_S)
-        await self._kill_and_reap()
+            signal_leader(self._process, signal.SIGTERM)
+            await returncode_within(self._process, timeout + KILL_GRACE_S)
+        await kill_and_reap(self._process)
         self._fail_pending("replica stopped")
         self._close_connection()
         await asyncio.wait(self._tasks, timeout=REAP_TIMEOUT_S)
         self._remove_socket_file()
 
-    async def _kill_and_reap(self) -> None:
-        """SIGKILL the whole process group and wait (bounded) for the leader's exit."""
-        self._kill_group()
-        try:
-            async with asyncio.timeout(REAP_TIMEOUT_S):
-                await self._process.wait()
-        except TimeoutError:
-            logger.warning("replica %d not reaped after SIGKILL", self.pid)
-
-    def _signal_leader(self, signum: int) -> None:
-        """Send ``signum`` to the replica process only."""
-        try:
-            self._process.send_signal(signum)
-        except ProcessLookupError:
-            logger.debug("replica %d already gone", self.pid)
-
-    def _kill_group(self) -> None:
-        """SIGKILL the replica's process group (it leads its own session)."""
-        try:
-            if isinstance(self._process, AdoptedProcess):
-                self._process.kill_group()
-                return
-            os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            logger.debug("process group %d already gone", self.pid)
-
-    async def _wait_for_returncode(self, timeout_s: float) -> int | None:
-        """The leader's exit code once it has exited, None on timeout.
-
-        Polls the return code instead of ``Process.wait()``, which also waits for the output
-        pipes to close and so can hang while a leftover child holds them.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self._process.returncode is None and loop.time() < deadline:
-            await asyncio.sleep(EXIT_POLL_S)
-        return self._process.returncode
+    def kill(self) -> None:
+        """SIGKILL the replica's process group now; its exit then runs as for a crash."""
+        kill_group(self._process)
 
     def _remove_socket_file(self) -> None:
         """Remove the replica's socket file if it is still there."""
@@ -368,7 +280,7 @@ class ReplicaProcess:
             self._unavailable_reason = reason
         if not self._stopping and self._process.returncode is None:
             logger.warning("replica %d: %s; killing it", self.pid, reason)
-            self._kill_group()
+            self.kill()
 
     def _fail_pending(self, reason: str) -> None:
         """Mark the replica unavailable and fail every waiting request with ``reason``."""
@@ -408,7 +320,7 @@ class ReplicaProcess:
         if not self._spec.kill_on_call_timeout or self._stopping:
             return ReplicaCallTimeout(f"no reply within {timeout_s:g} s")
         logger.warning("replica %d: no reply within %g s; killing it", self.pid, timeout_s)
-        self._kill_group()
+        self.kill()
         return ReplicaCallTimeout(f"no reply within {timeout_s:g} s; the replica was killed")
 
     # -- calls ----------------------------------------------------------------------------
@@ -425,34 +337,26 @@ class ReplicaProcess:
         ``checked``: the caller already made sure of that (the replica checks again anyway).
         """
         if not checked:
-            _require_json_object(payload)
-        head, body = await self._counted_call(
-            lambda request_id: encode_raw_call_request(request_id, payload), timeout_s
-        )
-        if head.ok and head.result_start >= 0:
-            return body[head.result_start : -1]
-        return orjson.dumps(_result_or_raise(body))
+            client.require_json_object(payload)
+        timeout = self._spec.call_timeout_s if timeout_s is None else timeout_s
+        return await client.call(self._counted_request, payload, timeout)
 
-    async def _counted_call(
-        self, body_for: Callable[[int], bytes], timeout_s: float | None
+    async def _counted_request(
+        self, body_for: Callable[[int], bytes], timeout_s: float, is_call: bool = True
     ) -> tuple[ReplyHead, bytes]:
         """A call request, counted in :attr:`in_flight` while it waits."""
         self._calls_in_flight += 1
         try:
-            timeout = self._spec.call_timeout_s if timeout_s is None else timeout_s
-            return await self._request(body_for, timeout, is_call=True)
+            return await self._request(body_for, timeout_s, is_call)
         finally:
             self._calls_in_flight -= 1
 
     async def health(self, timeout_s: float = 5.0) -> bool:
         """Whether the replica answers a health ping with a healthy verdict in time."""
         try:
-            head, body = await self._request(
-                lambda request_id: encode_request(request_id, "health"), timeout_s
-            )
+            return await client.ping(self._request, timeout_s)
         except ReplicaError:
             return False
-        return head.ok and decode_object(body).get("result") is True
 
     # -- state ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""A replica process this server did not start (issue 14: adopted from an earlier server on
+"""A replica process this server did not start (adopted from an earlier server on
 the same home), with the interface of :class:`~plughost.backends.replica_launch.ChildProcess`
 that :class:`~plughost.backends.replica.ReplicaProcess` drives.
 

@@ -1,10 +1,7 @@
-"""The errors of a local replica's client (:mod:`.replica`), and how a reply becomes a
-result or one of them. Each error is also the backend error it stands for
-(:mod:`plughost.errors`), so the local backend passes it on as is."""
+"""The errors of the replica client (:mod:`.client`, :mod:`.replica`). Each error is also
+the backend error it stands for (:mod:`plughost.errors`), so a backend passes it on as is."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from plughost.errors import (
     BackendError,
@@ -14,7 +11,6 @@ from plughost.errors import (
     StartFailed,
     Unavailable,
 )
-from plughost.worker.protocol import WORKER_ORIGIN, FrameError, decode_object
 
 
 class ReplicaError(BackendError):
@@ -50,27 +46,3 @@ class ReplicaUnavailable(ReplicaError, Unavailable):
 
 class ReplicaCallTimeout(ReplicaUnavailable, CallTimedOut):
     """A call got no reply in time (the replica was killed if the spec says so)."""
-
-
-def _require_json_object(payload: bytes) -> None:
-    """Raise ReplicaRequestRefused unless ``payload`` is exactly one JSON object."""
-    try:
-        decode_object(payload)
-    except FrameError as exc:
-        raise ReplicaRequestRefused(f"request body: {exc}") from exc
-
-
-def _result_or_raise(body: bytes) -> Any:
-    """The result of a decoded reply, or its error raised as ReplicaCallError."""
-    try:
-        reply = decode_object(body)
-    except FrameError as exc:
-        raise ReplicaUnavailable(f"unreadable reply: {exc}") from exc
-    if reply.get("ok") is True:
-        return reply.get("result")
-    error = reply.get("error")
-    if not isinstance(error, dict):
-        error = {}
-    if error.get("origin") == WORKER_ORIGIN:  # the worker refused the request, not the plugin
-        raise ReplicaRequestRefused(str(error.get("message") or "request refused"))
-    raise ReplicaCallError(str(error.get("type") or "Error"), str(error.get("message") or ""))

@@ -21,12 +21,14 @@ from typing import Any
 
 import orjson
 
-from plughost.backends.replica_output import OutputPump
+from plughost.backends.replica_errors import ReplicaStartError
+from plughost.backends.replica_output import OutputPump, open_output_file
 from plughost.sandbox.bwrap import ENV_MOUNT
 from plughost.sandbox.policy import SandboxLaunch
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_LANG = "C.UTF-8"
+MAX_SOCKET_PATH_BYTES = 107  # sun_path is 108 bytes including the terminating NUL
 
 __all__ = [
     "ChildProcess",
@@ -70,7 +72,7 @@ class ReplicaSpec:
     requirements: tuple[str, ...] = ()
     env_path: Path | None = None
     kill_on_call_timeout: bool = False
-    # issue 17: a warm spare (plughost.worker.spare) that loads the plugin only once a byte
+    # a warm spare (plughost.worker.spare) that loads the plugin only once a byte
     # arrives on this inherited descriptor
     hold_fd: int | None = None
     # ... and what it imports before that byte (plughost.worker.preload; JSON)
@@ -146,6 +148,49 @@ def bind_listener(path: Path) -> socket.socket:
         listener.close()
         raise
     return listener
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Check the path fits a Unix socket address, create its folder (0700), drop a stale socket."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise ReplicaStartError(
+            f"socket path {path} is {size} bytes; Unix sockets allow {MAX_SOCKET_PATH_BYTES}"
+        )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()
+
+
+async def launch_replica(spec: ReplicaSpec) -> ChildProcess:
+    """Start the replica's process (ReplicaStartError when it cannot be). Its listening
+    socket (sandboxed) and its output file are opened here and handed over: each is closed
+    here once the child holds its own copy."""
+    _prepare_socket_path(spec.socket_path)
+    listener: socket.socket | None = None
+    output_fd: int | None = None
+    secret = (spec.secret + "\n").encode() if spec.secret is not None else None
+    try:
+        if spec.sandbox is not None:
+            listener = bind_listener(spec.socket_path)
+        if spec.output_path is not None:
+            output_fd = open_output_file(spec.output_path)
+        fds = (listener.fileno(),) if listener is not None else ()
+        return await ChildProcess.spawn(
+            build_replica_command(spec, fds[0] if fds else None),
+            cwd=spec.plugin_dir,
+            env=build_replica_env(spec),
+            pass_fds=fds if spec.hold_fd is None else (*fds, spec.hold_fd),
+            stdin_data=secret,
+            stderr_fd=output_fd,
+        )
+    except OSError as exc:
+        raise ReplicaStartError(f"cannot launch the replica: {exc}") from exc
+    finally:
+        if listener is not None:
+            listener.close()  # the replica holds its own copy
+        if output_fd is not None:
+            os.close(output_fd)
 
 
 class ChildProcess:
@@ -231,6 +276,11 @@ class ChildProcess:
         if self._popen.returncode is not None:
             raise ProcessLookupError(self.pid)
         os.kill(self.pid, signum)
+
+    def kill_group(self) -> None:
+        """SIGKILL its process group (it leads its own session); ProcessLookupError once
+        the group is gone."""
+        os.killpg(self.pid, signal.SIGKILL)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -3,7 +3,7 @@ forwarded line by line to the logger ``plughost.replica.output`` (:mod:`plughost
 hands the lines to the release's log store) with its last lines kept for start errors.
 
 Two sources. A replica that dies with the server writes into a socket pair the server reads
-(:class:`OutputPump`). A replica that outlives the server (issue 14) cannot write into a
+(:class:`OutputPump`). A replica that outlives the server cannot write into a
 socket whose reader may be gone (its writes would fail, its plugin's prints raise), so it
 writes into a file in the server's home, ``<home>/replicas/<replica id>.out``, opened by the
 server and inherited (the sandbox never sees the folder), and the server reads that file
@@ -79,8 +79,8 @@ class OutputPump(LineSplitter):
     def close(self) -> None:
         """Nothing to do: the stream ends with the process."""
 
-    def stop(self) -> bool:
-        """Nothing to stop: a pipe is read to its end. Never a file reader: False."""
+    def detach(self) -> bool:
+        """Nothing to let go: a pipe is read to its end. Never a file reader: False."""
         return False
 
 
@@ -97,7 +97,7 @@ class FileTail(LineSplitter):
     """Reads a replica's output file from where the last reader stopped (see the module).
 
     It owns its two descriptors (the output file and its saved position) and is the only
-    code that closes them, once, in :meth:`close` or :meth:`stop`."""
+    code that closes them, once, in :meth:`close` or :meth:`detach`."""
 
     def __init__(self, path: Path, pid: int) -> None:
         super().__init__(pid)
@@ -151,7 +151,7 @@ class FileTail(LineSplitter):
             self._save_offset()
 
     async def run(self) -> None:
-        """Poll the file until :meth:`close` or :meth:`stop`."""
+        """Poll the file until :meth:`close` or :meth:`detach`."""
         try:
             while not self._closed:
                 try:
@@ -173,10 +173,10 @@ class FileTail(LineSplitter):
             output_logger.warning("replica %d: output file unreadable: %s", self.pid, exc)
         self._release()
 
-    def stop(self) -> bool:
-        """Stop where this reader is, reading nothing more: the saved position is where the
-        next reader (a successor server adopting the replica) goes on. Whether it was still
-        reading. Idempotent."""
+    def detach(self) -> bool:
+        """Let go of the file where this reader is, reading nothing more, and close both
+        descriptors: the saved position is where the next reader (a successor server
+        adopting the replica) goes on. Whether it was still reading. Idempotent."""
         if self._closed:
             return False
         self._release()

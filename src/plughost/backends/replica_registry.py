@@ -1,4 +1,4 @@
-"""The local replica registry (issue 14): what a server needs to find, check and adopt the
+"""The local replica registry: what a server needs to find, check and adopt the
 replicas an earlier server on the same home started, or to stop them.
 
 One record per replica, ``<home>/replicas/<replica id>.json`` (0600, written atomically:

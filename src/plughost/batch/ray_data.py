@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from plughost.backends.base import Backend
 from plughost.batch.parts import ChunkRecord
 from plughost.batch.pipeline import actor_memory_gb_of, max_concurrency_of
 from plughost.batch.protocol import ROW_ID, ipc_to_table
@@ -41,11 +42,11 @@ PACKAGE_PIN_S = 3600  # a window's actors (on any node) fetch the packages when 
 class RayDataJobs:
     """``run(view, plan, counters)`` for the scheduler when ``PLUGHOST_BACKEND=ray``."""
 
-    def __init__(self, settings: Settings, backend: Any = None) -> None:
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings
         # the Ray backend's own session (one ray.init per process): its connect is shared
         self._backend = backend
-        self._session: Any = getattr(backend, "session", None)
+        self._session: Any = None
         if settings.unsafe_batch_ray_in_process:
             log.warning(
                 "PLUGHOST_UNSAFE_BATCH_RAY_IN_PROCESS is set: batch pipelines on Ray run "
@@ -53,10 +54,10 @@ class RayDataJobs:
             )
 
     async def _connect(self) -> Any:
-        connected = getattr(self._backend, "_connected", None)
-        if connected is not None:
-            await connected()
-            return self._session
+        if self._backend is not None:
+            shared = await self._backend.ray_session()
+            if shared is not None:
+                return shared
         if self._session is None:
             from plughost.backends.ray_session import ServeSession
 
@@ -68,7 +69,7 @@ class RayDataJobs:
     def _actor_config(self, session: Any, plan: JobPlan, view: BatchView) -> dict[str, Any]:
         """Upload the plugin folder (and its environment) as packages the actors fetch, and
         describe the sandboxed worker each actor starts (blocking)."""
-        from plughost.backends.ray_worker import sandbox_fields
+        from plughost.backends.ray_node import sandbox_fields
 
         manifest = plan.init.get("manifest") or {}
         env_path = plan.env.get("path")

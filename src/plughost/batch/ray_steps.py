@@ -57,7 +57,7 @@ class RayBatchConfig:
 
     plugin_package: str  # gcs:// URI of the plugin folder's package
     init: dict[str, Any]  # the batch worker's init frame (parameters, manifest, ...)
-    sandbox: dict[str, Any] = field(default_factory=dict)  # ray_worker.sandbox_fields
+    sandbox: dict[str, Any] = field(default_factory=dict)  # ray_node.sandbox_fields
     env_package: str = ""  # gcs:// URI of the plugin environment, if any
     namespace_id: str | None = None
     memory_gb: float = 2.0
@@ -99,15 +99,15 @@ class SandboxedSteps:
 
     # -- start ---------------------------------------------------------------------------------
     def _fetch(self) -> tuple[Path, Path | None]:
-        from plughost.backends.ray_worker import fetch_package
+        from plughost.backends.ray_node import fetch_package
 
         plugin_dir = fetch_package(self.config.plugin_package)
         env = fetch_package(self.config.env_package) if self.config.env_package else None
         return plugin_dir, env
 
     def _create_sandbox(self) -> Any:
-        from plughost.backends.ray_worker import WorkerConfig, create_sandbox
-        from plughost.backends.ray_worker import drop_hidden_import_paths as drop_hidden
+        from plughost.backends.ray_node import WorkerConfig, create_sandbox
+        from plughost.backends.ray_node import drop_hidden_import_paths as drop_hidden
 
         config = WorkerConfig(sandbox=self.config.sandbox).sandbox_config()
         # this process's import path (bound into the sandbox) may hold the server's home

@@ -32,6 +32,7 @@ from plughost.batch.service import BatchService
 from plughost.batch.workers import WorkerSpec
 from plughost.config import Settings
 from plughost.domain.batch_states import BatchStatus
+from plughost.envs import PluginEnvironments
 from plughost.errors import PlughostError
 from plughost.persistence.batches import BatchView
 from plughost.persistence.tables import Plugin
@@ -40,6 +41,9 @@ from plughost.storage.base import ArchiveStore
 
 log = logging.getLogger("plughost.batch")
 PROGRESS_EVERY_S = 0.5
+
+# runs one job elsewhere than on local workers (Ray Data); returns the row limit, if any
+RunJob = Callable[[BatchView, JobPlan, Counters], Any]
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class BatchScheduler:
         store: ArchiveStore,
         limits: IntakeLimits,
         sandbox: Sandbox | None,
+        envs: PluginEnvironments | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -85,10 +90,9 @@ class BatchScheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.envs: Any = None  # plughost.envs.PluginEnvironments when the server has one
-        self.run_job: Callable[[BatchView, JobPlan, Counters], Any] | None = None
-        service.wake = self.wake
-        service.cancel_hook = self.cancel
+        self.envs = envs  # the realtime replicas' environments, shared by batch jobs
+        self.run_job: RunJob | None = None  # set per run (see run); None: local workers
+        service.bell.listen(self.wake, self.cancel)
 
     # -- loop ---------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -107,7 +111,11 @@ class BatchScheduler:
         else:
             self._cleanup_cancelled(batch_id)
 
-    async def run(self) -> None:
+    async def run(self, run_job: RunJob | None = None) -> None:
+        """Run jobs until :meth:`shutdown`; ``run_job`` runs each (else local workers). May
+        run again after a shutdown (a takeover stops and restarts it)."""
+        self._stopping = False
+        self.run_job = run_job
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._requeue_interrupted)
         while not self._stopping:

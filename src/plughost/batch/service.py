@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plughost.batch.bell import JobBell
 from plughost.batch.formats import InputFormatError, sniff_file
 from plughost.config import Settings
 from plughost.domain.batch_states import BATCH_ACTIVE, ON_ERROR_MODES, BatchStatus
@@ -56,19 +57,24 @@ def safe_file_name(name: str | None) -> str:
 
 
 class BatchService:
-    """API-facing batch use cases; ``wake`` tells the scheduler a job was queued."""
+    """API-facing batch use cases; ``bell`` tells the scheduler a job was queued or
+    cancelled."""
 
     def __init__(
-        self, settings: Settings, db: Database, store: ArchiveStore, signer: UrlSigner
+        self,
+        settings: Settings,
+        db: Database,
+        store: ArchiveStore,
+        signer: UrlSigner,
+        bell: JobBell | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.store = store
         self.signer = signer
         self.batches = Batches(db)
-        self.wake: Any = lambda: None
+        self.bell = bell if bell is not None else JobBell()
         self.live: dict[str, Any] = {}  # batch id -> Counters of running jobs
-        self.cancel_hook: Any = lambda batch_id: None
 
     # -- submit ---------------------------------------------------------------------------
     def _plugin(self, scope: PluginScope, plugin_id: str) -> tuple[int, str]:
@@ -152,7 +158,7 @@ class BatchService:
                 on_error=submission.on_error,
             )
         )
-        self.wake()
+        self.bell.queued()
         return {
             "success": True,
             "batch_id": view.id,
@@ -225,7 +231,7 @@ class BatchService:
             if self.batches.move(
                 view.id, view.status, BatchStatus.CANCELLED, "cancelled by request"
             ):
-                self.cancel_hook(view.id)
+                self.bell.cancelled(view.id)
                 break
             view = self._job(scope, plugin_id, batch_id)
         else:

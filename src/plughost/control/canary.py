@@ -1,4 +1,4 @@
-"""The rollout guard's judge (issue 17): is the new release worse than the old one?
+"""The rollout guard's judge: is the new release worse than the old one?
 
 Pure: figures in, a reason out. The error rule: at least ``min_failed_calls`` failed calls
 and an error rate more than ``max_error_rate`` above the old release's. The latency rule: a

@@ -1,7 +1,7 @@
 """The controller: one asyncio task driving releases `queued -> pending -> in_progress ->
 deployed | failed`, blue-green, and keeping deployed releases served.
 
-The API only writes desired state (services/deployments.py: a deploy queues a release; an
+The API only writes desired state (services/deploy.py: a deploy queues a release; an
 undeploy, a delete or a disable moves the plugin's releases to not_deployed and moves its
 aliases; a rollback moves an alias), each in one transaction with its event rows. Each
 :meth:`Controller.tick` compares that state (the releases and aliases tables) with the
@@ -19,55 +19,39 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from plughost.backends.base import Backend, CallFailed, GroupSpec, ReplicaGroup, StartFailed
+from plughost.backends.base import Backend, ReplicaGroup
 from plughost.config import Settings
 from plughost.control.canary import RolledBack
-from plughost.control.guard import Guard
+from plughost.control.launch import (
+    Launcher,
+    PluginInfoLoader,
+    PluginRuntimeInfo,
+    error_text,
+    replica_count,
+)
 from plughost.control.restore import Restores
+from plughost.control.serving import Serving
 from plughost.control.store import ReleaseStore
+from plughost.control.traffic import Traffic
 from plughost.control.workspace import Workspace
-from plughost.domain.ids import deployment_name_for
 from plughost.domain.release import ReleaseView
-from plughost.domain.rollout import RolloutOptions
 from plughost.domain.states import ROLLING, Status
 from plughost.envs import PluginEnvironments
-from plughost.envs.stage import dependencies_of
-from plughost.logs.capture import REPLICA_OUTPUT, Sink
+from plughost.logs.capture import Sink
 from plughost.metrics.requests import RequestMetrics
 from plughost.persistence.releases import Releases
-from plughost.routing.table import Route, RouteTable
+from plughost.routing.table import RouteTable
 from plughost.timeutil import utcnow
+
+__all__ = ["LIVE", "Controller", "PluginInfoLoader", "PluginRuntimeInfo", "replica_count"]
 
 log = logging.getLogger("plughost.controller")
 
 # the releases a tick looks at: everything else runs nothing
 LIVE = frozenset({Status.QUEUED, *ROLLING, Status.DEPLOYED})
-
-
-@dataclass(frozen=True)
-class PluginRuntimeInfo:
-    """What the controller needs to know of a plugin to run it."""
-
-    storage_key: str
-    manifest: dict[str, Any]
-
-
-PluginInfoLoader = Callable[[int], PluginRuntimeInfo | None]
-
-
-def replica_count(serve_config: dict[str, Any]) -> int:
-    """`num_replicas`, else `min_replicas`, else 1; clamped to 1..16 on one machine."""
-    raw = serve_config.get("num_replicas") or serve_config.get("min_replicas") or 1
-    try:
-        return max(1, min(16, int(raw)))
-    except (TypeError, ValueError):
-        return 1
 
 
 class Controller:
@@ -81,6 +65,10 @@ class Controller:
         routes: RouteTable,
         workspace: Workspace,
         plugin_info: PluginInfoLoader,
+        *,
+        last_lines: Callable[[int], list[str]] | None = None,
+        replica_output: Callable[[ReleaseView], Sink] | None = None,
+        request_metrics: RequestMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.releases = releases
@@ -100,19 +88,22 @@ class Controller:
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._stopping = False
-        self._no_recovery: set[int] = set()
         # deployed releases being brought back after a server start; calls wait on them
         self.restores = Restores()
-        # the release's last log lines, appended to its failure text (set by the runtime)
-        self.last_lines: Callable[[int], list[str]] | None = None
-        # the sink of a release's replica output lines (set by the runtime; plughost.logs)
-        self.replica_output: Callable[[ReleaseView], Sink] | None = None
-        # the inference path's per-release counters, which the rollout guard reads (issue 17)
-        self.request_metrics: RequestMetrics | None = None
+        # the release's last log lines (the log store), appended to its failure text
+        self.last_lines = last_lines
+        # the sink of a release's replica output lines (plughost.logs)
+        self.replica_output = replica_output
+        # the inference path's per-release counters, which the rollout guard reads
+        self.request_metrics = request_metrics
         # several servers on one database: whether this one holds the controller lease now
         # (plughost.control.leader); a tick on any other server does nothing
         self.gate: Callable[[], bool] | None = None
         self._led = False  # whether this server ever ran a tick (held the lease)
+        self._paused = False  # a takeover holds every pass (see pause)
+        self._launcher = Launcher(backend, workspace, self.envs, plugin_info, self.store)
+        self._traffic = Traffic(self.store, routes, self.groups)
+        self._serving = Serving(self.store, routes, workspace, self._traffic, self._start_group)
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -128,10 +119,34 @@ class Controller:
     def wake(self) -> None:
         self._wake.set()
 
+    async def pause(self, rollout_wait_s: float) -> bool:
+        """Hold every pass from now on (a takeover: the successor runs the controller next).
+        Returns once a pass under way ended, after waiting up to ``rollout_wait_s`` for the
+        rollouts and recoveries in flight to end; False when some still run then (they
+        go on; the successor resumes them from their release rows). Routes and replicas
+        keep serving. :meth:`resume` undoes it."""
+        self._paused = True
+        deadline = time.monotonic() + rollout_wait_s
+        finished = True
+        while any(not task.done() for *_, task in self.tasks.values()):
+            if time.monotonic() > deadline:
+                finished = False
+                break
+            await asyncio.sleep(0.1)
+        async with self._tick_lock:  # a pass under way ends first
+            pass
+        return finished
+
+    def resume(self) -> None:
+        """Run passes again after :meth:`pause` (a takeover that did not happen), one now."""
+        self._paused = False
+        self.wake()
+
     async def tick(self) -> None:
         """One reconcile pass of desired state against what this server runs; idempotent,
-        and serialised (the loop and :meth:`converge` both tick)."""
-        if self.gate is not None and not self.gate():
+        and serialised (the loop and :meth:`converge` both tick). Nothing while paused or
+        while another server holds the controller lease."""
+        if self._paused or (self.gate is not None and not self.gate()):
             return
         self._led = True
         async with self._tick_lock:
@@ -142,7 +157,7 @@ class Controller:
             self._recover_missing(deployed)
             self.restores.scanned()
             self._start_rollouts(list(live.values()))
-            await self._sync_aliases(live)
+            await self._traffic.sync_aliases(live, self._switching)
 
     async def _read_live(self) -> dict[int, ReleaseView]:
         """The live releases, read while no rollout or recovery ended: one that ends during
@@ -205,18 +220,6 @@ class Controller:
             self._spawn_rollout(rel)
             free -= 1
 
-    async def _sync_aliases(self, live: dict[int, ReleaseView]) -> None:
-        """Point each alias route at the release the aliases table names, when this server
-        runs it. A name whose rollout is switching is left to that switch (it publishes the
-        route first, then writes the alias)."""
-        for (namespace_id, name), rid in (await self.store.aliases()).items():
-            group, rel = self.groups.get(rid), live.get(rid)
-            if group is None or rel is None or (namespace_id, name) in self._switching:
-                continue
-            current = self.routes.lookup(namespace_id, name)
-            if current is None or current.release_id != rid:
-                self.routes.set_alias(namespace_id, name, self._route(rel, group))
-
     def _rollouts_running(self) -> int:
         return len(self.tasks)
 
@@ -227,7 +230,9 @@ class Controller:
 
     def _drain(self, release_id: int, group: ReplicaGroup) -> None:
         """Retire ``group`` in the background; :meth:`converge` can wait for it."""
-        task = asyncio.create_task(self._retire(release_id, group))
+        task = asyncio.create_task(
+            self._serving.retire(release_id, group, self.settings.drain_timeout_s)
+        )
         self._draining[release_id] = task
         task.add_done_callback(lambda _t: self._draining.pop(release_id, None))
 
@@ -242,61 +247,27 @@ class Controller:
                 # out of `groups` and barred from recovery now, so no later step of this or
                 # the next tick restarts or fails it a second time
                 self.groups.pop(rel.id, None)
-                self._no_recovery.add(rel.id)
+                self._serving.bar(rel.id)
                 self._track(
-                    self._fail_serving(rel, group, health.error or "replicas keep crashing")
+                    self._serving.fail(rel, group, health.error or "replicas keep crashing")
                 )
-
-    async def _fail_serving(self, rel: ReleaseView, group: ReplicaGroup, error: str) -> None:
-        self.routes.withdraw(rel.namespace_id, rel.id)
-        await group.stop(0)
-        moved = await self.store.move(
-            rel.id,
-            Status.DEPLOYED,
-            Status.FAILED,
-            "replicas failed",
-            error,
-            finished_at=utcnow(),
-        )
-        if moved:
-            await self._repoint_alias(rel.namespace_id, rel.name, rel.id)
-        self.workspace.remove(rel.id)
 
     def _recover_missing(self, deployed: list[ReleaseView]) -> None:
         for rel in deployed:
-            if rel.id in self.groups or rel.id in self.tasks or rel.id in self._no_recovery:
+            if rel.id in self.groups or rel.id in self.tasks or self._serving.barred(rel.id):
                 continue
             self.restores.begin(rel)
-            task = asyncio.create_task(self._recover(rel))
+            task = asyncio.create_task(self._serving.restore(rel, self._hold))
             self.tasks[rel.id] = (rel.namespace_id, rel.plugin_pk, task)
             self._cancellable.add(rel.id)
             task.add_done_callback(lambda _t, rid=rel.id: self._recovery_done(rid))
 
+    def _hold(self, release_id: int, group: ReplicaGroup) -> None:
+        self.groups[release_id] = group
+
     def _recovery_done(self, release_id: int) -> None:
         self._task_done(release_id)
         self.restores.end(release_id)
-
-    async def _recover(self, rel: ReleaseView) -> None:
-        """Bring a deployed release back after a restart (nothing serves it yet)."""
-        try:
-            group = await self._start_group(rel)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any start failure fails the release, with its text
-            self._no_recovery.add(rel.id)
-            await self.store.move(
-                rel.id,
-                Status.DEPLOYED,
-                Status.FAILED,
-                "could not be restored after a restart",
-                _error_text(exc),
-                finished_at=utcnow(),
-            )
-            return
-        self.groups[rel.id] = group
-        alias_target = await self.store.alias(rel.namespace_id, rel.name)
-        self.routes.publish(self._route(rel, group), alias=alias_target == rel.id)
-        log.info("restored %s (release %s)", rel.plugin_id, rel.id)
 
     # -- rollouts -----------------------------------------------------------------------------
     def _spawn_rollout(self, rel: ReleaseView) -> None:
@@ -331,8 +302,8 @@ class Controller:
                     return
                 status = Status.PENDING
             if status is Status.PENDING:
-                plugin_dir = await asyncio.to_thread(self._prepare, rel)
-                await self._build_environment(rel, plugin_dir)
+                plugin_dir = await asyncio.to_thread(self._launcher.prepare, rel)
+                await self._launcher.build_environment(rel, plugin_dir)
                 if not await self.store.move(
                     rel.id,
                     Status.PENDING,
@@ -345,7 +316,8 @@ class Controller:
             self.groups[rel.id] = group
             self._switching.add((rel.namespace_id, rel.name))
             try:
-                await self._guarded_switch(rel, group, started)
+                await self._traffic.guard(rel, group, self.request_metrics)
+                await self._traffic.switch(rel, group, started, self._supersede)
             finally:
                 self._switching.discard((rel.namespace_id, rel.name))
         except asyncio.CancelledError:
@@ -358,134 +330,26 @@ class Controller:
             await self._abandon(rel, group, Status.FAILED, "rolled back", str(exc))
         except Exception as exc:  # noqa: BLE001 - the plugin's own error becomes the release's
             log.info("release %s of %s failed: %s", rel.id, rel.plugin_id, exc)
-            error = await self._with_last_lines(rel.id, _error_text(exc))
+            error = await self._with_last_lines(rel.id, error_text(exc))
             await self._abandon(rel, group, Status.FAILED, "deployment failed", error)
 
     async def _with_last_lines(self, release_id: int, error: str) -> str:
-        """The failure text followed by the release's last log lines (issue 13)."""
+        """The failure text followed by the release's last log lines."""
         if self.last_lines is None:
             return error
         await asyncio.sleep(0.1)  # let the dead replica's output pipe drain into the store
         lines = await asyncio.to_thread(self.last_lines, release_id)  # the log store, not Releases
         return f"{error}\n--- last log lines ---\n" + "\n".join(lines) if lines else error
 
-    def _prepare(self, rel: ReleaseView) -> Path:
-        info = self.plugin_info(rel.plugin_pk)
-        if info is None:
-            raise StartFailed("the plugin was deleted")
-        return self.workspace.prepare(rel.id, info.storage_key)
-
-    async def _build_environment(self, rel: ReleaseView, plugin_dir: Path) -> None:
-        """Pending phase: build or find the plugin environment (plughost.envs), saying which
-        in the release's status message."""
-        info = await asyncio.to_thread(self.plugin_info, rel.plugin_pk)
-        if info is None:
-            raise StartFailed("the plugin was deleted")
-
-        async def note(message: str) -> None:
-            await self.store.note(rel.id, Status.PENDING, message)
-
-        await self.envs.prepare(rel.id, dependencies_of(info.manifest), plugin_dir, note)
-
     async def _start_group(self, rel: ReleaseView, plugin_dir: Path | None = None) -> ReplicaGroup:
-        """Start, health-check and smoke-test the release's replicas (unpacking it if needed)."""
-        info = await asyncio.to_thread(self.plugin_info, rel.plugin_pk)
-        if info is None:
-            raise StartFailed("the plugin was deleted")
-        if plugin_dir is None:
-            plugin_dir = await asyncio.to_thread(self.workspace.prepare, rel.id, info.storage_key)
-        serve_config = info.manifest.get("serve_config") or {}
-        spec = GroupSpec(
-            deployment_name=deployment_name_for(rel.plugin_id),
-            release_id=rel.id,
-            plugin_dir=plugin_dir,
-            num_replicas=replica_count(serve_config),
-            serve_config=serve_config,
-            namespace_id=rel.namespace_id,
-            requirements=dependencies_of(info.manifest),
-            # found at once after the pending phase built it; built here after a restart
-            env_path=await self.envs.prepare(rel.id, dependencies_of(info.manifest), plugin_dir),
-        )
         sink = self.replica_output(rel) if self.replica_output is not None else None
-        token = REPLICA_OUTPUT.set(sink)  # the replicas' output tasks inherit it (logs.capture)
-        try:
-            group = await self.backend.start(spec)
-        finally:
-            REPLICA_OUTPUT.reset(token)
-        try:
-            if not await group.health():
-                raise StartFailed("the new replicas did not pass the health call")
-            example = info.manifest.get("example_input")
-            if isinstance(example, dict):
-                try:
-                    await group.call_body(orjson.dumps({"inputs": example, "parameters": {}}))
-                except CallFailed as exc:
-                    raise StartFailed(f"smoke call with example_input failed: {exc}") from exc
-        except BaseException:
-            await group.stop(0)
-            raise
-        return group
+        return await self._launcher.start_group(rel, plugin_dir, sink)
 
-    async def _guarded_switch(self, rel: ReleaseView, group: ReplicaGroup, started: float) -> None:
-        """Canary steps or a bake window against the release the alias serves (issue 17),
-        then the switch. Unguarded: a first deploy, a redeploy of the same plugin id (one
-        series of counters), a bake of 0 s."""
-        options = RolloutOptions.from_json(rel.rollout)
-        old = await self._alias_route_of_other(rel)
-        if old is not None and self.request_metrics is not None:
-            new_route = self._route(rel, group)
-            self.routes.publish(new_route, alias=False)
-
-            async def note(message: str) -> None:
-                await self.store.note(rel.id, Status.IN_PROGRESS, message)
-
-            await Guard(options, self.request_metrics, self.routes, old, new_route, note).run()
-        await self._switch(rel, group, started)
-
-    async def _alias_route_of_other(self, rel: ReleaseView) -> Route | None:
-        """The plain route of the release the alias of ``rel``'s name reaches, when this
-        server serves it and it is another plugin id."""
-        target = await self.store.alias(rel.namespace_id, rel.name)
-        group = self.groups.get(target) if target is not None else None
-        prev = await self.store.get(target) if group is not None and target is not None else None
-        if prev is None or group is None or prev.plugin_id == rel.plugin_id:
-            return None
-        return self._route(prev, group)
-
-    async def _switch(self, rel: ReleaseView, group: ReplicaGroup, started: float) -> None:
-        """Switch traffic to the new group atomically, then retire the old release."""
-        old = await self.store.of_plugin(rel.namespace_id, rel.plugin_pk, {Status.DEPLOYED})
-        self.routes.publish(self._route(rel, group), alias=True)
-        now = utcnow()
-        moved = await self.store.move(
-            rel.id,
-            Status.IN_PROGRESS,
-            Status.DEPLOYED,
-            f"serving realtime inference on {group.spec.num_replicas} replica(s)",
-            deployed_at=now,
-            finished_at=now,
-            duration_s=time.monotonic() - started,
-            alias_reason="deploy",  # the alias moves in the same transaction
-        )
-        if not moved:
-            raise StartFailed("the release changed state during the switch")
-        for prev in old:
-            if prev.id == rel.id:
-                continue
-            await self.store.move(
-                prev.id,
-                Status.DEPLOYED,
-                Status.SUPERSEDED,
-                f"replaced by release {rel.id}",
-                finished_at=now,
-            )
-            prev_group = self.groups.pop(prev.id, None)
-            if prev_group is not None:
-                self._drain(prev.id, prev_group)
-
-    async def _retire(self, release_id: int, group: ReplicaGroup) -> None:
-        await group.stop(self.settings.drain_timeout_s)
-        self.workspace.remove(release_id)
+    def _supersede(self, release_id: int) -> None:
+        """A release replaced by a rollout's switch: its group drains."""
+        group = self.groups.pop(release_id, None)
+        if group is not None:
+            self._drain(release_id, group)
 
     async def _abandon(
         self,
@@ -497,47 +361,7 @@ class Controller:
     ) -> None:
         self._cancellable.discard(rel.id)  # finishing: a tick must not cut this short
         self.groups.pop(rel.id, None)
-        self.routes.withdraw(rel.namespace_id, rel.id)
-        if group is not None:
-            await asyncio.shield(group.stop(0))
-        current = await self.store.get(rel.id)
-        if current is not None and current.status in (Status.QUEUED, *ROLLING):
-            await self.store.move(
-                rel.id,
-                current.status,
-                to,
-                message,
-                error,
-                finished_at=utcnow(),
-            )
-        self.workspace.remove(rel.id)
-        # a failed redeploy leaves the previous release serving; restore its routes
-        await self._restore_previous(rel)
-
-    async def _restore_previous(self, rel: ReleaseView) -> None:
-        for prev in await self.store.of_plugin(rel.namespace_id, rel.plugin_pk, {Status.DEPLOYED}):
-            group = self.groups.get(prev.id)
-            if group is not None:
-                alias = await self.store.alias(prev.namespace_id, prev.name)
-                self.routes.publish(self._route(prev, group), alias=alias == prev.id)
-
-    @staticmethod
-    def _route(rel: ReleaseView, group: ReplicaGroup) -> Route:
-        return Route(rel.namespace_id, rel.plugin_id, rel.name, rel.version, rel.id, group)
-
-    async def _repoint_alias(self, namespace_id: str, name: str, gone_release: int) -> None:
-        """After `gone_release` stopped serving, the alias follows the newest deployed version."""
-        current = await self.store.alias(namespace_id, name)
-        if current not in (None, gone_release):
-            return
-        for rel in await self.store.deployed_of_name(namespace_id, name):
-            group = self.groups.get(rel.id)
-            if group is not None:
-                await self.store.set_alias(namespace_id, name, rel.id, "undeploy")
-                self.routes.set_alias(namespace_id, name, self._route(rel, group))
-                return
-        await self.store.set_alias(namespace_id, name, None, "undeploy")
-        self.routes.set_alias(namespace_id, name, None)
+        await self._serving.abandon(rel, group, to, message, error)
 
     async def shutdown(self) -> None:
         self._stopping = True
@@ -549,13 +373,10 @@ class Controller:
                 await task
         groups = list(self.groups.values())
         self.groups.clear()
-        if not getattr(self.backend, "keeps_replicas_on_stop", False):  # issue 14
+        if not self.backend.keeps_replicas_on_stop:  # else the next server adopts them
             await asyncio.gather(*(g.stop(2.0) for g in groups), return_exceptions=True)
-        if self.gate is not None and not self._led:
-            return  # a follower started nothing; what the backend reaches is the leader's
+        if (self.gate is not None or self._paused) and not self._led:
+            # a follower, or a server handing over before its first pass, started nothing;
+            # what the backend reaches is the leader's (the successor's)
+            return
         await self.backend.shutdown()
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:4000]

@@ -1,4 +1,4 @@
-"""Guarded rollouts (issue 17): canary steps and the blue-green bake window.
+"""Guarded rollouts: canary steps and the blue-green bake window.
 
 Runs inside the controller's rollout, after the new replicas passed their health and smoke
 calls and before the release is recorded deployed. It moves only routes: the alias's

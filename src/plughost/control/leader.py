@@ -97,6 +97,7 @@ class Elector:
         self.leader: LeaseInfo | None = None  # the last lease read while following
         self._valid_until = 0.0
         self._stopping = False
+        self._task: asyncio.Task[None] | None = None  # run() as started by start()
         self.on_elected: Callable[[int], None] = lambda _epoch: None
         self.on_lost: Callable[[], None] = lambda: None
 
@@ -122,6 +123,14 @@ class Elector:
         self.leases.check(session, self.name, self.holder, epoch)
 
     # -- the loop ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run :meth:`run` in a task of its own; again after :meth:`stop` (a takeover that
+        did not happen). Nothing when it runs already."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name="plughost-elector")
+
     async def run(self) -> None:
         while not self._stopping:
             await self.step()
@@ -185,8 +194,12 @@ class Elector:
         self.on_lost()
 
     async def stop(self) -> None:
-        """Stop electing; a leader gives its lease up so a follower takes over at once."""
+        """Stop electing (the task :meth:`start` began ends); a leader gives its lease up so
+        a follower takes over at once."""
         self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
         epoch, self.epoch = self.epoch, None
         if epoch is None:
             return

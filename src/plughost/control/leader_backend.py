@@ -12,25 +12,27 @@ restore adopts those that still run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plughost.backends.base import Backend, GroupSpec, ReplicaGroup
 
+if TYPE_CHECKING:
+    from plughost.backends.ray_session import ServeSession
 
-class LeaderBackend:
-    """A Backend built by ``factory`` on :meth:`build` (or the first start)."""
+
+class LeaderBackend(Backend):
+    """A Backend built by ``factory`` on :meth:`build` (or the first start). It offers what
+    :class:`~plughost.backends.base.Backend` declares, from the real backend once built;
+    before that, each capability's default (a follower has none)."""
 
     def __init__(self, name: str, factory: Callable[[], Backend]) -> None:
         self.name = name
         self._factory = factory
         self.real: Backend | None = None
-        self.on_built: list[Callable[[Backend], None]] = []
 
     def build(self) -> Backend:
         if self.real is None:
             self.real = self._factory()
-            for hook in self.on_built:
-                hook(self.real)
         return self.real
 
     async def start(self, spec: GroupSpec) -> ReplicaGroup:
@@ -40,10 +42,12 @@ class LeaderBackend:
         if self.real is not None:
             await self.real.shutdown()
 
-    def __getattr__(self, attr: str) -> Any:
-        # the backend's own extras (keeps_replicas_on_stop, session, ...) once it exists;
-        # before that, absent, so callers fall back to their defaults
-        real = self.__dict__.get("real")
-        if real is None:
-            raise AttributeError(attr)
-        return getattr(real, attr)
+    @property
+    def keeps_replicas_on_stop(self) -> bool:
+        return self.real is not None and self.real.keeps_replicas_on_stop
+
+    def sandbox_report(self) -> dict[str, Any] | None:
+        return self.real.sandbox_report() if self.real is not None else None
+
+    async def ray_session(self) -> ServeSession | None:
+        return await self.real.ray_session() if self.real is not None else None

@@ -13,6 +13,7 @@ and exits with a clear log line; its supervisor restarts it as a follower.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -50,9 +51,8 @@ log = logging.getLogger("plughost.cluster")
 def peer_url(settings: Settings) -> str:
     """How other servers reach this one: PLUGHOST_PEER_URL, else http://host:port (the
     bind address, or this machine's name when it binds every interface)."""
-    explicit = getattr(settings, "peer_url", "")
-    if explicit:
-        return str(explicit).rstrip("/")
+    if settings.peer_url:
+        return settings.peer_url.rstrip("/")
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
@@ -71,6 +71,7 @@ class Cluster:
         controller: Controller,
         routes: RouteTable,
         owner: str = "",
+        on_plugin_removed: Callable[[int, bool], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -82,7 +83,7 @@ class Cluster:
         self.elector: Elector | None = None
         self.leadership = asyncio.Event()  # set once this server leads (at once on SQLite)
         # forget cached lookups of a plugin another server deleted (True) or disabled
-        self.on_plugin_removed: Callable[[int, bool], None] | None = None
+        self.on_plugin_removed = on_plugin_removed
         self.feed: ChangeFeed | None = None
         self._last_event = 0
         self._forward: dict[int, ForwardGroup] = {}
@@ -146,20 +147,37 @@ class Cluster:
         dsn = make_url(self.db.url).set(drivername="postgresql")
         self.feed = ChangeFeed(dsn.render_as_string(hide_password=False), self._apply)
         self.feed.start()
-        self._elector_task = asyncio.create_task(self.elector.run(), name="plughost-elector")
+        self.elector.start()
 
     async def stop(self) -> None:
         if self.elector is None:
             return
-        self._elector_task.cancel()
+        await self.elector.stop()  # first: the next leader takes over at once
         if self.feed is not None:
             await self.feed.stop()
-        await self.elector.stop()
         await self.peers.close()
         if self.direct is not None:
             await self.direct.close()
         if self.ray_follow is not None:
             await self.ray_follow.close()
+
+    async def step_down(self) -> None:
+        """Let a successor run the controller now (a takeover, plughost.handover): a leader
+        gives its lease up at once and stops electing (a follower goes on following); on
+        SQLite, the home's lock goes, so the successor may open the same file. Routes and
+        replicas keep serving. :meth:`rejoin` undoes it."""
+        if self.elector is not None and self.leading():
+            await self.elector.stop()
+        unlock_sqlite_home()
+
+    async def rejoin(self) -> None:
+        """After :meth:`step_down`, when no successor took over: the SQLite home's lock
+        again (unless another server took it meanwhile) and electing again."""
+        if not sqlite_home_locked():
+            with contextlib.suppress(RuntimeError):  # another server holds it now
+                await asyncio.to_thread(lock_sqlite_home, self.settings)
+        if self.elector is not None:
+            self.elector.start()
 
     async def until_leading(self) -> None:
         """Return once this server runs the controller (never, on a follower that stays one)."""
@@ -168,9 +186,7 @@ class Cluster:
         await self.leadership.wait()
 
     def _elected(self, _epoch: int) -> None:
-        build = getattr(self.controller.backend, "build", None)
-        if build is not None:  # LeaderBackend: the replicas are ours from now on
-            build()
+        self.controller.backend.build()  # the replicas are ours from now on
         self.leadership.set()
         if self.ray_follow is not None:  # the replicas are ours now: the backend calls them
             follow, self.ray_follow = self.ray_follow, None
@@ -287,7 +303,10 @@ def holder_gone(holder: str) -> bool:
     return pid != os.getpid() and process_start_time(pid) != started
 
 
-_LOCKS: list[IO[Any]] = []
+# The SQLite home's lock file, held open (flocked) while this process serves on it. Per
+# process, like the lock: taken before the app is built (the refusal must come before any
+# migration), so the functions below are its only door.
+_home_lock: list[IO[Any]] = []
 
 
 def lock_sqlite_home(settings: Settings) -> None:
@@ -316,4 +335,17 @@ def lock_sqlite_home(settings: Settings) -> None:
     handle.truncate(0)
     handle.write(f"pid {os.getpid()}, port {settings.port}\n")
     handle.flush()
-    _LOCKS.append(handle)
+    _home_lock.append(handle)
+
+
+def sqlite_home_locked() -> bool:
+    """Whether this process holds its SQLite home's lock (see :func:`lock_sqlite_home`)."""
+    return bool(_home_lock)
+
+
+def unlock_sqlite_home() -> None:
+    """Give the SQLite home's lock up (a takeover: the successor opens the same file);
+    :func:`lock_sqlite_home` takes it again. Nothing when not held."""
+    for handle in _home_lock:
+        handle.close()
+    _home_lock.clear()

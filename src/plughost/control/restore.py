@@ -1,4 +1,4 @@
-"""Releases being restored after a server start, and the calls that wait for them (issue 14).
+"""Releases being restored after a server start, and the calls that wait for them.
 
 A deployed release has no replicas on a freshly started server until the controller brings
 it back. Meanwhile its routes are not in the route table, but they are not "really not

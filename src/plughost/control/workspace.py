@@ -15,7 +15,7 @@ class Workspace:
 
     A folder unpacked completely from the same archive is used again (its marker
     `r{release_id}.ready` names the archive): replicas that outlived a server still run
-    from it (issue 14), and unpacking it afresh would pull their files from under them."""
+    from it (adopted by the next server), and unpacking it afresh would pull their files from under them."""
 
     def __init__(self, root: Path, store: ArchiveStore, limits: IntakeLimits) -> None:
         self.root = root

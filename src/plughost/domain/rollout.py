@@ -1,4 +1,4 @@
-"""Rollout options of a deploy (issue 17): the strategy and the guard's thresholds.
+"""Rollout options of a deploy: the strategy and the guard's thresholds.
 
 A deploy without a body (the SDK's call) means today's blue-green: the switch with no bake
 window, so a client that knows nothing of guards gets exactly what it always got. A body turns
@@ -10,11 +10,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal, get_args
 
 from plughost.errors import ValidationError
 
-STRATEGIES = ("blue_green", "canary")
+# The accepted values of each option, defined here once: the API's wire schema
+# (plughost.api.rollout_schema) is built from these, so its OpenAPI document and this check
+# cannot disagree.
+Strategy = Literal["blue_green", "canary"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+PERCENT_RANGE = (1, 100)  # a canary step's share of the calls, in whole percent
+STEPS_RANGE = (1, 20)  # how many canary steps
+LIMITS: dict[str, tuple[int | float, int | float]] = {  # option -> (lowest, highest) accepted
+    "step_seconds": (0.1, 3600),
+    "bake_seconds": (0, 3600),
+    "max_error_rate": (0, 1),
+    "min_failed_calls": (1, 100_000),
+    "max_p99_ratio": (1, 1000),
+    "min_p99_ms": (0, 600_000),
+    "traffic_deadline_seconds": (1, 86_400),
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,7 @@ class RolloutOptions:
     release's by more than ``max_error_rate``; or a p99 of at least ``min_p99_ms`` that is
     more than ``max_p99_ratio`` times the old release's."""
 
-    strategy: str = "blue_green"
+    strategy: Strategy = "blue_green"
     canary_steps: tuple[int, ...] = (10, 50, 100)
     step_seconds: float = 30.0
     bake_seconds: float = 30.0
@@ -56,16 +71,6 @@ class RolloutOptions:
         return cls(**known)
 
 
-_NUMBERS: dict[str, tuple[float, float]] = {  # name -> (lowest, highest) accepted
-    "step_seconds": (0.1, 3600.0),
-    "bake_seconds": (0.0, 3600.0),
-    "max_error_rate": (0.0, 1.0),
-    "max_p99_ratio": (1.0, 1000.0),
-    "min_p99_ms": (0.0, 600_000.0),
-    "traffic_deadline_seconds": (1.0, 86_400.0),
-}
-
-
 def _bad(field: str, why: str) -> ValidationError:
     return ValidationError(f"deploy option {field!r} {why}", {"field": field})
 
@@ -73,17 +78,26 @@ def _bad(field: str, why: str) -> ValidationError:
 def _number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(field, "must be a number")
-    low, high = _NUMBERS[field]
+    low, high = LIMITS[field]
     if not low <= value <= high:
         raise _bad(field, f"must be between {low:g} and {high:g}, got {value!r}")
     return float(value)
 
 
+def _whole(field: str, value: Any) -> int:
+    low, high = LIMITS[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(field, f"must be a whole number between {low} and {high}")
+    return value
+
+
 def _steps(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value or len(value) > 20:
-        raise _bad("canary_steps", "must be a list of 1 to 20 percentages")
-    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100 for v in value):
-        raise _bad("canary_steps", "must hold whole percentages between 1 and 100")
+    fewest, most = STEPS_RANGE
+    low, high = PERCENT_RANGE
+    if not isinstance(value, list) or not fewest <= len(value) <= most:
+        raise _bad("canary_steps", f"must be a list of {fewest} to {most} percentages")
+    if any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in value):
+        raise _bad("canary_steps", f"must hold whole percentages between {low} and {high}")
     if any(b <= a for a, b in pairwise(value)) or value[-1] != 100:
         raise _bad("canary_steps", "must rise strictly and end at 100")
     return tuple(value)
@@ -102,10 +116,8 @@ def parse_rollout(body: dict[str, Any] | None) -> RolloutOptions:
         elif key == "canary_steps":
             values[key] = _steps(value)
         elif key == "min_failed_calls":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-                raise _bad(key, "must be a whole number between 1 and 100000")
-            values[key] = value
-        elif key in _NUMBERS:
+            values[key] = _whole(key, value)
+        elif key in LIMITS:
             values[key] = _number(key, value)
         elif value is not None:
             raise _bad(key, "is not a deploy option")

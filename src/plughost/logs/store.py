@@ -136,7 +136,9 @@ class LogStore:
                 for old in list(self._files.values())[:128]:
                     old.close()
                     del self._files[old.release_id]
-            handle = _ReleaseFile(self, release_id)
+            handle = _ReleaseFile(
+                self.root, release_id, self.limits.release_cap_bytes, self._rotated
+            )
             self._files[release_id] = handle
         return handle
 
@@ -185,12 +187,16 @@ class LogStore:
 
 
 class _ReleaseFile:
-    """The open current file of one release and its size; rotates at half the cap."""
+    """The open current file of one release and its size; rotates at half the release's
+    cap (``cap_bytes``), then calls ``rotated()`` (the store keeps its whole folder capped)."""
 
-    def __init__(self, store: LogStore, release_id: int) -> None:
-        self.store = store
+    def __init__(
+        self, root: Path, release_id: int, cap_bytes: int, rotated: Callable[[], None]
+    ) -> None:
+        self.cap_bytes = cap_bytes
+        self.rotated = rotated
         self.release_id = release_id
-        self.folder = store.root / f"r{release_id}"
+        self.folder = root / f"r{release_id}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.current = self.folder / "0.jsonl"
         self.handle = open(self.current, "ab")  # noqa: SIM115 - kept open between writes
@@ -198,7 +204,7 @@ class _ReleaseFile:
         self.dropped_bytes = 0
 
     def write(self, data: bytes) -> None:
-        if self.size + len(data) > self.store.limits.release_cap_bytes // 2 and self.size:
+        if self.size + len(data) > self.cap_bytes // 2 and self.size:
             self._rotate()
         self.handle.write(data)
         self.size += len(data)
@@ -212,7 +218,7 @@ class _ReleaseFile:
         self.handle = open(self.current, "ab")  # noqa: SIM115
         self.size = 0
         if self.dropped_bytes:
-            cap_mib = self.store.limits.release_cap_bytes / (1024 * 1024)
+            cap_mib = self.cap_bytes / (1024 * 1024)
             marker = LogLine(
                 round(_read_first_time(previous) - 1e-6, 6), self.release_id, SERVER_REPLICA, "log",
                 f"[plughost] log truncated: {self.dropped_bytes} bytes of older output dropped "
@@ -220,7 +226,7 @@ class _ReleaseFile:
             data = _encode(marker)
             self.handle.write(data)
             self.size += len(data)
-        self.store._rotated()
+        self.rotated()
 
     def flush(self) -> None:
         with contextlib.suppress(ValueError):

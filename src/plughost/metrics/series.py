@@ -2,7 +2,7 @@
 replica counts (restarts included) that /metrics reports.
 
 Restarts are the group's own count of replicas that ended without being asked to and were
-replaced (a local group's ``restarts``): the replicas an autoscaler adds or retires, and a
+replaced (its snapshot's ``restarts``): the replicas an autoscaler adds or retires, and a
 scale to zero and back, are not restarts. (Ray groups keep no such count; theirs read 0.)"""
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ class Sample:
 class Sampler:
     """Samples request counters and replica groups; see the module docstring."""
 
-    def __init__(self, requests: RequestMetrics, controller: Any, routes: Any) -> None:
+    def __init__(
+        self, requests: RequestMetrics, controller: Any, routes: Any, recent: Any = None
+    ) -> None:
         self.requests = requests
         self.controller = controller
         self.routes = routes
         self.series: dict[tuple[str, str], deque[Sample]] = {}
         self._last: dict[tuple[str, str], tuple[float, int, int, list[int]]] = {}
-        self.recent: Any = None  # a metrics.window.RecentWindow to feed (the status figures)
+        self.recent = recent  # a metrics.window.RecentWindow to feed (the status figures)
 
     async def run(self, every_s: float = SAMPLE_EVERY_S) -> None:
         while True:
@@ -68,10 +70,10 @@ class Sampler:
         """Desired, ready and restarted replicas of every group the controller holds."""
         figures = []
         for group in list(self.controller.groups.values()):
-            health = group.observe()
-            restarts = int(getattr(group, "restarts", 0))
-            figures.append(ReplicaFigures(
-                self._labels(group), health.desired, health.ready, restarts))
+            snap = group.snapshot()
+            figures.append(
+                ReplicaFigures(self._labels(group), snap.target, snap.ready, snap.restarts)
+            )
         return figures
 
     def group_figures(self, release_id: int) -> dict[str, int] | None:

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from plughost.domain.batch_states import BatchStatus, can_move_batch
 from plughost.persistence.db import Database
 from plughost.persistence.tables import BatchJob, BatchJobEvent
+from plughost.persistence.transitions import BATCHES
 from plughost.timeutil import as_utc, utcnow
 
 
@@ -112,7 +113,7 @@ class Batches:
                 errors=[],
             )
             s.add(row)
-            s.add(BatchJobEvent(batch_id=new.id, to_status=row.status, message="submitted"))
+            BATCHES.record(s, new.id, None, row.status, "submitted")
             s.flush()
             return BatchView.of(row)
 
@@ -151,7 +152,7 @@ class Batches:
         if not can_move_batch(expected, target):
             raise ValueError(f"batch status cannot move {expected} -> {target}")
         now = utcnow()
-        values: dict[str, Any] = {"status": target.value, "updated_at": now, **fields}
+        values: dict[str, Any] = {"updated_at": now, **fields}
         if message is not None:
             values["message"] = message
         if target is BatchStatus.RUNNING:
@@ -159,22 +160,7 @@ class Batches:
         if target in (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED):
             values.setdefault("finished_at", now)
         with self.db.session() as s:
-            result = s.execute(
-                update(BatchJob)
-                .where(BatchJob.id == batch_id, BatchJob.status == expected.value)
-                .values(**values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            s.add(
-                BatchJobEvent(
-                    batch_id=batch_id,
-                    from_status=expected.value,
-                    to_status=target.value,
-                    message=message,
-                )
-            )
-            return True
+            return BATCHES.move(s, batch_id, expected, target, values, message)
 
     def progress(self, batch_id: str, **fields: Any) -> None:
         """Store counters (rows_total, rows_done, rows_failed, errors) of a running job."""

@@ -6,14 +6,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select
 
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import Status, can_move
 from plughost.persistence.board import DURATIONS_KEPT, PluginReleases, ReleaseBoard
 from plughost.persistence.db import Database
 from plughost.persistence.history import record_alias_move
-from plughost.persistence.tables import Alias, Plugin, Release, ReleaseEvent
+from plughost.persistence.tables import Alias, Plugin, Release
+from plughost.persistence.transitions import RELEASES
 from plughost.timeutil import as_utc, utcnow
 
 # Run inside a controller write's transaction; raises to refuse the write (the lease fence of
@@ -86,11 +87,7 @@ class Releases:
             )
             s.add(row)
             s.flush()
-            s.add(
-                ReleaseEvent(
-                    release_id=row.id, from_status=None, to_status=row.status, message=message
-                )
-            )
+            RELEASES.record(s, row.id, None, row.status, message)
             return _view(row)
 
     def move(
@@ -110,7 +107,7 @@ class Releases:
         (so no server ever reads the release deployed and its alias still elsewhere)."""
         if not can_move(expected, to):
             raise ValueError(f"illegal transition {expected} -> {to}")
-        values: dict[str, Any] = {"status": to.value, **times}
+        values: dict[str, Any] = dict(times)
         if message is not None:
             values["message"] = message
         if error is not None:
@@ -132,21 +129,8 @@ class Releases:
         with self.db.session() as s:
             if fence is not None:
                 fence(s)
-            res = s.execute(
-                update(Release)
-                .where(and_(Release.id == release_id, Release.status == expected.value))
-                .values(**values)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+            if not RELEASES.move(s, release_id, expected, to, values, note):
                 return None
-            s.add(
-                ReleaseEvent(
-                    release_id=release_id,
-                    from_status=expected.value,
-                    to_status=to.value,
-                    message=note,
-                )
-            )
             row = s.get(Release, release_id, populate_existing=True)
             if row is not None and alias_reason is not None:
                 self._point_alias(s, row.namespace_id, row.name, row.id, alias_reason)
@@ -201,9 +185,8 @@ class Releases:
                 moved: list[tuple[Status, int]] = []
                 for row in rows:
                     before = Status(row.status)
-                    values = {"status": Status.NOT_DEPLOYED.value, "message": message,
-                              "finished_at": utcnow()}
-                    if self._cas(s, row.id, before, Status.NOT_DEPLOYED, values, message):
+                    values = {"message": message, "finished_at": utcnow()}
+                    if RELEASES.move(s, row.id, before, Status.NOT_DEPLOYED, values, message):
                         moved.append((before, row.id))
                 gone = {rid for _, rid in moved}
                 for name in sorted({row.name for row in rows}):
@@ -214,23 +197,6 @@ class Releases:
             for _, view in result:
                 self._tell_board(view)
             return result
-
-    @staticmethod
-    def _cas(
-        s: Any, release_id: int, expected: Status, to: Status, values: dict[str, Any],
-        note: str | None,
-    ) -> bool:
-        res = s.execute(
-            update(Release)
-            .where(and_(Release.id == release_id, Release.status == expected.value))
-            .values(**values)
-        )
-        if res.rowcount != 1:
-            return False
-        s.add(ReleaseEvent(
-            release_id=release_id, from_status=expected.value, to_status=to.value, message=note
-        ))
-        return True
 
     @staticmethod
     def _follow_newest(s: Any, namespace_id: str, name: str, gone: set[int]) -> None:

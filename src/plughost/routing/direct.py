@@ -22,13 +22,10 @@ import logging
 import time
 from pathlib import Path
 
-import orjson
-
+from plughost.backends import client
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
-from plughost.backends.replica import ReplicaCallTimeout, ReplicaUnavailable, _result_or_raise
+from plughost.backends.replica_errors import ReplicaCallTimeout, ReplicaUnavailable
 from plughost.backends.replica_registry import ReplicaRecord, ReplicaRegistry
-from plughost.worker.auth import HELLO_OP, new_nonce, proof_ok, server_token
-from plughost.worker.protocol import decode_object, encode_raw_call_request
 
 log = logging.getLogger("plughost.direct")
 
@@ -52,19 +49,8 @@ class DirectReplica:
                 lambda: ReplicaChannel(self._timed_out, self._lost), self.record.socket_path
             )
             self.channel = channel
-            nonce = new_nonce()
-            hello = {
-                "op": HELLO_OP,
-                "nonce": nonce,
-                "token": server_token(self.record.secret, nonce),
-            }
-            head, body = await channel.request(
-                lambda rid: orjson.dumps({"id": rid, **hello}), CONNECT_TIMEOUT_S, False
-            )
-        result = decode_object(body).get("result") if head.ok else None
-        if not isinstance(result, dict) or not proof_ok(
-            self.record.secret, nonce, result.get("proof")
-        ):
+            proved = await client.hello(channel.request, self.record.secret, CONNECT_TIMEOUT_S)
+        if not proved:
             self.close()
             raise ConnectionError("the replica did not prove its secret")
 
@@ -79,15 +65,10 @@ class DirectReplica:
         if self.channel is None or self.closed:
             raise ReplicaUnavailable("not connected")
         try:
-            head, reply = await self.channel.request(
-                lambda rid: encode_raw_call_request(rid, body), self.call_timeout_s, True
-            )
+            return await client.call(self.channel.request, body, self.call_timeout_s)
         except ChannelClosed as exc:
             self.closed = True
             raise ReplicaUnavailable(str(exc)) from None
-        if head.ok and head.result_start >= 0:
-            return reply[head.result_start : -1]
-        return orjson.dumps(_result_or_raise(reply))
 
     def close(self) -> None:
         self.closed = True

@@ -2,7 +2,7 @@
 
 With the local backend, replicas are processes the leader started; a follower reaches them
 through the leader (``POST {leader}/_peer/call/{release_id}``, answered by
-:mod:`plughost.api.peer`), signed with the database's shared URL-signing secret. While
+:mod:`plughost.dataplane.peer`), signed with the database's shared URL-signing secret. While
 the leader changes (it died; a follower takes over and starts the replicas again) a call
 waits, up to ``hold_s``, for a reachable leader or, once this server leads, for its own
 group of the release. A call whose request reached a leader that then died is sent again
@@ -23,7 +23,13 @@ from typing import Any
 import httpx
 import orjson
 
-from plughost.backends.base import GroupHealth, GroupSpec, ReplicaGroup
+from plughost.backends.base import (
+    GroupHealth,
+    GroupSnapshot,
+    GroupSpec,
+    ReplicaGroup,
+    plain_snapshot,
+)
 from plughost.errors import CallFailed, CallTimedOut, NotFoundError, RequestRefused, Unavailable
 
 PEER_PREFIX = "/_peer/call/"
@@ -161,7 +167,7 @@ def _peer_error(reply: httpx.Response) -> Exception:
     return Unavailable(f"the leader answered {reply.status_code}: {message}")
 
 
-class ForwardGroup:
+class ForwardGroup(ReplicaGroup):
     """A follower's stand-in for the leader's replica group of one release."""
 
     def __init__(
@@ -192,6 +198,10 @@ class ForwardGroup:
 
     def observe(self) -> GroupHealth:
         return GroupHealth(desired=self.spec.num_replicas, ready=self.spec.num_replicas)
+
+    def snapshot(self) -> GroupSnapshot:
+        """The leader's replicas are its to report; a follower assumes them ready."""
+        return plain_snapshot(self.observe())
 
     async def stop(self, drain_timeout_s: float) -> None:
         return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from plughost.sandbox.bwrap import (
     runtime_paths,
 )
 from plughost.sandbox.policy import MIB, RunnerPolicy, SandboxConfig, SandboxLaunch, rlimits_for
-from plughost.sandbox.probe import probe_layers
+from plughost.sandbox.probe import ProbeResult, probe_layers
 from plughost.sandbox.uids import UidPool
 
 if TYPE_CHECKING:
@@ -59,8 +59,6 @@ class Sandbox:
     share_net_only: bool = False
     uids: UidPool | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    # the Ray backend's per-node report (layers each node's replicas measured there)
-    node_reports: Callable[[], dict[str, Any]] | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -74,13 +72,18 @@ class Sandbox:
                 "privileges, network and file system. Run only plugins you trust."
             )
             return cls(config, dict.fromkeys(LAYERS, False))
-        result = probe_layers(config)
+        return cls.from_probe(config, probe_layers(config))
+
+    @classmethod
+    def from_probe(cls, config: SandboxConfig, result: ProbeResult) -> Sandbox:
+        """The sandbox a probe's ``result`` measured; logs missing layers, SandboxUnavailable
+        in strict mode when one is missing."""
         sandbox = cls(
             config,
             result.layers,
             bwrap_path=result.bwrap_path,
             share_net_only=result.share_net_only,
-            uids=UidPool(config.uid_base, config.uid_count) if result.layers["uid"] else None,
+            uids=UidPool(config.uid_base, config.uid_count) if result.layers.get("uid") else None,
             details=result.details,
         )
         sandbox._report()
@@ -118,14 +121,13 @@ class Sandbox:
         return [layer for layer in LAYERS if not self.layers.get(layer)]
 
     def status(self) -> dict[str, Any]:
-        """What ``GET /healthz`` reports."""
+        """What ``GET /healthz`` reports of this machine (the runtime adds the backend's
+        report per node, :meth:`plughost.runtime.Runtime.sandbox_status`)."""
         status: dict[str, Any] = {
             "mode": self.mode,
             "layers": {layer: bool(self.layers.get(layer)) for layer in LAYERS},
             "egress_namespaces": sorted(self.config.egress_namespaces),
         }
-        if self.node_reports is not None:
-            status["ray_nodes"] = self.node_reports()
         return status
 
     def egress_allowed(self, namespace_id: str | None) -> bool:

@@ -267,7 +267,7 @@ class Accounts:
         return org
 
     def create_organization(self, org_id: str, name: str = "") -> dict[str, Any]:
-        if not NAMESPACE_ID_RE.match(org_id):
+        if not NAMESPACE_ID_RE.fullmatch(org_id):
             raise ValidationError(f"invalid organization id {org_id!r}")
         with self.db.session() as s:
             if s.get(Organization, org_id) is not None:
@@ -279,7 +279,7 @@ class Accounts:
         self, name: str, org_id: str = DEFAULT_ORG, namespace_id: str | None = None
     ) -> dict[str, Any]:
         ns_id = namespace_id or new_id("ns", 8)
-        if not NAMESPACE_ID_RE.match(ns_id):
+        if not NAMESPACE_ID_RE.fullmatch(ns_id):
             raise ValidationError(f"invalid namespace id {ns_id!r}: use letters, digits, _ and -")
         with self.db.session() as s:
             self._require_org(s, org_id)

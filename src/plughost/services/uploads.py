@@ -60,6 +60,10 @@ class Uploads:
         store: ArchiveStore,
         signer: UrlSigner,
         gate: IntakeGate | None = None,
+        *,
+        manifest_command: Callable[[Path, Path], list[str]] | None = None,
+        skip_scan: bool = False,
+        on_validation_failed: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.gate = gate or IntakeGate(settings.intake_slots)
@@ -70,9 +74,11 @@ class Uploads:
             max_archive_bytes=settings.max_archive_bytes,
             max_entries=settings.max_archive_entries,
             manifest_timeout_s=settings.manifest_timeout_s,
+            manifest_command=manifest_command,
+            skip_scan=skip_scan,
         )
         # told the namespace ("" at organization level) of each failed validation (metrics)
-        self.on_validation_failed: Callable[[str], None] | None = None
+        self.on_validation_failed = on_validation_failed
 
     # -- presigned flow ----------------------------------------------------------------------
     def create_upload(

@@ -16,7 +16,7 @@ from typing import Any
 
 from plughost.domain.release import ReleaseView
 from plughost.domain.scope import PluginScope
-from plughost.services.deployments import Deployments
+from plughost.services.status import DeploymentStatus
 
 FINAL = frozenset({"deployed", "failed", "not_deployed"})
 KEEPALIVE_S = 15.0
@@ -32,20 +32,20 @@ class _Watcher:
 
 
 class StatusWatches:
-    def __init__(self, deployments: Deployments) -> None:
-        self.deployments = deployments
+    def __init__(self, status: DeploymentStatus) -> None:
+        self.status = status
         self._watchers: dict[tuple[str, int], dict[int, _Watcher]] = {}
         self._ids = itertools.count()
-        deployments.releases.board.listeners.append(self.on_change)
-        # a restore after a server start ends without a release write (issue 14)
-        deployments.controller.restores.listeners.append(lambda view: self.on_change(view, None))
+        status.releases.board.listeners.append(self.on_change)
+        # a restore after a server start ends without a release write
+        status.controller.restores.listeners.append(lambda view: self.on_change(view, None))
 
     def on_change(self, view: ReleaseView, _duration_s: float | None) -> None:
         watchers = self._watchers.get((view.namespace_id, view.plugin_pk))
         if not watchers:
             return
         for w in list(watchers.values()):
-            body = self.deployments.cached_status(w.scope, w.plugin_id)  # None: read again
+            body = self.status.cached_status(w.scope, w.plugin_id)  # None: read again
             w.loop.call_soon_threadsafe(w.queue.put_nowait, body)
 
     async def watch(
@@ -59,7 +59,7 @@ class StatusWatches:
         token = next(self._ids)
         self._watchers.setdefault(key, {})[token] = watcher
         try:
-            body = await asyncio.to_thread(self.deployments.status, scope, plugin_id)
+            body = await asyncio.to_thread(self.status.status, scope, plugin_id)
             last = _essence(body)
             yield body
             while body["status"] not in FINAL:
@@ -70,7 +70,7 @@ class StatusWatches:
                     yield None
                     continue
                 if item is None:
-                    item = await asyncio.to_thread(self.deployments.status, scope, plugin_id)
+                    item = await asyncio.to_thread(self.status.status, scope, plugin_id)
                 if _essence(item) != last:
                     body, last = item, _essence(item)
                     yield body

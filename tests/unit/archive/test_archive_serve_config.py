@@ -8,8 +8,7 @@ from pathlib import Path
 from archive_builders import plugin_files, write_tar
 
 from plughost.archive import IntakeLimits, validate_archive
-from plughost.archive._serve_config import KNOWN_KEYS, class_serve_config, merge_serve_config
-from plughost.runtime_api.shared.plugins.inference.serve import SERVE_CONFIG_KEYS
+from plughost.archive._serve_config import class_serve_config, merge_serve_config
 
 REALTIME = """\
 from shared.plugins.inference.serve import BaseInferenceService, ServeDeploymentConfig
@@ -63,10 +62,6 @@ def test_manifest_wins_per_key_and_absence_stays_none() -> None:
     assert merge_serve_config(None, {}) is None
     assert merge_serve_config({}, {}) == {}
     assert merge_serve_config(None, {"memory_gb": 2}) == {"memory_gb": 2}
-
-
-def test_the_static_reader_knows_the_runtime_classes_keys() -> None:
-    assert KNOWN_KEYS == SERVE_CONFIG_KEYS
 
 
 def test_validation_stores_the_class_serve_config_under_the_manifests(tmp_path: Path) -> None:

@@ -10,13 +10,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from plughost.backends.base import GroupSnapshot
 from plughost.backends.exit_reason import (
     describe_exit,
     explain_call,
     explain_start,
     memory_limit_mib,
 )
-from plughost.backends.local import LocalReplicaGroup
+from plughost.backends.local_group import LocalReplicaGroup
 from plughost.backends.replica import ReplicaStartError
 from plughost.errors import CallFailed, StartFailed
 from plughost.metrics.series import Sampler
@@ -98,14 +99,13 @@ class Fleet:
 
 
 def _scaled_group(pids: list[int], restarts: int | None) -> Any:
-    group = SimpleNamespace(
+    """A group whose replicas are ``pids``; ``restarts`` None: a group that keeps no count
+    (Ray's), whose snapshot says 0."""
+    return SimpleNamespace(
         spec=SimpleNamespace(namespace_id="ns", deployment_name="custom_plugin_x", num_replicas=1),
         replicas=[SimpleNamespace(pid=p) for p in pids],
-        observe=lambda: SimpleNamespace(desired=len(pids), ready=len(pids)),
+        snapshot=lambda: GroupSnapshot(len(pids), 0, len(pids), restarts=restarts or 0),
     )
-    if restarts is not None:
-        group.restarts = restarts
-    return group
 
 
 def test_scaling_up_and_down_is_not_a_restart_and_crashes_are() -> None:

@@ -37,6 +37,7 @@ class Spec:
 
 class Settings:
     drain_timeout_s = 1.0
+    warm_spare = False
 
 
 class Group:
@@ -46,7 +47,7 @@ class Group:
         self.replicas: list[Replica] = [Replica()]
         self.retired: set[Replica] = set()
 
-    async def _launch(self) -> Replica:
+    async def launch(self, hold_fd: int | None = None) -> Replica:
         self.replicas.append(Replica())
         return self.replicas[-1]
 
@@ -111,11 +112,11 @@ class SlowGroup(Group):
         self.fail = fail
         self.settings.replica_start_timeout_s = 0.1  # type: ignore[attr-defined]
 
-    async def _launch(self) -> Replica:
+    async def launch(self, hold_fd: int | None = None) -> Replica:
         await asyncio.sleep(self.start_s)
         if self.fail:
             raise RuntimeError(self.fail)
-        return await super()._launch()
+        return await super().launch()
 
 
 def _woken(group: Group) -> BaseException | None:

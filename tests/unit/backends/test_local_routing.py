@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
-from plughost.backends.local import pick_least_busy
+from plughost.backends.local_group import pick_least_busy
 
 
 @dataclass

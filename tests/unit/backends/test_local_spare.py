@@ -59,7 +59,7 @@ class SpareGroup(Group):
         self.cold_launches = 0
         self.spares_started = 0
 
-    async def _launch(self, hold_fd: int | None = None) -> Replica:  # type: ignore[override]
+    async def launch(self, hold_fd: int | None = None) -> Replica:
         if hold_fd is None:
             self.cold_launches += 1
         else:
@@ -67,7 +67,7 @@ class SpareGroup(Group):
             if self.spare_dies:
                 raise RuntimeError("spare died")
             await _held_launch(hold_fd)
-        return await super()._launch()
+        return await super().launch()
 
 
 def _scaler(group: Group) -> Autoscaler:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from plughost.backends.ray_direct import DirectSet, open_tcp
+from plughost.backends.ray_node import WorkerConfig
 from plughost.backends.ray_relay import MODE_LOGS, OutputFeed
-from plughost.backends.ray_worker import WorkerConfig, WorkerHost
+from plughost.backends.ray_worker import WorkerHost
 from plughost.logs.capture import REPLICA_OUTPUT
 
 REALTIME = """

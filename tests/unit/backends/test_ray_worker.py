@@ -14,13 +14,8 @@ import pytest
 
 from plughost.backends.ray_direct import DirectSet, open_tcp
 from plughost.backends.ray_directory import ReplicaDirectory
-from plughost.backends.ray_worker import (
-    MAGIC,
-    NONCE_BYTES,
-    WorkerConfig,
-    WorkerHost,
-    drop_hidden_import_paths,
-)
+from plughost.backends.ray_node import WorkerConfig, drop_hidden_import_paths
+from plughost.backends.ray_worker import MAGIC, NONCE_BYTES, WorkerHost
 from plughost.errors import CallFailed
 
 REALTIME = """
@@ -141,7 +136,7 @@ def test_hidden_folders_leave_the_import_path(tmp_path: Path) -> None:
 
 
 def test_probe_result_is_reused_per_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plughost.backends import ray_worker
+    from plughost.backends import ray_node
     from plughost.sandbox.policy import SandboxConfig
     from plughost.sandbox.probe import ProbeResult
 
@@ -152,23 +147,23 @@ def test_probe_result_is_reused_per_node(tmp_path: Path, monkeypatch: pytest.Mon
         calls.append(1)
         return ProbeResult(dict(layers), "/usr/bin/bwrap", False, {"reasons": {}})
 
-    monkeypatch.setattr(ray_worker, "probe_layers", probe)
+    monkeypatch.setattr(ray_node, "probe_layers", probe)
     cache = tmp_path / "cache"
-    first = ray_worker.create_sandbox(SandboxConfig(mode="auto"), cache)
-    second = ray_worker.create_sandbox(SandboxConfig(mode="auto"), cache)
+    first = ray_node.create_sandbox(SandboxConfig(mode="auto"), cache)
+    second = ray_node.create_sandbox(SandboxConfig(mode="auto"), cache)
     assert calls == [1] and first.layers == second.layers == layers
-    ray_worker.create_sandbox(SandboxConfig(mode="auto", memory_gb=3), cache)
+    ray_node.create_sandbox(SandboxConfig(mode="auto", memory_gb=3), cache)
     assert calls == [1, 1]  # another configuration probes again
 
 
 def test_a_shared_cache_folder_is_refused(tmp_path: Path) -> None:
-    from plughost.backends import ray_worker
+    from plughost.backends import ray_node
 
     folder = tmp_path / "shared"
     folder.mkdir()
     folder.chmod(0o777)
     with pytest.raises(RuntimeError, match="not a private folder"):
-        ray_worker._own_folder(folder)
+        ray_node._own_folder(folder)
 
 
 def test_a_node_without_bubblewrap_reports_the_missing_layers_or_refuses_in_strict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -59,15 +60,15 @@ def test_close_reads_the_rest_and_closes_both_files_once(
     assert tail.closed and _open_fds() == before
 
 
-def test_stop_reads_nothing_keeps_the_position_and_closes_both_files_once(
+def test_detach_reads_nothing_keeps_the_position_and_closes_both_files_once(
     tmp_path: Path, closes: list[int]
 ) -> None:
     out = _output(tmp_path)
     before = _open_fds()
     tail = FileTail(out, 7)
-    assert tail.stop() is True
-    assert tail.stop() is False
-    tail.close()  # the exit watcher's close after a takeover's stop: nothing left to close
+    assert tail.detach() is True
+    assert tail.detach() is False
+    tail.close()  # the exit watcher's close after a takeover's detach: nothing left to close
     tail.catch_up()
     assert list(tail.tail) == []
     assert len(closes) == 2 and _open_fds() == before
@@ -100,5 +101,33 @@ def test_the_position_file_is_kept_for_the_next_reader(tmp_path: Path) -> None:
     assert position_path(out).read_bytes().split(b"\n")[0] == str(len(b"one\ntwo\n")).encode()
 
 
-def test_a_pipe_reader_has_no_file_to_stop() -> None:
-    assert OutputPump.stop(object.__new__(OutputPump)) is False
+def test_detach_after_a_partial_read_leaves_the_rest_to_the_next_reader(
+    tmp_path: Path, closes: list[int]
+) -> None:
+    out = _output(tmp_path)
+    tail = FileTail(out, 7)
+    tail.catch_up()
+    with out.open("ab") as replica:  # the replica goes on writing after the handover
+        replica.write(b"three\n")
+    assert tail.detach() is True
+    assert list(tail.tail) == ["one", "two"] and tail.closed and len(closes) == 2
+    successor = FileTail(out, 8)
+    successor.close()
+    assert list(successor.tail) == ["three"]
+
+
+def test_a_detached_reader_task_ends_on_its_next_poll(tmp_path: Path) -> None:
+    tail = FileTail(_output(tmp_path), 7)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(tail.run())
+        await asyncio.sleep(0)
+        tail.detach()
+        await asyncio.wait_for(task, timeout=2)
+
+    asyncio.run(scenario())
+    assert tail.closed
+
+
+def test_a_pipe_reader_has_no_file_to_detach() -> None:
+    assert OutputPump.detach(object.__new__(OutputPump)) is False

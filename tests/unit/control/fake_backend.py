@@ -17,7 +17,17 @@ import asyncio
 
 import orjson
 
-from plughost.backends.base import CallFailed, GroupHealth, GroupSpec, StartFailed, Unavailable
+from plughost.backends.base import (
+    Backend,
+    CallFailed,
+    GroupHealth,
+    GroupSnapshot,
+    GroupSpec,
+    ReplicaGroup,
+    StartFailed,
+    Unavailable,
+    plain_snapshot,
+)
 
 
 class ManualClock:
@@ -34,7 +44,7 @@ class ManualClock:
         self.now += seconds
 
 
-class FakeGroup:
+class FakeGroup(ReplicaGroup):
     """The replicas of one release: calls answer ``{"release": id}``."""
 
     def __init__(
@@ -74,12 +84,15 @@ class FakeGroup:
         ready = 0 if self._crash or self.stopped is not None else self.spec.num_replicas
         return GroupHealth(self.spec.num_replicas, ready, self._crash is not None, self._crash)
 
+    def snapshot(self) -> GroupSnapshot:
+        return plain_snapshot(self.observe())
+
     async def stop(self, drain_timeout_s: float) -> None:
         if self.stopped is None:
             self.stopped = drain_timeout_s
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     name = "fake"
 
     def __init__(self) -> None:

@@ -93,7 +93,7 @@ async def _load(h: Harness, name: str, stop: asyncio.Event, outcomes: list[Any])
     body = orjson.dumps({"inputs": {}, "parameters": {}})
     while not stop.is_set():
         try:
-            outcomes.append(orjson.loads(await h.deployments.infer_body(NS, name, body))["release"])
+            outcomes.append(orjson.loads(await h.inference.infer_body(NS, name, body))["release"])
         except PlughostError as exc:
             outcomes.append(type(exc).__name__)
         await asyncio.sleep(0.002)
@@ -106,7 +106,7 @@ async def _rollout_under_load(
     delay_s: float = 0.0,
     load: bool = True,
 ) -> tuple[int, int, list[Any]]:
-    h.controller.request_metrics = h.deployments.request_metrics
+    h.controller.request_metrics = h.inference.request_metrics
     v1 = h.enqueue(h.plugin("alpha", "1.0.0"))
     await h.settle()
     p2 = h.plugin("alpha", "2.0.0")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from plughost.backends.base import GroupHealth, GroupSnapshot, ReplicaGroup, plain_snapshot
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import Status
 from plughost.errors import NotFoundError, Unavailable
@@ -65,13 +66,28 @@ def test_a_follower_routes_deployment_names_plugin_ids_and_aliases() -> None:
     assert follower_routes([two], {("ns", "emb"): 1}, lambda r: object()).get(("ns", "emb")) is None
 
 
-class FakeGroup:
+class FakeGroup(ReplicaGroup):
+    """The new leader's own group of the release: records the calls it answers."""
+
     def __init__(self) -> None:
+        self.spec = forward_spec("custom_plugin_emb", 1, "ns")
         self.calls: list[bytes] = []
 
     async def call_body(self, body: bytes) -> bytes:
         self.calls.append(body)
         return b'{"ok": true}'
+
+    async def health(self) -> bool:
+        return True
+
+    def observe(self) -> GroupHealth:
+        return GroupHealth(desired=1, ready=1)
+
+    def snapshot(self) -> GroupSnapshot:
+        return plain_snapshot(self.observe())
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        return None
 
 
 def test_a_forwarded_call_waits_for_the_new_leader_and_is_answered_by_it() -> None:

@@ -2,7 +2,7 @@
 replica groups and routes out. No processes; each test runs in well under a second.
 
 Desired state is written the way the API writes it (``Releases.enqueue``,
-``Deployments.take_down``, ``Releases.set_alias``); :meth:`Harness.settle` ticks the
+``DeployCommands.take_down``, ``Releases.set_alias``); :meth:`Harness.settle` ticks the
 controller until nothing is left to do.
 """
 
@@ -20,14 +20,19 @@ from sqlalchemy import select
 
 from plughost.config import Settings
 from plughost.control.controller import Controller, PluginRuntimeInfo
+from plughost.dataplane.inference import Inference
 from plughost.domain.release import ReleaseView
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import Status
+from plughost.metrics.requests import RequestMetrics
+from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import Database
 from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Namespace, Organization, Plugin, ReleaseEvent
 from plughost.routing.table import RouteTable
-from plughost.services.deployments import Deployments
+from plughost.services.deploy import DeployCommands
+from plughost.services.lookup import PluginLookup
+from plughost.services.status import DeploymentStatus
 
 NS = "ns_a"
 T = TypeVar("T")
@@ -93,8 +98,17 @@ class Harness:
         )
         # calls are timed on the backend's clock: a fake call takes exactly its injected
         # delay, however loaded the machine is (the canary's latency rule reads these)
-        self.deployments = Deployments(
-            self.settings, self.db, self.releases, self.controller, self.routes,
+        lookup = PluginLookup(self.db)
+        metrics = RequestMetrics()
+        status = DeploymentStatus(
+            self.settings, self.releases, self.controller, self.routes, lookup, metrics,
+            RecentWindow(),
+        )
+        self.deployments = DeployCommands(
+            self.settings, self.releases, self.controller, lookup, status
+        )
+        self.inference = Inference(
+            self.settings, self.routes, self.controller.restores, metrics, lookup,
             clock=self.backend.clock,
         )
 

@@ -198,24 +198,24 @@ def _view(release_id: int, status: Status) -> ReleaseView:
 def test_a_plugin_lookup_that_raced_a_removal_is_not_cached(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plughost.config import Settings
     from plughost.domain.scope import PluginScope
-    from plughost.services import deployments as module
+    from plughost.services import lookup as module
+    from plughost.services.cache import NotCached
 
     plugin = _plugin(db, "racy")
-    service = module.Deployments(Settings(), db, Releases(db), None, None)  # type: ignore[arg-type]
+    lookup = module.PluginLookup(db)
     scope = PluginScope(organization_id="org", namespace_id=None)
     real = module.find_plugin
 
     def find_then_removed(s: object, sc: PluginScope, pid: str) -> Plugin:
         row = real(s, sc, pid)  # type: ignore[arg-type]
-        service.plugin_removed(plugin.id, deleted=True)  # lands while the lookup runs
+        lookup.forget(plugin.id)  # a removal lands while the lookup runs
         return row
 
     monkeypatch.setattr(module, "find_plugin", find_then_removed)
-    service._plugin(scope, plugin.plugin_id)
-    with pytest.raises(module._NotCached):
-        service._plugin_ref(scope, plugin.plugin_id, cached_only=True)
+    lookup.load(scope, plugin.plugin_id)
+    with pytest.raises(NotCached):
+        lookup.ref(scope, plugin.plugin_id, cached_only=True)
     monkeypatch.setattr(module, "find_plugin", real)
-    service._plugin(scope, plugin.plugin_id)
-    assert service._plugin_ref(scope, plugin.plugin_id, cached_only=True).pk == plugin.id
+    lookup.load(scope, plugin.plugin_id)
+    assert lookup.ref(scope, plugin.plugin_id, cached_only=True).pk == plugin.id

@@ -13,22 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from plughost.domain.serve_config import SERVE_CONFIG_KEYS
+
 from ...loggers.services import get_logger
 
 HANDLER_NAMES: tuple[str, ...] = ("run_inference", "_process_single", "__call__")
 """The methods a service may implement, in the order plughost prefers them."""
-
-SERVE_CONFIG_KEYS: tuple[str, ...] = (
-    "enabled",
-    "num_replicas",
-    "min_replicas",
-    "max_replicas",
-    "target_ongoing_requests",
-    "num_cpus",
-    "num_gpus",
-    "memory_gb",
-)
-"""The keys :class:`ServeDeploymentConfig` knows; plughost reads them like a manifest's."""
 
 
 class ServeDeploymentConfig:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from plughost.api.inference_request import Flights
+from plughost.dataplane.request import Flights
 from plughost.errors import AuthenticationError
 from plughost.services.accounts import Accounts, Principal
 

@@ -6,7 +6,7 @@
 
 The key and namespace checks hit an in-memory cache, and nothing here touches the database
 on a cache hit (a miss goes to the thread pool once); they and the body checks live in
-:mod:`.inference_request`, shared with ``POST /v1/inference``. Every other request, and the
+:mod:`.request`, shared with ``POST /v1/inference``. Every other request, and the
 lifespan, go on to FastAPI. Profiling showed FastAPI's middleware stack, routing,
 dependencies and thread-pool hand-offs cost several times what the replica itself spends on
 a small plugin, and that status polls were dominated by them and by database reads.
@@ -14,7 +14,7 @@ a small plugin, and that status polls were dominated by them and by database rea
 FastAPI keeps only what the fast path cannot do without: the status route stays declared
 for the OpenAPI schema and serves the SSE watch (``?watch=``), which passes through here.
 ``POST /inference/{namespace_id}/{route}`` is declared to FastAPI by a documentation-only
-route (:mod:`.openapi`) that this class always answers first; FastAPI still answers the
+route (:mod:`plughost.api.openapi`) that this class always answers first; FastAPI still answers the
 path's other methods (405 with ``Allow: POST``).
 
 ``OPTIONS`` on any path is answered here too: 204 with ``Allow`` listing the methods the
@@ -32,8 +32,8 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plughost.api.errors import wire_error
-from plughost.api.inference_request import (
+from plughost.dataplane.body import read_capped
+from plughost.dataplane.request import (
     Flights,
     caller,
     check_call_body,
@@ -41,17 +41,12 @@ from plughost.api.inference_request import (
     check_namespace,
 )
 from plughost.domain.scope import PluginScope
-from plughost.errors import (
-    BadRequestError,
-    PayloadTooLargeError,
-    ServiceUnavailableError,
-)
+from plughost.errors import ServiceUnavailableError, wire_error
 
 log = logging.getLogger("plughost.api")
 
 PREFIX = "/inference/"
 STATUS_PREFIX = "/v1/namespaces/"
-MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -93,16 +88,16 @@ class FastPath:
     async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
         rt, _ = await _authorized(self.state, scope, namespace_id, self.flights)
         check_content_type(_header(scope, b"content-type"))
-        body = await _read_body(receive)
+        body = await read_capped(receive)
         check_call_body(body)
-        return bytes(await rt.deployments.infer_body(namespace_id, route, body))
+        return bytes(await rt.inference.infer_body(namespace_id, route, body))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
         rt, principal = await _authorized(self.state, scope, namespace_id, self.flights)
         where = PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
-        body = rt.deployments.cached_status(where, plugin_id)
+        body = rt.deploy_status.cached_status(where, plugin_id)
         if body is None:
-            body = await run_in_threadpool(rt.deployments.status, where, plugin_id)
+            body = await run_in_threadpool(rt.deploy_status.status, where, plugin_id)
         return orjson.dumps(body)
 
 
@@ -129,7 +124,7 @@ async def _authorized(
     app_state: Any, scope: Scope, namespace_id: str, flights: Flights
 ) -> tuple[Any, Any]:
     """The runtime and the caller, once the caller's key may see the namespace (else 401/404)."""
-    if not getattr(app_state, "ready", False):
+    if not app_state.ready:  # set False by create_app, True once the lifespan started
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime
     authorization = _header(scope, b"authorization")
@@ -145,22 +140,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequestError("client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"request body exceeds {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _send(

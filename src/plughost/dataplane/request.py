@@ -1,6 +1,6 @@
 """The one home of an inference request's checks, shared by the ASGI fast path
 (``/inference/{namespace}/{route}``, :mod:`.fastpath`) and FastAPI's ``POST /v1/inference``
-(:mod:`.routes_inference`): the body's shape, and the caller's key and namespace checked
+(:mod:`plughost.api.routes_inference`): the body's shape, and the caller's key and namespace checked
 against the short-lived in-memory cache.
 
 Cache misses go to the thread pool once however many requests wait on them

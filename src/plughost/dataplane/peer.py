@@ -16,9 +16,10 @@ import time
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plughost.errors import CallFailed, RequestRefused, Unavailable
+from plughost.dataplane.body import ClientDisconnected, read_capped
+from plughost.errors import CallFailed, PayloadTooLargeError, RequestRefused, Unavailable
 from plughost.routing.forward import (
     PEER_PREFIX,
     SIGNATURE_HEADER,
@@ -26,7 +27,6 @@ from plughost.routing.forward import (
     peer_signature_ok,
 )
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
 GROUP_WAIT_S = 2.0  # a leader starting its replicas: answer not_here after this
 
 
@@ -51,13 +51,16 @@ class PeerPath:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive, tail: str) -> tuple[int, bytes]:
-        runtime = getattr(self.state, "runtime", None)
-        cluster = getattr(runtime, "cluster", None)
-        if not getattr(self.state, "ready", False) or cluster is None or not tail.isdigit():
+        runtime = getattr(self.state, "runtime", None)  # set by the lifespan
+        cluster = runtime.cluster if runtime is not None else None
+        if not self.state.ready or cluster is None or not tail.isdigit():
             return _kind(404, "not_here", "no such peer route")
-        body = await _read_body(receive)
-        if body is None:
+        try:
+            body = await read_capped(receive)
+        except PayloadTooLargeError:
             return _kind(413, "refused", "body too large")
+        except ClientDisconnected:
+            body = b""  # the sender left: whatever follows is answered to nobody
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         release_id = int(tail)
         if not peer_signature_ok(
@@ -95,19 +98,3 @@ async def _group(runtime: Any, cluster: Any, release_id: int) -> Any:
 
 def _kind(status: int, kind: str, message: str) -> tuple[int, bytes]:
     return status, orjson.dumps({"kind": kind, "message": message})
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

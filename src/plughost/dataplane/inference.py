@@ -1,0 +1,157 @@
+"""Inference calls: a route of the in-memory table to one of its replicas, counted per call.
+
+No database I/O on a call: the route table is an in-memory snapshot. A route missing after a
+server start is held until its release is restored (or the hold ends: a real 404)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from plughost.backends.base import CallFailed, Unavailable
+from plughost.config import Settings
+from plughost.control.restore import Restores
+from plughost.domain.ids import deployment_name_for, parse_feature_uri, plugin_id_for
+from plughost.domain.scope import PluginScope
+from plughost.errors import (
+    BadRequestError,
+    NotFoundError,
+    PluginRuntimeError,
+    ServiceUnavailableError,
+)
+from plughost.metrics.requests import RequestMetrics
+from plughost.routing.table import Route, RouteTable
+from plughost.services.lookup import PluginLookup
+
+
+class Inference:
+    """Calls plugins by route; the API's inference routes and the fast path call it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        routes: RouteTable,
+        restores: Restores,
+        request_metrics: RequestMetrics,
+        lookup: PluginLookup,
+        *,
+        clock: Callable[[], float] = perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.restores = restores  # holds a call while its route is being restored
+        self.request_metrics = request_metrics  # counted per call
+        self.lookup = lookup  # realtime_test names a plugin, not a route
+        self.clock = clock  # times each call for the latency figures
+
+    async def infer_json(
+        self, namespace_id: str, route_name: str, inputs: dict[str, Any], parameters: dict[str, Any]
+    ) -> bytes:
+        """Call the plugin behind a route; returns the plugin's result as JSON bytes."""
+        payload = {"inputs": inputs, "parameters": parameters}
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            # an integer past 64 bits (FastAPI's parser keeps it whole): write its digits;
+            # the replica reads it as a float, as it does on the inference route
+            try:
+                body = json.dumps(payload, allow_nan=False).encode()
+            except ValueError as exc:
+                raise BadRequestError(f"inputs and parameters must be plain JSON: {exc}") from exc
+        return await self.infer_body(namespace_id, route_name, body)
+
+    async def infer_body(self, namespace_id: str, route_name: str, body: bytes) -> bytes:
+        """The fast path: a checked `{"inputs", "parameters"}` body straight to a replica.
+
+        Replica failures come out as our errors: PluginRuntimeError (the plugin raised),
+        ServiceUnavailableError (with Retry-After while a start from zero runs); NotFoundError
+        when no deployed plugin answers the route."""
+        route = self.routes.lookup(namespace_id, route_name)
+        if route is None:
+            route = await self._held_route(namespace_id, route_name)
+        if route is None:
+            raise NotFoundError(
+                f"no deployed plugin answers /inference/{namespace_id}/{route_name}",
+                {"namespace_id": namespace_id, "route": route_name})
+        route = route.pick()  # a canary step's weighted choice
+        stats = self.request_metrics.for_route(route)
+        stats.in_flight += 1
+        started = self.clock()
+        try:
+            return await route.group.call_body(body)
+        except CallFailed as exc:
+            stats.errors += 1
+            raise PluginRuntimeError(
+                f"plugin raised {exc.type_name}: {exc.message}",
+                {"plugin_id": route.plugin_id, "exception_type": exc.type_name}) from exc
+        except Unavailable as exc:
+            stats.errors += 1
+            raise ServiceUnavailableError(
+                f"plugin {route.plugin_id} is unavailable: {exc}",
+                {"plugin_id": route.plugin_id},
+                exc.retry_after_s,  # a start from zero under way: Retry-After
+            ) from exc
+        finally:
+            stats.in_flight -= 1
+            stats.observe(self.clock() - started)
+
+    async def _held_route(self, namespace_id: str, route_name: str) -> Route | None:
+        """The route once its release is restored after a server start: the call waits up to
+        ``restore_hold_s``; None when nothing restores it (a real 404)."""
+
+        def published() -> bool:
+            return self.routes.lookup(namespace_id, route_name) is not None
+
+        held = await self.restores.hold(
+            namespace_id, route_name, self.settings.restore_hold_s, published
+        )
+        return self.routes.lookup(namespace_id, route_name) if held else None
+
+    def resolve_inference_name(
+        self, namespace_id: str, inference_name: str | None, feature_uri: str | None
+    ) -> str:
+        """The route a call by name reaches: ``inference_name`` as given, else the plugin id
+        of ``feature_uri``; BadRequestError when neither is given."""
+        if inference_name:
+            return inference_name
+        if feature_uri:
+            name, version = parse_feature_uri(feature_uri)
+            return plugin_id_for(name, version)
+        raise BadRequestError("give inference_name (deployment name or plugin id) or feature_uri")
+
+    async def realtime_test(
+        self, scope: PluginScope, plugin_id: str, inputs: dict[str, Any], parameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One call to a deployed plugin, answered as a report (a plugin's exception is a
+        ``status: error`` body, not an error response)."""
+        assert scope.namespace_id is not None
+        ref, _ = await asyncio.to_thread(self.lookup.load, scope, plugin_id)
+        dname = deployment_name_for(ref.plugin_id)
+        if self.routes.lookup(scope.namespace_id, dname) is None:
+            raise ServiceUnavailableError(
+                f"plugin {ref.plugin_id} is not deployed for realtime inference in "
+                f"{scope.namespace_id!r}; deploy it first"
+            )
+        try:
+            raw = await self.infer_json(scope.namespace_id, dname, inputs, parameters)
+        except PluginRuntimeError as exc:
+            return {
+                "status": "error",
+                "inference_name": dname,
+                "error": exc.message,
+                "message": "the plugin raised an exception",
+            }
+        value = orjson.loads(raw)
+        return {
+            "status": "success",
+            "inference_name": dname,
+            "raw_response": value,
+            "response_type": type(value).__name__,
+            "response_keys": list(value.keys()) if isinstance(value, dict) else None,
+            "message": "realtime inference succeeded",
+        }
