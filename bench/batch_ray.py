@@ -69,7 +69,7 @@ def actor_costs(plugin: Path, chunk_rows: int = 1024, chunks: int = 40, rounds: 
     import pandas as pd
     import pyarrow as pa
 
-    from plughost.backends.ray_node import sandbox_fields
+    from plughost.backends.ray.node import sandbox_fields
     from plughost.batch.protocol import ROW_ID
     from plughost.batch.ray_steps import SandboxedSteps
     from plughost.sandbox.policy import SandboxConfig

@@ -7,7 +7,7 @@ Each stage is timed on its own, median of ``--rounds``, for the hash embedder (h
 - ``interpreter``: ``python -I -c pass``, spawn to exit;
 - ``sandbox_wrap``: the same under the replica's bubblewrap prefix, minus ``interpreter``
   (namespaces, mounts; 0 when the machine has no bubblewrap);
-- ``runtime_imports``: importing the worker (``plughost.worker.main``: asyncio, orjson, the
+- ``runtime_imports``: importing the worker (``plughost.replica.main``: asyncio, orjson, the
   protocol, the runtime API shim), timed inside a fresh interpreter;
 - ``sandbox_enter``: the in-process layers (uid, rlimits, seccomp), timed inside the wrapper;
 - ``plugin_load``: ``load_plugin`` of hash16 once the runtime is imported (its modules and
@@ -42,21 +42,21 @@ from bench.plughost_sys import EXAMPLES
 HASH16 = EXAMPLES / "hash_embedder"
 
 IMPORTS = (
-    "import time; t = time.perf_counter(); import plughost.worker.main; "
+    "import time; t = time.perf_counter(); import plughost.replica.main; "
     "print(time.perf_counter() - t)"
 )
 LOAD = (
-    "import sys, time; from pathlib import Path; import plughost.worker.main; "
-    "from plughost.worker.loader import load_plugin; t = time.perf_counter(); "
+    "import sys, time; from pathlib import Path; import plughost.replica.main; "
+    "from plughost.replica.loader import load_plugin; t = time.perf_counter(); "
     "load_plugin(Path(sys.argv[1]), {}); print(time.perf_counter() - t)"
 )
-# the same load after importing what a warm spare imports first (plughost.worker.preload):
+# the same load after importing what a warm spare imports first (plughost.replica.preload):
 # argv[2] is the JSON an earlier replica learned; without it, learn it and print it first
 LOAD_AFTER_DEPS = (
-    "import os, sys, time, orjson; from pathlib import Path; import plughost.worker.main; "
-    "from plughost.worker.loader import load_plugin, PLUGIN_PACKAGE; "
+    "import os, sys, time, orjson; from pathlib import Path; import plughost.replica.main; "
+    "from plughost.replica.loader import load_plugin, PLUGIN_PACKAGE; "
     "from plughost.runtime_api import RUNTIME_API_DIR; "
-    "from plughost.worker.preload import apply, learn; folder = Path(sys.argv[1]); "
+    "from plughost.replica.preload import apply, learn; folder = Path(sys.argv[1]); "
     "learned = orjson.loads(sys.argv[2]) if len(sys.argv) > 2 else None; "
     "before, env = set(sys.modules), dict(os.environ); apply(learned); "
     "t = time.perf_counter(); load_plugin(folder, {}); took = time.perf_counter() - t; "
@@ -166,7 +166,7 @@ def plugin_load_pair(folder: Path, sandbox: Any = None) -> tuple[float, float]:
 async def _replica_starts(sandbox: Any, rounds: int) -> list[float]:
     """Seconds from asking the local backend for a replica of hash16 to its first answer."""
     from plughost.backends.base import GroupSpec
-    from plughost.backends.local import LocalBackend
+    from plughost.backends.local.backend import LocalBackend
     from plughost.config import Settings
 
     backend = LocalBackend(Settings(), sandbox if sandbox.enabled else None)
@@ -192,7 +192,7 @@ def render(res: dict[str, Any]) -> str:
     rows = [
         ("interpreter start (python -I)", "interpreter_s"),
         ("sandbox wrapper (bubblewrap namespaces, mounts)", "sandbox_wrap_s"),
-        ("runtime imports (plughost.worker)", "runtime_imports_s"),
+        ("runtime imports (plughost.replica)", "runtime_imports_s"),
         ("sandbox layers in process (uid, rlimits, seccomp)", "sandbox_enter_s"),
         ("plugin import and constructor (hash16)", "plugin_load_s"),
         ("sum of the stages", "stages_sum_s"),

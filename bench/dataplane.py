@@ -170,7 +170,7 @@ def idle_cpu(systems: Systems, seconds: float) -> dict[str, float]:
 BARE_IMPORT = """
 import sys
 from pathlib import Path
-from plughost.worker.loader import load_plugin
+from plughost.replica.loader import load_plugin
 load_plugin(Path(sys.argv[1]))
 with open("/proc/self/status") as fh:
     rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
@@ -202,7 +202,7 @@ def plughost_replica(server: Any, plugin_id: str) -> dict[str, Any] | None:
     folder or socket name). A sandbox may wrap the interpreter (bwrap -> bwrap -> python): the
     biggest process of the chain is the replica, the rest are reported as wrappers."""
     release = server.status(plugin_id).get("release_id")
-    workers = procstat.find_descendants([server.pid], "plughost.worker")
+    workers = procstat.find_descendants([server.pid], "plughost.replica")
     pattern = re.compile(rf"/r{release}(-\d+\.sock|/|\s|$)")
     mine = [w for w in workers if release and pattern.search(procstat.cmdline(w))]
     if not mine and len(workers) == 1:
@@ -362,7 +362,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("thread hand-off (run_in_threadpool / anyio)", ("anyio/", "starlette/concurrency.py")),
     (
         "replica IPC (plughost socket client)",
-        ("plughost/backends/replica.py", "plughost/worker/protocol.py"),
+        ("plughost/backends/local/replica.py", "plughost/replica/protocol.py"),
     ),
     ("plughost request path", ("plughost/",)),
     ("FastAPI/Starlette middleware, routing, dependencies", ("fastapi/", "starlette/")),

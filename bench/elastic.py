@@ -204,7 +204,7 @@ def spare_rss_mib(release_id: int, wait_s: float = 30.0) -> float | None:
                 continue
             try:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
-                if b"plughost.worker.spare" not in argv or not any(
+                if b"plughost.replica.spare" not in argv or not any(
                     f"/r{release_id}-".encode() in a for a in argv
                 ):
                     continue

@@ -40,7 +40,7 @@ def make_app(
     does) instead of on the event loop; for compute-heavy plugins, where blocking the loop
     would stall reading the next requests.
     """
-    from plughost.worker.loader import load_plugin
+    from plughost.replica.loader import load_plugin
 
     handler = load_plugin(plugin_dir).handler
     is_async = inspect.iscoroutinefunction(handler)

@@ -24,7 +24,7 @@ class PluginIngress:
     """
 
     def __init__(self, plugin_dir: str, call_in_thread: bool = False) -> None:
-        from plughost.worker.loader import load_plugin
+        from plughost.replica.loader import load_plugin
 
         self._handler = load_plugin(Path(plugin_dir)).handler
         plain = not inspect.iscoroutinefunction(self._handler)

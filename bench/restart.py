@@ -2,7 +2,7 @@
 route serves again across (a) a SIGKILL of `plughost serve` and a new start on the same home,
 port and database, whose replicas outlive the server and are adopted by the new one (the
 row counts how many of the replica processes recorded before the kill serve after it), (b)
-takeovers (plughost.handover): a second `plughost serve` on the same home and port, started
+takeovers (plughost.server.handover): a second `plughost serve` on the same home and port, started
 while the first one serves, takes its listening socket, controller and replicas over; the
 row counts the requests failed across ``takeovers`` of them in a row, the longest gap between
 two answers, how long each new process took from its start to serving alone, and how many of
@@ -160,7 +160,7 @@ def _kill_start_figures(
 def _serving_pid(home: Path, port: int) -> int | None:
     """The pid of the server answering on this home's control socket once it serves alone."""
     from plughost.config import Settings
-    from plughost.handover import ask
+    from plughost.server.handover import ask
 
     try:
         reply = ask(Settings(home=home, port=port), {"op": "hello"}, timeout=2.0)

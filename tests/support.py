@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from plughost.fdcheck import FAILED_CLOSE_PREFIX
-from plughost.loopwatch import PREFIX as LOOP_STALL_PREFIX
+from plughost.server.fdcheck import FAILED_CLOSE_PREFIX
+from plughost.server.loopwatch import PREFIX as LOOP_STALL_PREFIX
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 REPO = Path(__file__).resolve().parent.parent
@@ -102,9 +102,9 @@ class LiveServer:
         # replicas outlive a SIGKILLed server (issue 14): a test that kills one and never
         # starts another on its home leaves them for a minute, not the default ten
         env["PLUGHOST_REPLICA_ORPHAN_TIMEOUT_S"] = "60"
-        # every failed close is logged (plughost.fdcheck); stop() fails the test on one
+        # every failed close is logged (plughost.server.fdcheck); stop() fails the test on one
         env["PLUGHOST_FD_CHECK"] = "1"
-        # every event-loop stall over 100 ms is logged (plughost.loopwatch); stop() fails on one
+        # every event-loop stall over 100 ms is logged (plughost.server.loopwatch); stop() fails on one
         env["PLUGHOST_LOOP_STALL_MS"] = "100"
         if self.database_url:
             env["PLUGHOST_DATABASE_URL"] = self.database_url
@@ -194,7 +194,7 @@ class LiveServer:
 
 
 def assert_no_fd_errors(log_text: str) -> None:
-    """Fail when a server log holds a close that failed with EBADF (plughost.fdcheck): some
+    """Fail when a server log holds a close that failed with EBADF (plughost.server.fdcheck): some
     code closed a descriptor it did not own, maybe another thread's file."""
     start = log_text.find(FAILED_CLOSE_PREFIX)
     if start >= 0:
@@ -235,7 +235,7 @@ def loop_stalls(log_text: str, fail_ms: int | None = None) -> list[str]:
 
 
 def assert_no_loop_stalls(log_text: str) -> None:
-    """Fail when a server log holds a loop stall (plughost.loopwatch) that fails a test."""
+    """Fail when a server log holds a loop stall (plughost.server.loopwatch) that fails a test."""
     stalls = loop_stalls(log_text)
     if stalls:
         raise AssertionError("the server's event loop stalled:\n" + "\n".join(stalls[:20]))

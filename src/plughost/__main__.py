@@ -1,3 +1,3 @@
-from plughost.cli import main
+from plughost.cli.main import main
 
 main()

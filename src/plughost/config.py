@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description="after a crash of the server its listening socket stays open this long "
-        "(held by `plughost.keeper`; connections queue) for the next server on the same home "
+        "(held by `plughost.server.port_keeper`; connections queue) for the next server on the same home "
         "and port; 0: a crash closes the port",
     )
     restore_hold_s: float = Field(
@@ -300,7 +300,7 @@ class Settings(BaseSettings):
         gt=0,
         description="a release's output beyond this rate (after a 4x burst) is dropped and counted",
     )
-    # a debugging aid (plughost.fdcheck); the test suite sets it for every server it starts
+    # a debugging aid (plughost.server.fdcheck); the test suite sets it for every server it starts
     fd_check: bool = Field(
         default=False,
         description="log every `close` that fails with `EBADF`, and every file or socket the "

@@ -30,7 +30,7 @@ subclass them, so nothing in between translates again.
     └── Unavailable                no replica could answer            (ReplicaUnavailable)
         └── CallTimedOut           no reply in time; replica killed   (ReplicaCallTimeout)
 
-(In brackets: the local backend's subclasses, in :mod:`plughost.backends.replica`.)
+(In brackets: the local backend's subclasses, in :mod:`plughost.backends.local.replica`.)
 """
 
 from __future__ import annotations

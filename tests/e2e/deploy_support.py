@@ -124,7 +124,7 @@ def kill_replica(replica: str) -> int:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        worker = b"plughost.worker" in argv or b"plughost.worker.spare" in argv  # issue 17
+        worker = b"plughost.replica" in argv or b"plughost.replica.spare" in argv  # issue 17
         if worker and replica.encode() in argv:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)

@@ -243,7 +243,7 @@ def _worker_pids(_batch_id: str) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "plughost.batchworker" in cmd:
+        if "plughost.batch.worker" in cmd:
             pids.append(int(proc.name))
     return pids
 

@@ -62,7 +62,7 @@ def _batch_workers(server: LiveServer) -> list[tuple[int, list[bytes]]]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.batchworker" not in argv:
+        if b"plughost.batch.worker" not in argv:
             continue
         pid = int(entry.name)
         while pid > 1 and pid != server.proc.pid:

@@ -117,7 +117,7 @@ def ray_plugin_folder(replica: str) -> Path:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.worker" in argv and replica.encode() in argv and b"bwrap" in argv[0]:
+        if b"plughost.replica" in argv and replica.encode() in argv and b"bwrap" in argv[0]:
             at = argv.index(b"/plugin")
             assert argv[at - 2] == b"--ro-bind", argv
             return Path(argv[at - 1].decode())

@@ -1,4 +1,4 @@
-"""The port keeper (issue 14, plughost.keeper): a SIGKILLed server's port stays open, the
+"""The port keeper (issue 14, plughost.server.port_keeper): a SIGKILLed server's port stays open, the
 connections made meanwhile wait in the accept queue and the next server on the same home
 and port answers them; a deliberate stop closes the port; without a new server the keeper
 lets the port go after PLUGHOST_PORT_KEEP_S."""

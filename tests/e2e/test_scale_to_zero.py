@@ -12,7 +12,7 @@ from pathlib import Path
 from deploy_support import NS, deploy, infer, status, upload, wait_for
 from support import PIPELINE, LiveServer, unique_name, zip_bytes
 
-from plughost.backends.replica_registry import socket_folder
+from plughost.backends.local.registry import socket_folder
 
 REALTIME = """
 class Service:
@@ -54,7 +54,7 @@ def spares(server: LiveServer, release_id: int) -> set[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.worker.spare" in argv and any(
+        if b"plughost.replica.spare" in argv and any(
             needle in a for a in argv
         ):
             found.add(int(proc.name))

@@ -34,7 +34,7 @@ from ray_support import DB_KINDS
 from support import LiveServer, create_pg_database, drop_pg_database, unique_name, zip_bytes
 
 from plughost.config import Settings
-from plughost.handover import ask
+from plughost.server.handover import ask
 
 LEGS = [
     pytest.param(db, id=db, marks=[pytest.mark.postgres] if db == "postgres" else [])

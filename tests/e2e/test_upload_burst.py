@@ -8,7 +8,7 @@ closed by the garbage collector in the server's log.
 
 The cause was the replicas' stdout streams: under uvloop a stream whose protocol keeps it
 half open at end of file was never closed, and the collector closed its descriptor twice
-(plughost.backends.replica_launch._stream_reader). With it, each run of this test logged
+(plughost.backends.local.launch._stream_reader). With it, each run of this test logged
 about a hundred such closes.
 """
 
@@ -24,7 +24,7 @@ import pytest
 from deploy_support import NS, deploy, plugin_archive, upload, wait_for
 from support import LiveServer, assert_no_fd_errors, unique_name
 
-from plughost.fdcheck import GC_CLOSE_PREFIX, INSTALLED_LINE
+from plughost.server.fdcheck import GC_CLOSE_PREFIX, INSTALLED_LINE
 
 UPLOADS = 200
 UPLOAD_THREADS = 8

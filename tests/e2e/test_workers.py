@@ -22,7 +22,7 @@ import pytest
 from deploy_support import NS, deploy, plugin_archive, upload, wait_for
 from support import LiveServer, create_pg_database, drop_pg_database, unique_name
 
-from plughost.backends.replica_registry import ReplicaRegistry, is_running
+from plughost.backends.local.registry import ReplicaRegistry, is_running
 
 pytestmark = pytest.mark.postgres
 

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from plughost.backends.client import result_or_raise
-from plughost.backends.replica import (
+from plughost.backends.local.replica import (
     ReplicaCallError,
     ReplicaProcess,
     ReplicaRequestRefused,
@@ -31,7 +31,7 @@ from plughost.backends.replica import (
     build_replica_env,
 )
 from plughost.errors import CallFailed, RequestRefused, wire_error
-from plughost.worker.protocol import encode_request
+from plughost.replica.protocol import encode_request
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 T = TypeVar("T")
@@ -615,7 +615,7 @@ def test_environment_comes_only_from_the_spec_and_kwargs_reach_the_service(
 def test_command_is_an_isolated_interpreter_running_the_worker_module(workdir: Path) -> None:
     spec = spec_for(EXAMPLES / "hash_embedder", workdir, init_kwargs={"a": 1})
     command = build_replica_command(spec)
-    assert command[1:4] == ["-I", "-m", "plughost.worker"]
+    assert command[1:4] == ["-I", "-m", "plughost.replica"]
     assert command[command.index("--init-kwargs") + 1] == '{"a":1}'
     assert command[command.index("--socket") + 1] == str(spec.socket_path)
     env = build_replica_env(ReplicaSpec(plugin_dir=workdir, socket_path=spec.socket_path))
@@ -659,9 +659,9 @@ def test_minilm_embedder_returns_normalised_384_dim_embeddings(workdir: Path) ->
 
 
 def run_worker(plugin: Path, socket_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Start ``python -I -m plughost.worker`` directly, as the client would."""
+    """Start ``python -I -m plughost.replica`` directly, as the client would."""
     return subprocess.Popen(
-        [sys.executable, "-I", "-m", "plughost.worker", "--socket", str(socket_path), *extra],
+        [sys.executable, "-I", "-m", "plughost.replica", "--socket", str(socket_path), *extra],
         cwd=plugin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -694,7 +694,7 @@ def test_worker_cli_announces_ready_once_and_exits_0_on_sigterm(
     process = run_worker(plugin, socket_path, "--init-kwargs", '{"k": 1}')
     assert process.stdout is not None
     event = orjson.loads(process.stdout.readline())
-    # with what a warm spare of this plugin may import first (plughost.worker.preload)
+    # with what a warm spare of this plugin may import first (plughost.replica.preload)
     learned = event.pop("preload", {"modules": [], "env": {}})
     assert event == {"event": "ready", "pid": process.pid}
     assert set(learned) == {"modules", "env"} and "plughost_plugin" not in learned["modules"]

@@ -98,7 +98,7 @@ def _worker_of(server: LiveServer, release_id: int) -> tuple[int, str]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.worker" not in argv or "bwrap" in argv[0].decode(errors="replace"):
+        if b"plughost.replica" not in argv or "bwrap" in argv[0].decode(errors="replace"):
             continue
         sock = argv[argv.index(b"--socket") + 1]
         if marker in sock and _descends_from(int(proc.name), server.proc.pid):

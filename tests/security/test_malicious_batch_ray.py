@@ -32,7 +32,7 @@ from conftest import CANARY, server_env
 from sec_support import Listeners, upload_raw
 from support import LiveServer, zip_bytes
 
-from plughost.backends.ray_node import package_cache
+from plughost.backends.ray.node import package_cache
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray Serve is not installed"

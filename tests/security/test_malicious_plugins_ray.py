@@ -81,7 +81,7 @@ def ray_worker_of(server_pid: int, release_id: int) -> tuple[int, str, Path]:
         if not proc.name.isdigit():
             continue
         argv = _argv(int(proc.name))
-        if b"plughost.worker" not in argv or b"bwrap" in argv[0]:
+        if b"plughost.replica" not in argv or b"bwrap" in argv[0]:
             continue
         sock = argv[argv.index(b"--socket") + 1]
         if not sock.endswith(needle) or not _descends_from(int(proc.name), server_pid):

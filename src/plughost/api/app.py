@@ -28,8 +28,8 @@ from plughost.config import Settings
 from plughost.dataplane.fastpath import FastPath
 from plughost.dataplane.peer import PeerPath
 from plughost.errors import ServiceUnavailableError
-from plughost.loopwatch import LoopWatchdog
-from plughost.runtime import Runtime, build_runtime
+from plughost.server.loopwatch import LoopWatchdog
+from plughost.server.wiring import Runtime, build_runtime
 
 
 def create_app(settings: Settings | None = None) -> FastPath:

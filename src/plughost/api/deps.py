@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from plughost.domain.scope import PluginScope
-from plughost.runtime import Runtime
+from plughost.server.wiring import Runtime
 from plughost.services.accounts import Principal
 
 

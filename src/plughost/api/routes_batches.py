@@ -1,4 +1,4 @@
-"""Batch job endpoints: submit, presigned input upload, read, list, cancel (issue 12)."""
+"""Batch job endpoints: submit, presigned input upload, read, list, cancel."""
 
 from __future__ import annotations
 

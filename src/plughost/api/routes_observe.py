@@ -1,4 +1,4 @@
-"""plughost's observation routes (issue 13): logs, deployment history, the status watch,
+"""plughost's observation routes: logs, deployment history, the status watch,
 per-plugin figures and the namespace list. The wire shapes below are fixed; the CLI and the
 dashboard rely on them. Every route takes the usual API key and answers errors in the usual
 shape. Times are ISO 8601 UTC with a `Z` suffix and microseconds.
@@ -86,8 +86,8 @@ from plughost.errors import ForbiddenError, ServiceUnavailableError
 from plughost.logs import query
 from plughost.logs.store import LogLine
 from plughost.metrics.collector import content_type, render
-from plughost.observation import Observation
-from plughost.runtime import Runtime
+from plughost.server.observation import Observation
+from plughost.server.wiring import Runtime
 from plughost.services.accounts import DEFAULT_ORG
 from plughost.services.observe import PluginKey
 

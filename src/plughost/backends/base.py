@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from plughost.errors import BackendError, CallFailed, CallTimedOut, StartFailed, Unavailable
 
 if TYPE_CHECKING:  # the Ray session module is loaded only with the Ray backend
-    from plughost.backends.ray_session import ServeSession
+    from plughost.backends.ray.session import ServeSession
 
 __all__ = [
     "BASE_ENV",

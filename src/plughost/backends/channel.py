@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from plughost.worker.protocol import FrameBuffer, FrameError, FrameOutbox, ReplyHead, split_reply
+from plughost.replica.protocol import FrameBuffer, FrameError, FrameOutbox, ReplyHead, split_reply
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The one client of the replica protocol: the hello, a call, a health ping, and how a reply
 becomes a result or an error.
 
-Three callers speak to a replica's worker (``python -I -m plughost.worker``): the local
-backend's :class:`~plughost.backends.replica.ReplicaProcess`, the other ``--workers`` of a
-home (:mod:`plughost.routing.direct`) and the Ray backend's direct channels
-(:mod:`plughost.backends.ray_direct`). Each owns its connection and its retry rules; what is
+Three callers speak to a replica's worker (``python -I -m plughost.replica``): the local
+backend's :class:`~plughost.backends.local.replica.ReplicaProcess`, the other ``--workers`` of a
+home (:mod:`plughost.cluster.direct`) and the Ray backend's direct channels
+(:mod:`plughost.backends.ray.direct`). Each owns its connection and its retry rules; what is
 said on the connection, and what the answers mean, is defined here once.
 
 Every function takes a ``send`` with the signature of
@@ -20,13 +20,13 @@ from typing import Any
 
 import orjson
 
-from plughost.backends.replica_errors import (
+from plughost.backends.errors import (
     ReplicaCallError,
     ReplicaRequestRefused,
     ReplicaUnavailable,
 )
-from plughost.worker.auth import HELLO_OP, new_nonce, proof_ok, server_token
-from plughost.worker.protocol import (
+from plughost.replica.auth import HELLO_OP, new_nonce, proof_ok, server_token
+from plughost.replica.protocol import (
     WORKER_ORIGIN,
     FrameError,
     ReplyHead,
@@ -51,7 +51,7 @@ __all__ = [
 
 
 async def hello(send: Send, secret: str, timeout_s: float) -> bool:
-    """Prove ``secret`` to the replica (plughost.worker.auth) and return whether the replica
+    """Prove ``secret`` to the replica (plughost.replica.auth) and return whether the replica
     proved it back. A refused hello is ``False``, not an error."""
     nonce = new_nonce()
     message = {"op": HELLO_OP, "nonce": nonce, "token": server_token(secret, nonce)}

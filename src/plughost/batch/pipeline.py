@@ -47,7 +47,7 @@ class ChunkResult:
 def load_pipeline_module(plugin_dir: Path) -> ModuleType:
     """Import ``plugin_dir/pipeline.py`` as ``plughost_plugin.pipeline`` with the plugin folder
     and the runtime API on ``sys.path`` (the same import rules as realtime.py)."""
-    from plughost.worker.loader import create_plugin_package, install_import_paths
+    from plughost.replica.loader import create_plugin_package, install_import_paths
 
     path = plugin_dir / "pipeline.py"
     if not path.is_file():

@@ -59,7 +59,7 @@ class RayDataJobs:
             if shared is not None:
                 return shared
         if self._session is None:
-            from plughost.backends.ray_session import ServeSession
+            from plughost.backends.ray.session import ServeSession
 
             self._session = ServeSession(self.settings)
         if not self._session.connected:
@@ -69,7 +69,7 @@ class RayDataJobs:
     def _actor_config(self, session: Any, plan: JobPlan, view: BatchView) -> dict[str, Any]:
         """Upload the plugin folder (and its environment) as packages the actors fetch, and
         describe the sandboxed worker each actor starts (blocking)."""
-        from plughost.backends.ray_node import sandbox_fields
+        from plughost.backends.ray.node import sandbox_fields
 
         manifest = plan.init.get("manifest") or {}
         env_path = plan.env.get("path")

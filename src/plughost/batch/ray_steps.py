@@ -3,11 +3,11 @@
 No plugin code of a batch job runs in Ray's own processes (they hold the raylet's
 environment, the node's network and the Ray user's files). Each actor of the window's
 ``map_batches`` pool starts the local backend's batch worker on its node: ``python -I -m
-plughost.batchworker`` under the node's sandbox (bubblewrap, the plugin folder read-only,
+plughost.batch.worker`` under the node's sandbox (bubblewrap, the plugin folder read-only,
 no network unless the namespace has egress, its own uid, seccomp, rlimits with
 ``compute_profile.actor_memory_gb`` as the address-space cap, a scrubbed environment), the
-same launch as :mod:`plughost.batch.workers`, the way a Serve replica starts its realtime
-worker (:mod:`plughost.backends.ray_worker`). Each batch Ray Data hands the actor (one chunk
+same launch as :mod:`plughost.batch.launcher`, the way a Serve replica starts its realtime
+worker (:mod:`plughost.backends.ray.worker`). Each batch Ray Data hands the actor (one chunk
 of the input) goes to the worker as an Arrow IPC frame over its pipes and comes back as the
 worker's ``result`` frame, so the worker runs ``prepare`` and the steps on it exactly as a
 local worker runs a chunk. Ray Data still distributes the batches over the actors and
@@ -99,15 +99,15 @@ class SandboxedSteps:
 
     # -- start ---------------------------------------------------------------------------------
     def _fetch(self) -> tuple[Path, Path | None]:
-        from plughost.backends.ray_node import fetch_package
+        from plughost.backends.ray.node import fetch_package
 
         plugin_dir = fetch_package(self.config.plugin_package)
         env = fetch_package(self.config.env_package) if self.config.env_package else None
         return plugin_dir, env
 
     def _create_sandbox(self) -> Any:
-        from plughost.backends.ray_node import WorkerConfig, create_sandbox
-        from plughost.backends.ray_node import drop_hidden_import_paths as drop_hidden
+        from plughost.backends.ray.node import WorkerConfig, create_sandbox
+        from plughost.backends.ray.node import drop_hidden_import_paths as drop_hidden
 
         config = WorkerConfig(sandbox=self.config.sandbox).sandbox_config()
         # this process's import path (bound into the sandbox) may hold the server's home
@@ -119,7 +119,7 @@ class SandboxedSteps:
         return future.result(timeout)
 
     def _start(self) -> None:
-        from plughost.batch.workers import BatchWorker, WorkerFailed, WorkerSpec
+        from plughost.batch.launcher import BatchWorker, WorkerFailed, WorkerSpec
 
         launch = None
         if self._sandbox.enabled:
@@ -181,14 +181,14 @@ class SandboxedSteps:
             return _result(fatal=self.fatal, output=self._take_output())
         body = table_to_ipc(batch)
         if self._pipeline is not None:
-            from plughost.batchworker.main import answer_chunk
+            from plughost.batch.worker.main import answer_chunk
 
             header, payload = answer_chunk(self._pipeline, {"type": "chunk"}, body)
             return _result(payload, header.get("errors") or [], header.get("limit"))
         return self._through_worker(batch, body)
 
     def _through_worker(self, batch: pa.Table, body: bytes) -> pa.Table:
-        from plughost.batch.workers import WorkerFailed
+        from plughost.batch.launcher import WorkerFailed
 
         try:
             header, payload = self._run(_call(self._worker, body))

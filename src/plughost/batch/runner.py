@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from plughost.batch.launcher import BatchWorker, WorkerFailed, WorkerSpec
 from plughost.batch.mime import infer_mime_types
 from plughost.batch.parts import ChunkRecord, PartStore
 from plughost.batch.protocol import ROW_ID, ipc_to_table, table_to_ipc
 from plughost.batch.reader import iter_chunks
-from plughost.batch.workers import BatchWorker, WorkerFailed, WorkerSpec
 
 log = logging.getLogger("plughost.batch")
 MAX_ERRORS = 1000  # error ranges kept per job (a status read returns them all)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from plughost.archive import ArchiveError, IntakeLimits, find_plugin_root, unpack_archive
+from plughost.batch.launcher import WorkerSpec
 from plughost.batch.parts import PartStore
 from plughost.batch.pipeline import (
     actor_memory_gb_of,
@@ -29,7 +30,6 @@ from plughost.batch.pipeline import (
 from plughost.batch.reader import scan
 from plughost.batch.runner import Counters, JobFailed, JobPlan, LocalJobRun
 from plughost.batch.service import BatchService
-from plughost.batch.workers import WorkerSpec
 from plughost.config import Settings
 from plughost.domain.batch_states import BatchStatus
 from plughost.envs import PluginEnvironments

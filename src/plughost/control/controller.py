@@ -37,13 +37,13 @@ from plughost.control.serving import Serving
 from plughost.control.store import ReleaseStore
 from plughost.control.traffic import Traffic
 from plughost.control.workspace import Workspace
+from plughost.dataplane.routes import RouteTable
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import ROLLING, Status
 from plughost.envs import PluginEnvironments
 from plughost.logs.capture import Sink
 from plughost.metrics.requests import RequestMetrics
 from plughost.persistence.releases import Releases
-from plughost.routing.table import RouteTable
 from plughost.timeutil import utcnow
 
 __all__ = ["LIVE", "Controller", "PluginInfoLoader", "PluginRuntimeInfo", "replica_count"]
@@ -97,7 +97,7 @@ class Controller:
         # the inference path's per-release counters, which the rollout guard reads
         self.request_metrics = request_metrics
         # several servers on one database: whether this one holds the controller lease now
-        # (plughost.control.leader); a tick on any other server does nothing
+        # (plughost.cluster.election); a tick on any other server does nothing
         self.gate: Callable[[], bool] | None = None
         self._led = False  # whether this server ever ran a tick (held the lease)
         self._paused = False  # a takeover holds every pass (see pause)

@@ -15,10 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from plughost.control.canary import RolledBack, baseline, breach
+from plughost.dataplane.routes import Route, RouteTable
 from plughost.domain.rollout import RolloutOptions
 from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.window import Figures, Snapshot
-from plughost.routing.table import Route, RouteTable
 
 Note = Callable[[str], Awaitable[object]]
 NOTE_EVERY_S = 1.0

@@ -19,9 +19,9 @@ from plughost.control.launch import error_text
 from plughost.control.store import ReleaseStore
 from plughost.control.traffic import Traffic
 from plughost.control.workspace import Workspace
+from plughost.dataplane.routes import RouteTable
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import ROLLING, Status
-from plughost.routing.table import RouteTable
 from plughost.timeutil import utcnow
 
 log = logging.getLogger("plughost.controller")

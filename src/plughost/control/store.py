@@ -23,7 +23,7 @@ class ReleaseStore:
     def __init__(self, releases: Releases) -> None:
         self.releases = releases
         # several servers on one database: the controller lease's check, run inside each
-        # write below (plughost.control.leader); None when this server is the only one
+        # write below (plughost.cluster.election); None when this server is the only one
         self.fence: Fence | None = None
 
     async def with_status(self, statuses: Collection[Status]) -> list[ReleaseView]:

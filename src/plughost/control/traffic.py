@@ -17,11 +17,11 @@ from collections.abc import Callable, Collection, Mapping
 from plughost.backends.base import ReplicaGroup, StartFailed
 from plughost.control.guard import Guard
 from plughost.control.store import ReleaseStore
+from plughost.dataplane.routes import Route, RouteTable
 from plughost.domain.release import ReleaseView
 from plughost.domain.rollout import RolloutOptions
 from plughost.domain.states import Status
 from plughost.metrics.requests import RequestMetrics
-from plughost.routing.table import Route, RouteTable
 from plughost.timeutil import utcnow
 
 

@@ -146,7 +146,7 @@ async def _send(
     send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
 ) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-    if extra:  # an error's own headers (Retry-After of a restore hold, issue 14)
+    if extra:  # an error's own headers (Retry-After of a restore hold)
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

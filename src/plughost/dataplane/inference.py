@@ -16,6 +16,7 @@ import orjson
 from plughost.backends.base import CallFailed, Unavailable
 from plughost.config import Settings
 from plughost.control.restore import Restores
+from plughost.dataplane.routes import Route, RouteTable
 from plughost.domain.ids import deployment_name_for, parse_feature_uri, plugin_id_for
 from plughost.domain.scope import PluginScope
 from plughost.errors import (
@@ -25,7 +26,6 @@ from plughost.errors import (
     ServiceUnavailableError,
 )
 from plughost.metrics.requests import RequestMetrics
-from plughost.routing.table import Route, RouteTable
 from plughost.services.lookup import PluginLookup
 
 

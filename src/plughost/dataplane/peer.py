@@ -1,5 +1,5 @@
 """``POST /_peer/call/{release_id}``: a call another server forwards to the leader, which runs
-the replicas (plughost.routing.forward is the sending side).
+the replicas (plughost.cluster.forward is the sending side).
 
 Not part of the public API (not in /openapi.json): only servers sharing the database can
 sign it (the database's URL-signing secret over the release id, a time stamp and the
@@ -18,14 +18,14 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plughost.dataplane.body import ClientDisconnected, read_capped
-from plughost.errors import CallFailed, PayloadTooLargeError, RequestRefused, Unavailable
-from plughost.routing.forward import (
+from plughost.cluster.forward import (
     PEER_PREFIX,
     SIGNATURE_HEADER,
     TIME_HEADER,
     peer_signature_ok,
 )
+from plughost.dataplane.body import ClientDisconnected, read_capped
+from plughost.errors import CallFailed, PayloadTooLargeError, RequestRefused, Unavailable
 
 GROUP_WAIT_S = 2.0  # a leader starting its replicas: answer not_here after this
 

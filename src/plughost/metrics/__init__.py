@@ -1,4 +1,4 @@
-"""Prometheus metrics and the dashboard's recent figures (issue 13).
+"""Prometheus metrics and the dashboard's recent figures.
 
 :mod:`.requests` counts inference calls on the fast path (plain integers, no locks: the
 event loop is the only writer); :mod:`.collector` turns them, the controller's replica

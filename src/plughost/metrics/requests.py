@@ -57,7 +57,7 @@ class RequestMetrics:
         self._by_release: dict[int, RequestStats] = {}
 
     def for_route(self, route: Any) -> RequestStats:
-        """The counters of a :class:`~plughost.routing.table.Route`'s release (a dict hit
+        """The counters of a :class:`~plughost.dataplane.routes.Route`'s release (a dict hit
         after its first call)."""
         found = self._by_release.get(route.release_id)
         if found is not None:

@@ -52,7 +52,7 @@ class ReleaseBoard:
         self._durations: dict[str | None, tuple[float, ...]] = {}  # None: every name
         self._duration_writes = 0
         # called after every write, by the writing thread, inside the releases' write lock:
-        # listener(view, duration_s); the status watch and the metrics listen (issue 13)
+        # listener(view, duration_s); the status watch and the metrics listen
         self.listeners: list[Callable[[ReleaseView, float | None], None]] = []
 
     # -- reads (no lock: entries are immutable and replaced whole) ---------------------------

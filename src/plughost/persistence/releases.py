@@ -18,7 +18,7 @@ from plughost.persistence.transitions import RELEASES
 from plughost.timeutil import as_utc, utcnow
 
 # Run inside a controller write's transaction; raises to refuse the write (the lease fence of
-# plughost.control.leader when several servers share the database).
+# plughost.cluster.election when several servers share the database).
 Fence = Callable[[Any], None]
 _SEEN_KEPT = 10_000
 

@@ -221,7 +221,7 @@ class AliasMove(Base):
 class Lease(Base):
     """Who runs the controller (several servers on one PostgreSQL database): the holder,
     the epoch every controller write checks (a fencing token) and the expiry (database
-    clock). See plughost.control.leader."""
+    clock). See plughost.cluster.election."""
 
     __tablename__ = "leases"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

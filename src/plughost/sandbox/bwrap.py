@@ -60,8 +60,8 @@ class MountPlan:
     as_root: bool = False
     extra_ro: tuple[Path, ...] = field(default_factory=tuple)
     env_dir: Path | None = None
-    # False for a replica that outlives the server (issue 14): it leads its own session and
-    # ends on its own once no server has connected for a while (plughost.worker)
+    # False for a replica that outlives the server (the next one adopts it): it leads its own session and
+    # ends on its own once no server has connected for a while (plughost.replica)
     die_with_parent: bool = True
 
 

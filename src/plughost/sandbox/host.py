@@ -122,7 +122,7 @@ class Sandbox:
 
     def status(self) -> dict[str, Any]:
         """What ``GET /healthz`` reports of this machine (the runtime adds the backend's
-        report per node, :meth:`plughost.runtime.Runtime.sandbox_status`)."""
+        report per node, :meth:`plughost.server.wiring.Runtime.sandbox_status`)."""
         status: dict[str, Any] = {
             "mode": self.mode,
             "layers": {layer: bool(self.layers.get(layer)) for layer in LAYERS},

@@ -1,4 +1,4 @@
-"""Observation use cases (issue 13): deployment history and logs of a plugin id.
+"""Observation use cases: deployment history and logs of a plugin id.
 
 Wire shapes: :mod:`plughost.api.routes_observe`."""
 

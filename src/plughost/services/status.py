@@ -10,6 +10,7 @@ from typing import Any
 
 from plughost.config import Settings
 from plughost.control.controller import Controller
+from plughost.dataplane.routes import RouteTable
 from plughost.domain.ids import (
     alias_route_for,
     deployment_name_for,
@@ -23,7 +24,6 @@ from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import read_retrying
 from plughost.persistence.releases import Releases
-from plughost.routing.table import RouteTable
 from plughost.services.cache import NotCached, memory_or_load
 from plughost.services.lookup import PluginLookup
 from plughost.timeutil import iso, utcnow

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import plughost.backends
-import plughost.routing
+import plughost.cluster
 from plughost.backends.base import (
     Backend,
     GroupHealth,
@@ -23,9 +23,9 @@ from plughost.backends.base import (
     ReplicaGroup,
     plain_snapshot,
 )
-from plughost.backends.local_autoscale import Autoscaler, ScalePolicy
-from plughost.backends.local_group import LocalReplicaGroup
-from plughost.routing.forward import ForwardGroup, forward_spec
+from plughost.backends.local.autoscale import Autoscaler, ScalePolicy
+from plughost.backends.local.group import LocalReplicaGroup
+from plughost.cluster.forward import ForwardGroup, forward_spec
 
 SPEC = GroupSpec("custom_plugin_x", 7, Path("/nonexistent"), num_replicas=2)
 
@@ -36,8 +36,8 @@ def _local() -> LocalReplicaGroup:
 
 
 def _ray() -> ReplicaGroup:
-    from plughost.backends.ray_direct import DirectSet
-    from plughost.backends.ray_group import RayReplicaGroup
+    from plughost.backends.ray.direct import DirectSet
+    from plughost.backends.ray.group import RayReplicaGroup
 
     backend: Any = SimpleNamespace(
         settings=SimpleNamespace(replica_call_timeout_s=1.0),
@@ -54,8 +54,8 @@ def _forward() -> ReplicaGroup:
 
 def _group_classes() -> set[type]:
     """Every ReplicaGroup class in the packages that hold groups (all their modules loaded)."""
-    for package in (plughost.backends, plughost.routing):
-        for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+    for package in (plughost.backends, plughost.cluster):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             importlib.import_module(module.name)
     found, todo = set(), list(ReplicaGroup.__subclasses__())
     while todo:

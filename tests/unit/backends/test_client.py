@@ -12,14 +12,14 @@ import pytest
 
 from plughost.backends import client
 from plughost.backends.client import BodyFor
-from plughost.backends.replica_errors import (
+from plughost.backends.errors import (
     ReplicaCallError,
     ReplicaRequestRefused,
     ReplicaUnavailable,
 )
 from plughost.errors import CallFailed, RequestRefused, Unavailable
-from plughost.worker import auth
-from plughost.worker.protocol import (
+from plughost.replica import auth
+from plughost.replica.protocol import (
     WORKER_ORIGIN,
     ReplyHead,
     encode_error_reply,

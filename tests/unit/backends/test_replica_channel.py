@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
-from plughost.worker.protocol import (
+from plughost.replica.protocol import (
     FrameBuffer,
     encode_frame,
     encode_ok_reply,

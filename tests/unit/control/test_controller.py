@@ -21,6 +21,7 @@ from sqlalchemy import select
 from plughost.config import Settings
 from plughost.control.controller import Controller, PluginRuntimeInfo
 from plughost.dataplane.inference import Inference
+from plughost.dataplane.routes import RouteTable
 from plughost.domain.release import ReleaseView
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import Status
@@ -29,7 +30,6 @@ from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import Database
 from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Namespace, Organization, Plugin, ReleaseEvent
-from plughost.routing.table import RouteTable
 from plughost.services.deploy import DeployCommands
 from plughost.services.lookup import PluginLookup
 from plughost.services.status import DeploymentStatus

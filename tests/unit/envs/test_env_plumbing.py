@@ -6,10 +6,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from plughost.backends.replica import ReplicaSpec, build_replica_command
+from plughost.backends.local.replica import ReplicaSpec, build_replica_command
+from plughost.replica.main import _parse_plain
 from plughost.sandbox.bwrap import ENV_MOUNT, MountPlan, bwrap_command
 from plughost.sandbox.policy import SandboxLaunch
-from plughost.worker.main import _parse_plain
 
 
 def _spec(tmp_path: Path, **kw: object) -> ReplicaSpec:

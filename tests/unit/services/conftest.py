@@ -21,6 +21,7 @@ import pytest
 
 from plughost.config import Settings
 from plughost.control.controller import Controller
+from plughost.dataplane.routes import RouteTable
 from plughost.domain.ids import plugin_id_for
 from plughost.domain.release import ReleaseView
 from plughost.domain.scope import PluginScope
@@ -30,7 +31,6 @@ from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import Database
 from plughost.persistence.releases import Releases
 from plughost.persistence.tables import Namespace, Organization, Plugin
-from plughost.routing.table import RouteTable
 from plughost.services.deploy import DeployCommands
 from plughost.services.lookup import PluginLookup
 from plughost.services.status import DeploymentStatus

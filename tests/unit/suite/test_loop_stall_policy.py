@@ -7,7 +7,7 @@ from support import loop_stalls
 LOG = """\
 INFO started
 WARNING loop stall: 4653 ms in plughost/archive/_child.py:117 _collect; stack: ...
-WARNING loop stall: 230 ms in plughost/backends/replica_registry.py:109 process_start_time
+WARNING loop stall: 230 ms in plughost/backends/local/registry.py:109 process_start_time
 WARNING loop stall: 1885 ms in the loop runner (GIL wait); busy: intake
 WARNING loop stall: 1521 ms in an unseen place (no thread could look: the GIL was held)
 WARNING loop stall: 1000 ms in plughost/control/store.py:69 aliases

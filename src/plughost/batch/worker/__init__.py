@@ -1,0 +1,1 @@
+"""``python -I -m plughost.batch.worker``: one batch worker process (see :mod:`.main`)."""

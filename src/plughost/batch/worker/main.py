@@ -1,0 +1,122 @@
+"""A batch worker: frames in on stdin, frames out on the original stdout.
+
+Started by the server (:mod:`plughost.batch.launcher`) like a realtime replica: ``python -I``,
+in the plugin folder, wrapped by the sandbox when there is one. The sandbox policy
+(``--sandbox``) is applied before any plugin code runs; file descriptor 1 is then pointed at
+stderr so a plugin's ``print`` cannot corrupt the frames.
+The first frame is ``{"type": "init", "parameters", "manifest", "dataset_size"}``; the worker
+answers ``ready`` (or ``fatal``), then one ``result`` per ``chunk`` until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+from plughost.batch.pipeline import LoadedPipeline, load_pipeline, run_chunk
+from plughost.batch.protocol import ipc_to_table, read_frame, table_to_ipc, write_frame
+
+log = logging.getLogger("plughost.batch.worker")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="plughost.batch.worker")
+    parser.add_argument("--plugin-dir", type=Path, required=True)
+    parser.add_argument("--sandbox", default=None, help="sandbox policy (JSON)")
+    parser.add_argument("--env-path", default=None, help="plugin environment folder")
+    return parser.parse_args(argv)
+
+
+def _divert_stdout() -> IO[bytes]:
+    """The frames' stream (a copy of fd 1); fd 1 itself now writes to stderr."""
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return frames
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def answer_chunk(
+    pipeline: LoadedPipeline, header: dict[str, Any], body: bytes
+) -> tuple[dict[str, Any], bytes]:
+    """The ``result`` frame (header and output rows) for one ``chunk`` frame."""
+    chunk = ipc_to_table(body).to_pandas()
+    result = run_chunk(pipeline, chunk)
+    errors = list(result.errors)
+    try:
+        payload = table_to_ipc(pa.Table.from_pandas(result.frame, preserve_index=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        ids = [int(i) for i in chunk["__plughost_row__"]] if len(chunk) else [0]
+        errors.append(
+            {
+                "first_row": min(ids),
+                "last_row": max(ids),
+                "rows": len(result.frame),
+                "stage": "output",
+                "message": f"the steps' output cannot be stored as Parquet: {_describe(exc)}",
+            }
+        )
+        payload = b""
+    reply = {
+        "type": "result",
+        "chunk": header.get("chunk"),
+        "errors": errors,
+        "limit": result.limit,
+    }
+    return reply, payload
+
+
+def serve(stdin: IO[bytes], out: IO[bytes], plugin_dir: Path) -> int:
+    first = read_frame(stdin)
+    if first is None or first[0].get("type") != "init":
+        write_frame(out, {"type": "fatal", "message": "expected an init frame"})
+        return 2
+    init = first[0]
+    try:
+        pipeline = load_pipeline(
+            plugin_dir,
+            init.get("parameters") or {},
+            init.get("manifest") or {},
+            init.get("dataset_size"),
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure of plugin code is reported, then we exit
+        traceback.print_exc()
+        write_frame(out, {"type": "fatal", "message": f"cannot load pipeline.py: {_describe(exc)}"})
+        return 1
+    write_frame(out, {"type": "ready"})
+    while (frame := read_frame(stdin)) is not None:
+        header, body = frame
+        if header.get("type") == "chunk":
+            write_frame(out, *answer_chunk(pipeline, header, body))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    out = _divert_stdout()
+    try:
+        if args.sandbox is not None:
+            from plughost.sandbox.policy import RunnerPolicy
+            from plughost.sandbox.runner import enter as enter_sandbox
+
+            enter_sandbox(RunnerPolicy.from_json(args.sandbox))
+    except Exception as exc:  # noqa: BLE001 - reported to the server as the start error
+        write_frame(out, {"type": "fatal", "message": f"sandbox: {_describe(exc)}"})
+        return 1
+    os.chdir(args.plugin_dir)
+    if args.env_path:
+        # after site-packages, as for replicas: it never shadows the base set
+        sys.path.append(args.env_path)
+    return serve(sys.stdin.buffer, out, args.plugin_dir.resolve())

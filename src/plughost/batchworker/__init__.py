@@ -1,1 +1,0 @@
-"""``python -I -m plughost.batchworker``: one batch worker process (see :mod:`.main`)."""

@@ -1,0 +1,347 @@
+"""The replica's Unix-socket server: framed requests in, framed replies out.
+
+Requests on one connection are answered concurrently and replies may leave out of order;
+the client matches them by id. A plugin exception becomes an error reply and never stops
+the server. On stop the listener closes, connections stop reading, and in-flight requests
+get up to the drain timeout to finish and be answered.
+
+Connections are asyncio protocols: frames are split out of ``data_received``, and the replies
+of one loop turn leave in one write. A quick plain call (see
+:class:`~plughost.replica.invoke.ServiceInvoker`) is answered right there, with no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, cast
+
+from plughost.replica.auth import HELLO_OP, replica_proof, token_ok
+from plughost.replica.invoke import ServiceInvoker
+from plughost.replica.protocol import (
+    WORKER_ORIGIN,
+    FrameBuffer,
+    FrameError,
+    FrameOutbox,
+    ResultEncodingError,
+    decode_object,
+    encode_error_reply,
+    encode_ok_reply,
+    encode_result,
+    recover_request_id,
+)
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_ERROR = "ProtocolError"
+VALIDATION_ERROR = "ValidationError"
+CLOSE_WAIT_S = 2.0  # how long a stopping server waits for its connections to close
+
+
+def _refused(request_id: int | None, type_name: str, message: str) -> bytes:
+    """The error reply to a request the worker refuses itself: marked as the worker's, so the
+    host tells it apart from an exception the plugin raised."""
+    return encode_error_reply(request_id, type_name, message, WORKER_ORIGIN)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: frames in, replies out (batched per loop turn), and the
+    requests still being answered."""
+
+    def __init__(self, server: ReplicaServer) -> None:
+        self._server = server
+        self._frames = FrameBuffer()
+        self._outbox = FrameOutbox()
+        self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Future[None]] = set()
+        self.reading = True
+        self.closed = asyncio.get_running_loop().create_future()
+        self._closer: asyncio.Future[None] | None = None
+        self.authed = False  # the hello has been answered (see plughost.replica.auth)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._outbox.attach(self.transport)
+        self._server.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.reading:
+            return
+        try:
+            bodies = self._frames.feed(data)
+        except FrameError as exc:
+            logger.warning("dropping connection: %s", exc)
+            self.stop_reading()
+            return
+        for body in bodies:
+            self._server.handle(self, body)
+
+    def eof_received(self) -> bool:
+        """The peer will send no more: answer what is in flight, then close."""
+        self.stop_reading()
+        return True  # keep the write side open for those replies
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reading = False
+        self._outbox.discard()
+        self._server.closed(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def stop_reading(self) -> None:
+        """Take no more requests; close once the ones in flight are answered."""
+        if not self.reading:
+            return
+        self.reading = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        # kept: the loop holds only a weak reference to a task
+        self._closer = asyncio.ensure_future(self._close_when_answered())
+
+    async def _close_when_answered(self) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+        self.close()
+
+    def send(self, body: bytes) -> None:
+        """Queue one reply frame; everything queued in this loop turn leaves in one write."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._outbox.put(body)
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        """Keep ``task`` (answering a request of this connection) until it is done."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close(self) -> None:
+        """Send what is queued and close (the transport flushes before it closes)."""
+        self._outbox.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _call_arguments(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``inputs`` and ``parameters`` of a call, from the request or its spliced ``body``.
+
+    Raises TypeError when either is present but not a JSON object.
+    """
+    source = request.get("body", request)
+    if not isinstance(source, dict):
+        raise TypeError("request body must be a JSON object")
+    inputs = source.get("inputs") or {}
+    parameters = source.get("parameters") or {}
+    if not isinstance(inputs, dict):
+        raise TypeError("inputs must be a JSON object")
+    if not isinstance(parameters, dict):
+        raise TypeError("parameters must be a JSON object")
+    return inputs, parameters
+
+
+class ReplicaServer:
+    """Serves one plugin over a Unix socket until asked to stop."""
+
+    def __init__(
+        self,
+        invoker: ServiceInvoker,
+        socket_path: Path,
+        drain_timeout_s: float,
+        listen_fd: int | None = None,
+        secret: str | None = None,
+    ):
+        self._invoker = invoker
+        self._socket_path = socket_path
+        self._listen_fd = listen_fd
+        self._drain_timeout_s = drain_timeout_s
+        self._secret = secret  # required hello on every connection when set
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
+        self._stop_requested = asyncio.Event()
+        self._authed = 0
+        self.idle_since: float | None = asyncio.get_running_loop().time()
+
+    # -- who is connected (the orphan timeout reads it) ---------------------------------------
+    def opened(self, conn: _Connection) -> None:
+        """A connection came: counted; without a secret it needs no hello."""
+        self._connections.add(conn)
+        if self._secret is None:
+            self._authenticated(conn)
+
+    def closed(self, conn: _Connection) -> None:
+        """A connection ended: forgotten; the last authenticated one starts the idle time."""
+        self._connections.discard(conn)
+        if conn.authed:
+            self._gone(conn)
+
+    def _authenticated(self, conn: _Connection) -> None:
+        conn.authed = True
+        self._authed += 1
+        self.idle_since = None
+
+    def _gone(self, conn: _Connection) -> None:
+        self._authed -= 1
+        if self._authed <= 0:
+            self.idle_since = asyncio.get_running_loop().time()
+
+    def _hello(self, conn: _Connection, request_id: int, request: dict[str, Any]) -> None:
+        """Answer the handshake with the proof, or refuse and close the connection."""
+        secret = self._secret
+        nonce = request.get("nonce")
+        if secret is None or not token_ok(secret, nonce, request.get("token")):
+            logger.warning("refused a connection without the replica's secret")
+            conn.send(_refused(request_id, PROTOCOL_ERROR, "hello refused"))
+            conn.stop_reading()
+            return
+        if not conn.authed:
+            self._authenticated(conn)
+        proof = replica_proof(secret, str(nonce))
+        result = b'{"proof":"%s","pid":%d}' % (proof.encode(), os.getpid())
+        conn.send(encode_ok_reply(request_id, result))
+
+    async def start(self) -> None:
+        """Bind and listen, replacing a stale socket file; only the owner may connect.
+
+        With ``listen_fd`` the socket was bound by the parent (a sandboxed replica cannot see
+        the socket's folder) and is served as it is.
+        """
+        loop = asyncio.get_running_loop()
+        if self._listen_fd is not None:
+            sock = socket.socket(fileno=self._listen_fd)
+            self._server = await loop.create_unix_server(lambda: _Connection(self), sock=sock)
+            return
+        if self._socket_path.exists() or self._socket_path.is_symlink():
+            self._socket_path.unlink()
+        self._server = await loop.create_unix_server(
+            lambda: _Connection(self), path=str(self._socket_path)
+        )
+        os.chmod(self._socket_path, 0o600)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_until_stopped` to drain and return; safe to call repeatedly."""
+        self._stop_requested.set()
+
+    async def serve_until_stopped(self) -> None:
+        """Serve until :meth:`request_stop`, then drain in-flight requests and close."""
+        await self._stop_requested.wait()
+        if self._server is not None:
+            self._server.close()
+        self._remove_socket_file()
+        for conn in list(self._connections):
+            conn.stop_reading()
+        pending = {task for conn in self._connections for task in conn.tasks}
+        if pending:
+            _, unfinished = await asyncio.wait(pending, timeout=self._drain_timeout_s)
+            if unfinished:
+                logger.warning("%d call(s) still running after the drain timeout", len(unfinished))
+            for task in unfinished:
+                task.cancel()
+        connections = list(self._connections)
+        for conn in connections:
+            conn.close()
+        if connections:
+            await asyncio.wait([conn.closed for conn in connections], timeout=CLOSE_WAIT_S)
+        self._invoker.shutdown()
+
+    def _remove_socket_file(self) -> None:
+        """Remove the socket file so no new client can connect."""
+        try:
+            self._socket_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def handle(self, conn: _Connection, body: bytes) -> None:
+        """Answer one request frame: at once when no waiting is needed, else in a task."""
+        try:
+            request = decode_object(body)
+        except FrameError as exc:
+            conn.send(_refused(recover_request_id(body), PROTOCOL_ERROR, str(exc)))
+            return
+        request_id = request.get("id")
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            conn.send(_refused(None, PROTOCOL_ERROR, "request has no integer id"))
+            return
+        op = request.get("op")
+        if op == HELLO_OP or not conn.authed:
+            if op != HELLO_OP:
+                conn.send(_refused(request_id, PROTOCOL_ERROR, "say hello first"))
+                conn.stop_reading()
+                return
+            self._hello(conn, request_id, request)
+        elif op == "call" and self._invoker.inline_ready:
+            self._call_now(conn, request_id, request)
+        elif op in ("call", "health"):
+            conn.track(asyncio.ensure_future(self._respond(conn, request_id, op, request)))
+        else:
+            conn.send(_refused(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
+
+    async def _respond(
+        self, conn: _Connection, request_id: int, op: str, request: dict[str, Any]
+    ) -> None:
+        if op == "health":
+            reply = await self._answer_health(request_id)
+        else:
+            reply = await self._answer_call(request_id, request)
+        conn.send(reply)
+
+    async def _answer_health(self, request_id: int) -> bytes:
+        """Reply true/false from the service's health check; a raising check means false."""
+        try:
+            healthy = await self._invoker.health()
+        except Exception:
+            logger.warning("plugin health check raised", exc_info=True)
+            healthy = False
+        return encode_ok_reply(request_id, b"true" if healthy else b"false")
+
+    def _call_now(self, conn: _Connection, request_id: int, request: dict[str, Any]) -> None:
+        """A quick plain call run right here on the loop (the invoker said it may)."""
+        try:
+            inputs, parameters = _call_arguments(request)
+        except TypeError as exc:
+            conn.send(_refused(request_id, VALIDATION_ERROR, str(exc)))
+            return
+        try:
+            result = self._invoker.call_now(inputs, parameters)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            conn.send(_failure_reply(request_id, exc))
+            return
+        if inspect.isawaitable(result):  # a plain handler that returned an awaitable
+            conn.track(asyncio.ensure_future(self._finish(conn, request_id, result)))
+            return
+        conn.send(_encode_reply(request_id, result))
+
+    async def _finish(self, conn: _Connection, request_id: int, result: Any) -> None:
+        try:
+            while inspect.isawaitable(result):
+                result = await result
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            conn.send(_failure_reply(request_id, exc))
+            return
+        conn.send(_encode_reply(request_id, result))
+
+    async def _answer_call(self, request_id: int, request: dict[str, Any]) -> bytes:
+        """Run the plugin and encode its result, or the reason it failed."""
+        try:
+            inputs, parameters = _call_arguments(request)
+        except TypeError as exc:
+            return _refused(request_id, VALIDATION_ERROR, str(exc))
+        try:
+            result = await self._invoker.call(inputs, parameters)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
+            return _failure_reply(request_id, exc)
+        return _encode_reply(request_id, result)
+
+
+def _failure_reply(request_id: int, exc: BaseException) -> bytes:
+    logger.warning("plugin raised %s", type(exc).__name__, exc_info=exc)
+    return encode_error_reply(request_id, type(exc).__name__, str(exc))
+
+
+def _encode_reply(request_id: int, result: Any) -> bytes:
+    try:
+        return encode_ok_reply(request_id, encode_result(result))
+    except ResultEncodingError as exc:
+        return encode_error_reply(request_id, type(exc).__name__, str(exc))

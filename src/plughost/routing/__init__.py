@@ -1,1 +1,0 @@
-"""The in-memory route table: route names -> replica groups, swapped atomically."""

@@ -1,0 +1,252 @@
+"""The runtime container: every long-lived object of one server, built from Settings."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from plughost.backends.base import Backend
+from plughost.backends.local.backend import LocalBackend
+from plughost.batch.bell import JobBell
+from plughost.batch.scheduler import BatchScheduler
+from plughost.batch.service import BatchService
+from plughost.batch.wiring import BatchPart
+from plughost.cluster.leader_backend import LeaderBackend
+from plughost.cluster.member import Cluster
+from plughost.config import Settings
+from plughost.control.controller import Controller
+from plughost.control.workspace import Workspace
+from plughost.dataplane.inference import Inference
+from plughost.dataplane.routes import RouteTable
+from plughost.domain.scope import PluginScope
+from plughost.domain.states import Status
+from plughost.metrics.collector import ValidationFailures
+from plughost.metrics.requests import RequestMetrics
+from plughost.metrics.window import RecentWindow
+from plughost.persistence.db import Database
+from plughost.persistence.releases import Releases
+from plughost.sandbox.host import Sandbox, config_from_settings
+from plughost.server.observation import Observation, build_logs, build_observation, release_output
+from plughost.services.accounts import Accounts
+from plughost.services.deploy import DeployCommands
+from plughost.services.lookup import PluginLookup
+from plughost.services.plugins import Plugins
+from plughost.services.status import DeploymentStatus
+from plughost.services.uploads import Uploads
+from plughost.storage.base import ArchiveStore
+from plughost.storage.factory import open_archive_store
+from plughost.storage.signing import UrlSigner
+
+log = logging.getLogger("plughost")
+
+
+@dataclass
+class Runtime:
+    """Every long-lived object of one server, each built complete by :func:`build_runtime`."""
+
+    settings: Settings
+    db: Database
+    accounts: Accounts
+    store: ArchiveStore
+    signer: UrlSigner
+    uploads: Uploads
+    plugins: Plugins
+    deployments: DeployCommands  # deploy, undeploy, rollback
+    deploy_status: DeploymentStatus  # status bodies and ETAs
+    inference: Inference  # the data plane's calls
+    controller: Controller
+    batches: BatchPart
+    observation: Observation  # logs, watches, metrics
+    cluster: Cluster | None = None  # several servers on one database
+    sandbox: Sandbox | None = None
+
+    def download_url(self, scope: PluginScope, plugin_id: str, base_url: str) -> str:
+        """A signed GET URL of the plugin's archive, valid for an hour (the store's own
+        presigned URL when it has them: S3)."""
+        key = self.plugins.storage_key(scope, plugin_id)
+        direct = self.store.presign_get(key, 3600)
+        if direct is not None:
+            return direct
+        expires = int(time.time()) + 3600
+        resource = f"/v1/_store/archives/{key}"
+        sig = self.signer.signature("GET", resource, expires)
+        return f"{base_url.rstrip('/')}{resource}?expires={expires}&signature={sig}"
+
+    def on_enable(self, scope: PluginScope, plugin_id: str, deploy: bool) -> str:
+        """Deployment side of enable, in the SDK's words: `skipped` (deploy=false), `pending`
+        (a realtime deployment was queued) or `deployed` (batch only: nothing to start)."""
+        if not deploy:
+            return "skipped"
+        result = self.deployments.deploy(scope, plugin_id, None)
+        return "deployed" if result.get("deployment_type") == "batch_only" else "pending"
+
+    def sandbox_status(self) -> dict[str, Any]:
+        """What ``GET /healthz`` reports of the sandbox: its layers on this machine and, for a
+        backend whose replicas run on other machines (Ray), its report per node."""
+        if self.sandbox is None:
+            return {"mode": "off"}
+        status = self.sandbox.status()
+        nodes = self.controller.backend.sandbox_report()
+        if nodes is not None:
+            status["ray_nodes"] = nodes
+        return status
+
+
+def write_admin_key(settings: Settings, key: str) -> None:
+    path = settings.admin_key_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    os.chmod(path, 0o600)
+
+
+def make_backend(
+    settings: Settings,
+    sandbox: Sandbox | None = None,
+    releases: Releases | None = None,
+    owner: str = "plughost",
+) -> Backend:
+    if settings.backend == "local":
+        # replicas outlive the server and the next one adopts them
+        return LocalBackend(settings, sandbox, live_releases=_live_ids(releases))
+    if settings.backend == "ray":
+        return make_ray_backend(settings, releases, owner)
+    raise ValueError(f"unknown PLUGHOST_BACKEND {settings.backend!r} (available: local, ray)")
+
+
+def _live_ids(releases: Releases | None) -> Callable[[], set[int]] | None:
+    """The ids of the releases that may have replicas (pending, in progress, deployed)."""
+    if releases is None:
+        return None
+    live = {Status.PENDING, Status.IN_PROGRESS, Status.DEPLOYED}
+    return lambda: {rel.id for rel in releases.with_status(live)}
+
+
+def make_ray_backend(settings: Settings, releases: Releases | None, owner: str) -> Backend:
+    """The Ray Serve backend; `releases` tells its orphan sweep which releases are live."""
+    try:
+        from plughost.backends.ray.serve import RayBackend
+    except ImportError as exc:
+        raise ValueError(
+            f"PLUGHOST_BACKEND=ray needs Ray Serve: pip install 'plughost[ray]' ({exc})"
+        ) from exc
+    live = {Status.PENDING, Status.IN_PROGRESS, Status.DEPLOYED}
+
+    def wanted() -> set[int]:
+        if releases is None:  # nothing known: keep every application
+            raise RuntimeError("no releases table to sweep against")
+        return {rel.id for rel in releases.with_status(live)}
+
+    # Each Serve replica runs the plugin in a sandboxed worker on its node (SECURITY.md).
+    return RayBackend(settings, owner, wanted)
+
+
+def backend_owner(accounts: Accounts) -> str:
+    """A stable tag of this installation (derived from its database's signing secret) that
+    keeps two servers sharing a Ray cluster out of each other's applications."""
+    return hashlib.sha256(b"plughost-ray-owner:" + accounts.signing_secret()).hexdigest()[:8]
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Open the database (migrating it), bootstrap accounts and build every service, each
+    complete, after what it needs."""
+    home = settings.resolved_home
+    home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    accounts = Accounts(db)
+    _bootstrap(settings, accounts)
+    store = open_archive_store(settings)
+    signer = UrlSigner(accounts.signing_secret())
+    sandbox = build_sandbox(settings)
+    # what the observation side counts and stores, before those who report to it
+    logs = build_logs(settings)
+    validation = ValidationFailures()
+    request_metrics = RequestMetrics()
+    recent = RecentWindow()
+    uploads = Uploads(
+        settings, db, store, signer,
+        manifest_command=sandbox.manifest_command if sandbox.enabled else None,
+        skip_scan=settings.unsafe_skip_scan,
+        on_validation_failed=validation.failed,
+    )
+    releases = Releases(db)
+    routes = RouteTable()
+    workspace = Workspace(settings.resolved_home / "deployments", store, uploads.limits)
+    owner = backend_owner(accounts)
+    backend: Backend
+    if db.is_sqlite:
+        backend = make_backend(settings, sandbox, releases, owner)
+    else:  # several servers may share the database: built once this one leads
+        backend = LeaderBackend(
+            settings.backend, lambda: make_backend(settings, sandbox, releases, owner)
+        )
+    lookup = PluginLookup(db)
+    controller = Controller(
+        settings, releases, backend, routes, workspace, lookup.info,
+        last_lines=logs.last_lines,
+        replica_output=release_output(logs),
+        request_metrics=request_metrics,  # the rollout guard reads them
+    )
+    deploy_status = DeploymentStatus(
+        settings, releases, controller, routes, lookup, request_metrics, recent
+    )
+    deployments = DeployCommands(settings, releases, controller, lookup, deploy_status)
+    inference = Inference(settings, routes, controller.restores, request_metrics, lookup)
+    plugins = Plugins(db, store, deployments)
+    observation = build_observation(db, logs, validation, deploy_status, request_metrics, recent)
+    cluster = Cluster(
+        settings, db, releases, accounts, controller, routes, owner,
+        on_plugin_removed=deployments.plugin_removed,  # deleted or disabled elsewhere
+    )
+    batches = build_batches(settings, db, store, signer, uploads, sandbox, controller, cluster)
+    return Runtime(
+        settings, db, accounts, store, signer, uploads, plugins, deployments, deploy_status,
+        inference, controller, batches, observation, cluster, sandbox,
+    )
+
+
+def _bootstrap(settings: Settings, accounts: Accounts) -> None:
+    """Create the first API key on a new database, shown once and written to a file."""
+    boot = accounts.bootstrap(settings.bootstrap_key)
+    if boot.created_key:
+        write_admin_key(settings, boot.created_key)
+        # Shown once on the console, on purpose: this is the operator's first credential.
+        log.warning(
+            "created the first API key: %s (also written to %s)",
+            boot.created_key,
+            settings.admin_key_path,
+        )
+
+
+def build_batches(
+    settings: Settings,
+    db: Database,
+    store: ArchiveStore,
+    signer: UrlSigner,
+    uploads: Uploads,
+    sandbox: Sandbox,
+    controller: Controller,
+    cluster: Cluster,
+) -> BatchPart:
+    """The batch service and its scheduler (which shares the replicas' environments)."""
+    bell = JobBell()
+    service = BatchService(settings, db, store, signer, bell)
+    scheduler = BatchScheduler(settings, service, store, uploads.limits, sandbox, controller.envs)
+    return BatchPart(settings, service, scheduler, controller.backend, cluster.until_leading)
+
+
+def build_sandbox(settings: Settings) -> Sandbox:
+    """Measure the sandbox layers (SandboxUnavailable in strict mode when one is missing)."""
+    if settings.unsafe_skip_scan:
+        log.warning(
+            "PLUGHOST_UNSAFE_SKIP_SCAN is set: uploads are NOT scanned; only the sandbox "
+            "stands between plugin code and this machine. Never set this outside tests."
+        )
+    return Sandbox.create(config_from_settings(settings))

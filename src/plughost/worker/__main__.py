@@ -1,5 +1,0 @@
-"""``python -m plughost.worker``: run one replica process."""
-
-from plughost.worker.main import main
-
-raise SystemExit(main())
