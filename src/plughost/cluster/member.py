@@ -59,6 +59,15 @@ def peer_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def build_elector(settings: Settings, db: Database) -> Elector | None:
+    """The controller lease's elector when several servers may share the database (not on
+    SQLite, where one server is alone)."""
+    if db.is_sqlite:
+        return None
+    address = peer_url(settings)
+    return Elector(SqlLeases(db), holder_name(address), address, holder_gone=holder_gone)
+
+
 class Cluster:
     """One server's part in a group of servers sharing a database (or, on SQLite, alone)."""
 
@@ -72,6 +81,7 @@ class Cluster:
         routes: RouteTable,
         owner: str = "",
         on_plugin_removed: Callable[[int, bool], None] | None = None,
+        elector: Elector | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -80,7 +90,9 @@ class Cluster:
         self.controller = controller
         self.routes = routes
         self.secret = accounts.signing_secret()
-        self.elector: Elector | None = None
+        # None on SQLite (one server); else built first (build_elector) so the controller
+        # could take its gate and fence at construction
+        self.elector = elector
         self.leadership = asyncio.Event()  # set once this server leads (at once on SQLite)
         # forget cached lookups of a plugin another server deleted (True) or disabled
         self.on_plugin_removed = on_plugin_removed
@@ -108,15 +120,9 @@ class Cluster:
                 settings.ray_address.strip(), owner, settings.replica_call_timeout_s
             )
             self.peers.direct = self.ray_follow.call
-        if not db.is_sqlite:
-            address = peer_url(settings)
-            self.elector = Elector(
-                SqlLeases(db), holder_name(address), address, holder_gone=holder_gone
-            )
+        if self.elector is not None:
             self.elector.on_elected = self._elected
             self.elector.on_lost = self._lost
-            controller.gate = self.elector.is_leader
-            controller.store.fence = self.elector.fence
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader()

@@ -43,7 +43,7 @@ from plughost.domain.states import ROLLING, Status
 from plughost.envs import PluginEnvironments
 from plughost.logs.capture import Sink
 from plughost.metrics.requests import RequestMetrics
-from plughost.persistence.releases import Releases
+from plughost.persistence.releases import Fence, Releases
 from plughost.timeutil import utcnow
 
 __all__ = ["LIVE", "Controller", "PluginInfoLoader", "PluginRuntimeInfo", "replica_count"]
@@ -69,10 +69,14 @@ class Controller:
         last_lines: Callable[[int], list[str]] | None = None,
         replica_output: Callable[[ReleaseView], Sink] | None = None,
         request_metrics: RequestMetrics | None = None,
+        gate: Callable[[], bool] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.settings = settings
         self.releases = releases
-        self.store = ReleaseStore(releases)
+        # several servers on one database: a pass runs only while ``gate()`` says this server
+        # leads, and every write checks the lease (``fence``); both None on one server
+        self.store = ReleaseStore(releases, fence)
         self.backend = backend
         self.routes = routes
         self.workspace = workspace
@@ -98,7 +102,7 @@ class Controller:
         self.request_metrics = request_metrics
         # several servers on one database: whether this one holds the controller lease now
         # (plughost.cluster.election); a tick on any other server does nothing
-        self.gate: Callable[[], bool] | None = None
+        self.gate = gate
         self._led = False  # whether this server ever ran a tick (held the lease)
         self._paused = False  # a takeover holds every pass (see pause)
         self._launcher = Launcher(backend, workspace, self.envs, plugin_info, self.store)

@@ -20,11 +20,11 @@ from plughost.persistence.releases import Fence, Releases
 class ReleaseStore:
     """Async wrappers of the :class:`Releases` calls the controller makes."""
 
-    def __init__(self, releases: Releases) -> None:
+    def __init__(self, releases: Releases, fence: Fence | None = None) -> None:
         self.releases = releases
         # several servers on one database: the controller lease's check, run inside each
         # write below (plughost.cluster.election); None when this server is the only one
-        self.fence: Fence | None = None
+        self.fence = fence
 
     async def with_status(self, statuses: Collection[Status]) -> list[ReleaseView]:
         return await asyncio.to_thread(self.releases.with_status, set(statuses))

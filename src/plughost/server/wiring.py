@@ -17,7 +17,7 @@ from plughost.batch.scheduler import BatchScheduler
 from plughost.batch.service import BatchService
 from plughost.batch.wiring import BatchPart
 from plughost.cluster.leader_backend import LeaderBackend
-from plughost.cluster.member import Cluster
+from plughost.cluster.member import Cluster, build_elector
 from plughost.config import Settings
 from plughost.control.controller import Controller
 from plughost.control.workspace import Workspace
@@ -188,11 +188,14 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.backend, lambda: make_backend(settings, sandbox, releases, owner)
         )
     lookup = PluginLookup(db)
+    elector = build_elector(settings, db)
     controller = Controller(
         settings, releases, backend, routes, workspace, lookup.info,
         last_lines=logs.last_lines,
         replica_output=release_output(logs),
         request_metrics=request_metrics,  # the rollout guard reads them
+        gate=elector.is_leader if elector is not None else None,
+        fence=elector.fence if elector is not None else None,
     )
     deploy_status = DeploymentStatus(
         settings, releases, controller, routes, lookup, request_metrics, recent
@@ -204,6 +207,7 @@ def build_runtime(settings: Settings) -> Runtime:
     cluster = Cluster(
         settings, db, releases, accounts, controller, routes, owner,
         on_plugin_removed=deployments.plugin_removed,  # deleted or disabled elsewhere
+        elector=elector,
     )
     batches = build_batches(settings, db, store, signer, uploads, sandbox, controller, cluster)
     return Runtime(
