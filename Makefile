@@ -117,3 +117,12 @@ bench: $(STAMP_BENCH) sandbox-deps bench-deps
 # batch jobs alone: rows/s (pandas floor, plughost, Ray Data) and peak memory of a 1 GB input
 bench-batch: $(STAMP_BENCH) sandbox-deps
 	$(BIN)/python -m bench.batch $(BENCH_BATCH_ARGS)
+
+# `make bench-compare REV=0229ee4`: this checkout against an earlier commit, the same figures
+# (deploy time, req/s and p50/p99 at c=32, status polls, RSS) in interleaved rounds, into
+# bench/results/compare-$(REV).md and .json; the commit runs its own code in its server and
+# replicas (bench/revisions.py). BENCH_COMPARE_ARGS=--quick: a 1-minute smoke.
+.PHONY: bench-compare
+bench-compare: $(STAMP_BENCH) sandbox-deps bench-deps
+	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<commit> [BENCH_COMPARE_ARGS=--quick]"; exit 1; }
+	$(BIN)/python -m bench.compare_revisions --rev $(REV) $(BENCH_COMPARE_ARGS)
