@@ -26,6 +26,7 @@ routes do not answer HEAD themselves).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ from plughost.dataplane.request import (
     check_namespace,
 )
 from plughost.domain.scope import PluginScope
-from plughost.errors import ServiceUnavailableError, wire_error
+from plughost.errors import NotFoundError, ServiceUnavailableError, wire_error
 
 log = logging.getLogger("plughost.api")
 
@@ -62,6 +63,12 @@ class FastPath:
         state.flights = self.flights  # POST /v1/inference shares the cache misses in flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_control(scope["path"]):
+            # a route's pattern would match before a trailing newline (``$``), handing the
+            # route an id the API refuses elsewhere: no route has such a path
+            status, body = wire_error(NotFoundError(f"no route {scope['method']} {scope['path']!r}"))
+            await _send(send, status, orjson.dumps(body))
+            return
         if scope["type"] == "http" and scope["method"] in ("OPTIONS", "HEAD"):
             allowed = self.state.methods.allowed(scope["path"])
             if scope["method"] == "OPTIONS" and allowed:
@@ -99,6 +106,14 @@ class FastPath:
         if body is None:
             body = await run_in_threadpool(rt.deploy_status.status, where, plugin_id)
         return orjson.dumps(body)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _has_control(path: str) -> bool:
+    """Whether a path holds a control character (a decoded %0A, %0D, %00 ...)."""
+    return _CONTROL.search(path) is not None
 
 
 def _route(scope: Scope) -> tuple[str, str, str] | None:
