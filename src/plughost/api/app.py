@@ -18,6 +18,7 @@ from plughost.api import (
     routes_namespace,
     routes_observe,
     routes_org,
+    routes_secrets,
     routes_store,
     ui,
 )
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
             if cluster is not None:  # hand the lease over before stopping replicas
                 await cluster.stop()
             await runtime.controller.shutdown()
+            await runtime.container.aclose()  # after the replicas: no container call is left
             await runtime.observation.stop()
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
     app.include_router(routes_namespace.router)
     app.include_router(routes_inference.router)
     app.include_router(routes_org.router)
+    app.include_router(routes_secrets.router)
     app.include_router(routes_store.router)
     app.include_router(routes_batches.router)
     app.include_router(routes_batches.store_router)

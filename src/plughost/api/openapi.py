@@ -23,6 +23,7 @@ from plughost.api.paths import BATCH_ID_PATTERN
 from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.domain.ids import NAME_PATTERN, PLUGIN_ID_PATTERN, VERSION_PATTERN
 from plughost.logs.query import AGE_PATTERN, MAX_LIMIT
+from plughost.services.secrets import SECRET_NAME_PATTERN
 
 fastpath_docs = APIRouter(tags=["inference"])
 
@@ -32,14 +33,18 @@ PID = NS + "/{plugin_id}"
 ORG = "/v1/plugins"
 BAT = "/v1/namespaces/{namespace_id}"
 INFER = "/inference/{namespace_id}/{route}"
+SECRETS = "/v1/organizations/secrets"
 ARCHIVE_LIMIT = 524_288_000  # Settings.max_archive_bytes' default
 
 _DESCRIPTIONS = {
     400: "The request is malformed (body, multipart form, query value).",
     401: "Missing or unknown API key.",
-    403: "The key or the URL signature may not do this.",
-    404: "No such namespace (or one of another organization), plugin, upload, batch or route.",
-    409: "The request conflicts with the current state (version exists, already done).",
+    403: "The key or the URL signature may not do this (a key limited to some namespaces "
+    "may not change the organization's secrets).",
+    404: "No such namespace (or one of another organization), plugin, upload, batch, secret "
+    "or route.",
+    409: "The request conflicts with the current state (version or secret name exists, "
+    "already done).",
     413: "The request body is larger than the limit.",
     415: "The request body's content type is not one this route reads.",
     422: "The request is well formed but its values are not valid.",
@@ -89,6 +94,10 @@ ERRORS: dict[tuple[str, str], list[int]] = {
     ("get", PID + "/logs"): [400, 401, 404, 422, 503],
     ("get", PID + "/metrics"): [401, 404, 503],
     ("get", "/metrics"): [401, 403, 503],
+    ("post", SECRETS): [401, 403, 404, 409, 422, 503],
+    ("get", SECRETS): [401],
+    ("put", SECRETS + "/{secret_name}"): [401, 403, 404, 422, 503],
+    ("delete", SECRETS + "/{secret_name}"): [401, 403, 404, 422],
 }
 
 # operations authorised by something other than the Bearer key
@@ -232,6 +241,7 @@ _PATH_PATTERNS = {
     "plugin_id": PLUGIN_ID_PATTERN,
     "batch_id": BATCH_ID_PATTERN,
     "name": NAME_PATTERN,
+    "secret_name": SECRET_NAME_PATTERN,
 }
 # query bounds checked by the services (400 outside them)
 _QUERY_BOUNDS = {

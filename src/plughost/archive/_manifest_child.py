@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.machinery
 import importlib.util
 import json
 import math
@@ -47,6 +48,7 @@ FIELDS = (
     "cost_rates",
 )
 MAX_DEPTH = 64
+PACKAGE = "plughost_plugin"
 
 
 def main(argv: list[str]) -> int:
@@ -117,15 +119,22 @@ def _class_serve_config(plugin_root: str) -> dict[str, Any]:
 
 
 def _load(plugin_root: str, import_dirs: list[str]) -> Any:
+    """Execute manifest.py as ``manifest`` (its top-level name) that is also the submodule
+    ``manifest`` of a package whose path is the plugin root, so that both ``import helpers``
+    and ``from .helpers import x`` work in it. The plugin's own ``__init__.py`` is not run:
+    it may import the realtime and pipeline modules, which the manifest does not need."""
     sys.path.insert(0, plugin_root)
     for position, folder in enumerate(import_dirs, start=1):
         sys.path.insert(position, folder)
+    package = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+    package.submodule_search_locations = [plugin_root]
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(package)
     path = os.path.join(plugin_root, "manifest.py")
-    spec = importlib.util.spec_from_file_location("manifest", path)
+    spec = importlib.util.spec_from_file_location(f"{PACKAGE}.manifest", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["manifest"] = module
+    sys.modules["manifest"] = sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -21,6 +21,7 @@ from plughost.archive._manifest_child import FIELDS
 from plughost.archive._serve_config import merge_serve_config
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
+from plughost.archive.manifest_features import normalise_compute_profile, normalise_features
 from plughost.domain.serve_config import SERVE_CONFIG_KEYS
 from plughost.runtime_api import RUNTIME_API_DIR
 
@@ -79,7 +80,9 @@ def normalise_manifest(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Check the types of raw manifest fields and return them under every known key.
 
     Numbers given for string fields (``version = 1``) become strings; a plugin name is
-    required. Raises ManifestError listing every field of the wrong type.
+    required. ``features`` gain the documented key names in either key style and
+    ``compute_profile`` is checked (:mod:`plughost.archive.manifest_features`). Raises
+    ManifestError listing every field of the wrong type.
     """
     manifest: dict[str, Any] = {key: raw.get(key) for key in MANIFEST_FIELDS}
     errors: list[str] = []
@@ -100,6 +103,12 @@ def normalise_manifest(raw: Mapping[str, Any]) -> dict[str, Any]:
         errors.append("manifest.py does not name the plugin (feature_extractor_name or name)")
     if errors:
         raise ManifestError(errors)
+    manifest["features"] = normalise_features(manifest["features"])
+    manifest["compute_profile"], profile_errors = normalise_compute_profile(
+        manifest["compute_profile"]
+    )
+    if profile_errors:
+        raise ManifestError(profile_errors)
     return manifest
 
 

@@ -6,6 +6,11 @@ of ``data_received`` and handed to their waiting callers by id, with no task per
 Deadlines are checked by one timer per connection while calls are waiting, instead of a
 timer per call. Profiles of the request path showed the stream reader, a write per request
 and per-call timeout scopes as a large part of the server's own cost per request.
+
+The replica may also send requests of its own: container calls of plugin code
+(:mod:`plughost.domain.container`), in ``cid`` frames. With a ``container`` handler (bound to
+the release's scope by whoever opens the channel) each is answered in a task of its own;
+without one they get an error reply.
 """
 
 from __future__ import annotations
@@ -13,15 +18,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from plughost.replica.protocol import FrameBuffer, FrameError, FrameOutbox, ReplyHead, split_reply
+from plughost.domain.container import UNAVAILABLE, error_reply
+from plughost.replica.protocol import (
+    CONTAINER_PREFIX,
+    FrameBuffer,
+    FrameError,
+    FrameOutbox,
+    ReplyHead,
+    decode_container_frame,
+    encode_container_frame,
+    split_reply,
+)
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.05  # how often waiting calls are checked against their deadlines
+MAX_CONTAINER_CALLS = 256  # container calls of one connection in flight; more are refused
+ContainerHandler = Callable[[Any], Awaitable[dict[str, Any]]]
 
 
 @dataclass(slots=True)
@@ -47,9 +64,12 @@ class ReplicaChannel(asyncio.Protocol):
         self,
         timed_out: Callable[[float, bool], BaseException],
         lost: Callable[[str], None],
+        container: ContainerHandler | None = None,
     ) -> None:
         self._timed_out = timed_out
         self._lost = lost
+        self.container = container  # answers the replica's container calls (None: refused)
+        self._container_tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._frames = FrameBuffer()
@@ -74,6 +94,9 @@ class ReplicaChannel(asyncio.Protocol):
             self._close(f"connection to the replica failed: {exc}")
             return
         for body in bodies:
+            if body.startswith(CONTAINER_PREFIX):
+                self._container_call(body)
+                continue
             try:
                 head = split_reply(body)
             except FrameError as exc:
@@ -105,6 +128,42 @@ class ReplicaChannel(asyncio.Protocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         self._drained = None
+
+    # -- the replica's container calls ----------------------------------------------------
+    def _container_call(self, body: bytes) -> None:
+        try:
+            cid, request = decode_container_frame(body, "request")
+        except FrameError as exc:
+            logger.warning("dropping a malformed container request from a replica: %s", exc)
+            return
+        handler = self.container
+        if handler is None or len(self._container_tasks) >= MAX_CONTAINER_CALLS:
+            why = (
+                "this connection does not take container calls"
+                if handler is None
+                else f"more than {MAX_CONTAINER_CALLS} container calls in flight"
+            )
+            self._container_reply(cid, error_reply(UNAVAILABLE, why))
+            return
+        task = self._loop.create_task(self._answer_container(cid, handler, request))
+        self._container_tasks.add(task)
+        task.add_done_callback(self._container_tasks.discard)
+
+    async def _answer_container(self, cid: int, handler: ContainerHandler, request: Any) -> None:
+        try:
+            reply = await handler(request)
+        except Exception as exc:
+            logger.exception("container call failed")
+            reply = error_reply(UNAVAILABLE, f"the server failed the call: {type(exc).__name__}")
+        self._container_reply(cid, reply)
+
+    def _container_reply(self, cid: int, reply: dict[str, Any]) -> None:
+        if self.closed_reason is not None or self._transport is None:
+            return
+        try:
+            self._outbox.put(encode_container_frame(cid, "reply", reply))
+        except (FrameError, TypeError) as exc:
+            self._outbox.put(encode_container_frame(cid, "reply", error_reply(UNAVAILABLE, str(exc))))
 
     # -- requests ---------------------------------------------------------------------------
     async def request(
@@ -168,6 +227,8 @@ class ReplicaChannel(asyncio.Protocol):
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        for task in list(self._container_tasks):
+            task.cancel()
         self._outbox.discard()
         self.close()
         if first:

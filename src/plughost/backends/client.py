@@ -27,6 +27,7 @@ from plughost.backends.errors import (
 )
 from plughost.replica.auth import HELLO_OP, new_nonce, proof_ok, server_token
 from plughost.replica.protocol import (
+    CONTAINER_OFFER_OP,
     WORKER_ORIGIN,
     FrameError,
     ReplyHead,
@@ -43,6 +44,7 @@ __all__ = [
     "Send",
     "call",
     "hello",
+    "offer_container",
     "ping",
     "require_json_object",
     "result_json",
@@ -71,6 +73,15 @@ async def call(
         lambda request_id: encode_raw_call_request(request_id, payload), timeout_s, True
     )
     return result_json(head, body, refusal_is_failure=refusal_is_failure)
+
+
+async def offer_container(send: Send, timeout_s: float) -> bool:
+    """Tell the replica this connection takes its container calls; whether it accepted (a
+    replica that predates them refuses the op, which is not an error)."""
+    head, body = await send(
+        lambda request_id: encode_request(request_id, CONTAINER_OFFER_OP), timeout_s, False
+    )
+    return head.ok and decode_object(body).get("result") is True
 
 
 async def ping(send: Send, timeout_s: float) -> bool:

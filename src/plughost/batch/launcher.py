@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,15 @@ import orjson
 
 from plughost.backends.base import BASE_ENV
 from plughost.backends.local.launch import DEFAULT_PATH
-from plughost.batch.protocol import HEADER, MAX_HEADER_BYTES, ProtocolError, encode_frame
+from plughost.batch.protocol import (
+    CONTAINER,
+    CONTAINER_REPLY,
+    HEADER,
+    MAX_HEADER_BYTES,
+    ProtocolError,
+    encode_frame,
+)
+from plughost.domain.container import UNAVAILABLE, error_reply
 from plughost.sandbox.bwrap import ENV_MOUNT
 from plughost.sandbox.policy import SandboxLaunch
 
@@ -40,6 +48,8 @@ WORKER_ENV = {
     "ARROW_DEFAULT_MEMORY_POOL": "system",
 }
 STREAM_LIMIT = 1 << 20
+MAX_CONTAINER_CALLS = 256  # a worker's container calls in flight; more get an error reply
+ContainerHandler = Callable[[Any], Awaitable[dict[str, Any]]]
 TAIL_LINES = 30
 
 
@@ -77,9 +87,20 @@ class WorkerSpec:
 class BatchWorker:
     """One running worker; :meth:`call` sends a frame and waits for the reply frame."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, spec: WorkerSpec) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        spec: WorkerSpec,
+        container: ContainerHandler | None = None,
+        mask_line: Callable[[str], str] | None = None,
+    ) -> None:
         self.proc = proc
+        # each output line passes here before it is kept or logged (secret values masked)
+        self.mask_line = mask_line
         self.spec = spec
+        # answers plugin code's container calls (None: an error reply says there is none)
+        self.container = container
+        self._container_tasks: set[asyncio.Task[None]] = set()
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         # every output line also goes here when set (a Ray actor ships them to the server)
         self.on_line: Callable[[int, str], None] | None = None
@@ -92,6 +113,8 @@ class BatchWorker:
         init: dict[str, Any],
         timeout_s: float,
         on_line: Callable[[int, str], None] | None = None,
+        container: ContainerHandler | None = None,
+        mask_line: Callable[[str], str] | None = None,
     ) -> BatchWorker:
         proc = await asyncio.create_subprocess_exec(
             *spec.argv(),
@@ -103,7 +126,7 @@ class BatchWorker:
             start_new_session=True,
             limit=STREAM_LIMIT,
         )
-        worker = cls(proc, spec)
+        worker = cls(proc, spec, container, mask_line)
         worker.on_line = on_line
         try:
             header, _ = await asyncio.wait_for(worker.call({"type": "init", **init}), timeout_s)
@@ -123,6 +146,8 @@ class BatchWorker:
         assert stream is not None
         while line := await stream.readline():
             text = line.decode("utf-8", "replace").rstrip()
+            if self.mask_line is not None:
+                text = self.mask_line(text)
             self.tail.append(text)
             if self.on_line is not None:
                 self.on_line(self.proc.pid, text)
@@ -130,17 +155,17 @@ class BatchWorker:
                 log.info("worker %s: %s", self.proc.pid, text)
 
     async def call(self, header: dict[str, Any], body: bytes = b"") -> tuple[dict[str, Any], bytes]:
-        """Send one frame and read the reply; WorkerFailed when the worker dies meanwhile."""
+        """Send one frame and read the reply; WorkerFailed when the worker dies meanwhile.
+        Container calls the worker sends meanwhile are answered on the side."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(encode_frame(header, body))
             await self.proc.stdin.drain()
-            raw = await self.proc.stdout.readexactly(HEADER.size)
-            head_len, body_len = HEADER.unpack(raw)
-            if head_len > MAX_HEADER_BYTES:
-                raise ProtocolError(f"frame header of {head_len} bytes")
-            reply = orjson.loads(await self.proc.stdout.readexactly(head_len))
-            payload = await self.proc.stdout.readexactly(body_len) if body_len else b""
+            while True:
+                reply, payload = await self._read_frame()
+                if not isinstance(reply, dict) or reply.get("type") != CONTAINER:
+                    break
+                self._answer_container(reply)
         except (
             asyncio.IncompleteReadError,
             ConnectionError,
@@ -151,6 +176,39 @@ class BatchWorker:
         if not isinstance(reply, dict):
             raise WorkerFailed("the batch worker sent a reply that is not a JSON object")
         return reply, payload
+
+    async def _read_frame(self) -> tuple[Any, bytes]:
+        assert self.proc.stdout is not None
+        raw = await self.proc.stdout.readexactly(HEADER.size)
+        head_len, body_len = HEADER.unpack(raw)
+        if head_len > MAX_HEADER_BYTES:
+            raise ProtocolError(f"frame header of {head_len} bytes")
+        reply = orjson.loads(await self.proc.stdout.readexactly(head_len))
+        payload = await self.proc.stdout.readexactly(body_len) if body_len else b""
+        return reply, payload
+
+    def _answer_container(self, frame: dict[str, Any]) -> None:
+        """Answer one container request in a task (the next frames are read meanwhile)."""
+        cid = frame.get("cid")
+        if not isinstance(cid, int):
+            log.warning("batch worker %s sent a container request without a cid", self.proc.pid)
+            return
+        task = asyncio.create_task(self._container_reply(cid, frame.get("request")))
+        self._container_tasks.add(task)
+        task.add_done_callback(self._container_tasks.discard)
+
+    async def _container_reply(self, cid: int, request: Any) -> None:
+        if self.container is None or len(self._container_tasks) > MAX_CONTAINER_CALLS:
+            reply = error_reply(UNAVAILABLE, "this batch worker's server takes no container calls")
+        else:
+            reply = await self.container(request)
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing():
+            return
+        try:
+            stdin.write(encode_frame({"type": CONTAINER_REPLY, "cid": cid, "reply": reply}))
+        except (ConnectionError, TypeError) as exc:  # gone, or a reply that is not JSON
+            log.warning("container reply to batch worker %s not sent: %s", self.proc.pid, exc)
 
     async def _death_message(self, exc: BaseException) -> str:
         with contextlib.suppress(TimeoutError):
@@ -179,6 +237,8 @@ class BatchWorker:
 
     async def kill(self) -> None:
         """Kill the worker's whole process group (the sandbox wrapper and the worker)."""
+        for task in list(self._container_tasks):
+            task.cancel()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -1,12 +1,12 @@
-"""``mime_type`` for rows that have none: text for plain strings, the extension for URLs."""
+"""The ``mime_type`` of a ``data`` value: text for plain strings, the extension for URLs.
+
+batch/rows.py fills the column with it for rows that have none."""
 
 from __future__ import annotations
 
 import mimetypes
 import re
 from typing import Any
-
-import pandas as pd
 
 MIME_COLUMN = "mime_type"
 DATA_COLUMN = "data"
@@ -33,22 +33,3 @@ def mime_of(value: Any) -> str | None:
         path = value.split("?", 1)[0].split("#", 1)[0]
         return mimetypes.guess_type(path)[0] or "application/octet-stream"
     return "text/plain"
-
-
-def infer_mime_types(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with a ``mime_type`` column added when it has none: from ``data`` when there
-    is such a column, else ``text/plain`` when the only column holds text. Unchanged
-    otherwise (and when the column exists, missing values in it are filled from ``data``)."""
-    if MIME_COLUMN in frame.columns:
-        if DATA_COLUMN in frame.columns and frame[MIME_COLUMN].isna().any():
-            frame = frame.copy()
-            missing = frame[MIME_COLUMN].isna()
-            frame.loc[missing, MIME_COLUMN] = [mime_of(v) for v in frame.loc[missing, DATA_COLUMN]]
-        return frame
-    if DATA_COLUMN in frame.columns:
-        return frame.assign(**{MIME_COLUMN: [mime_of(v) for v in frame[DATA_COLUMN]]})
-    if len(frame.columns) == 1:
-        column = frame[frame.columns[0]]
-        if all(isinstance(v, str) for v in column.head(100)):
-            return frame.assign(**{MIME_COLUMN: "text/plain"})
-    return frame

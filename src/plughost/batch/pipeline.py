@@ -8,6 +8,8 @@ message) and leaves no output rows; the server decides whether that fails the jo
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import importlib.util
 import inspect
 import sys
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -63,10 +65,70 @@ def load_pipeline_module(plugin_dir: Path) -> ModuleType:
     return module
 
 
-def _call_builder(builder: Callable[..., Any], request: Any, dataset_size: int | None) -> Any:
+BUILDER_NAMES = ("build_steps", "extract")
+DEFINITION_NAME = "extractor_definition"
+
+
+def find_builder(module: ModuleType, package: str | None = None) -> Callable[..., Any]:
+    """The function that builds the steps: ``build_steps``, else ``extract``, else the
+    ``extractor_function_path`` of a module-level ``extractor_definition`` (the callable
+    itself, or a dotted path such as ``"pipeline.build_steps"``, looked up in the plugin
+    package ``package`` and then as a top-level module)."""
+    for name in BUILDER_NAMES:
+        builder = getattr(module, name, None)
+        if callable(builder):
+            return cast(Callable[..., Any], builder)
+    definition = getattr(module, DEFINITION_NAME, None)
+    target = getattr(definition, "extractor_function_path", None)
+    if callable(target):
+        return cast(Callable[..., Any], target)
+    if isinstance(target, str) and target:
+        return _resolve_path(target, module, package)
+    raise PipelineLoadError(
+        "pipeline.py defines neither build_steps(...) nor extract(...)"
+        f" nor an {DEFINITION_NAME} naming one"
+    )
+
+
+def _resolve_path(path: str, module: ModuleType, package: str | None) -> Callable[..., Any]:
+    """``"[modules.]function"`` of an extractor_definition, as a callable: the function of
+    pipeline.py itself when no module is named, else of the named module, tried inside the
+    plugin package (full dotted name, then its last part) and then as a top-level module."""
+    module_name, _, attribute = path.replace(":", ".").rpartition(".")
+    names: list[str] = []
+    if module_name:
+        last = module_name.rpartition(".")[2]
+        if package:
+            names += [f"{package}.{module_name}", f"{package}.{last}"]
+        names.append(module_name)
+    candidates = [module] if not module_name else []
+    for name in names:
+        try:
+            candidates.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    for candidate in candidates:
+        found = getattr(candidate, attribute, None)
+        if callable(found):
+            return cast(Callable[..., Any], found)
+    raise PipelineLoadError(f"{DEFINITION_NAME}.extractor_function_path {path!r} names nothing")
+
+
+def call_builder(
+    builder: Callable[..., Any],
+    request: Any,
+    dataset_size: int | None,
+    container: Any = None,
+) -> Any:
+    """Call ``build_steps``/``extract`` with what its signature accepts.
+
+    The request goes to the first positional parameter whatever its name (or to
+    ``extractor_request=`` when that is keyword-only); ``container``, ``base_steps`` (an empty
+    list), ``dataset_size`` and ``content_flags`` (None) go by keyword to the parameters it
+    names, or all of them to ``**kwargs``.
+    """
     offered = {
-        "extractor_request": request,
-        "container": None,
+        "container": container,
         "base_steps": [],
         "dataset_size": dataset_size,
         "content_flags": None,
@@ -76,12 +138,19 @@ def _call_builder(builder: Callable[..., Any], request: Any, dataset_size: int |
     except (TypeError, ValueError):
         return builder(request)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return builder(**offered)
-    first = next(iter(params), None)
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    if "extractor_request" not in params and first is not None:
-        kwargs.pop(first, None)
+        kwargs = dict(offered)
+    else:
+        kwargs = {k: v for k, v in offered.items() if k in params}
+    positional = [
+        p
+        for p in params.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if positional:
+        kwargs.pop(positional[0].name, None)
         return builder(request, **kwargs)
+    if "extractor_request" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return builder(extractor_request=request, **kwargs)
     return builder(**kwargs)
 
 
@@ -90,15 +159,19 @@ def load_pipeline(
     parameters: Mapping[str, Any],
     manifest: Mapping[str, Any],
     dataset_size: int | None = None,
+    container: Any = None,
 ) -> LoadedPipeline:
-    """Run ``build_steps`` (or ``extract``) of the plugin's pipeline.py and return its steps,
-    its prepare hook and the batch size (``compute_profile.batch_size``, default 64)."""
+    """Run ``build_steps`` (or ``extract``, or what ``extractor_definition`` names) of the
+    plugin's pipeline.py and return its steps, its prepare hook and the batch size
+    (``compute_profile.batch_size``, default 64).
+
+    ``container`` (the platform container: secrets, LLM calls) is handed to the builder as
+    its ``container`` argument; None where the worker has none.
+    """
     from plughost.runtime_api.extractor_request import build_extractor_request
 
     module = load_pipeline_module(plugin_dir)
-    builder = getattr(module, "build_steps", None) or getattr(module, "extract", None)
-    if not callable(builder):
-        raise PipelineLoadError("pipeline.py defines neither build_steps(...) nor extract(...)")
+    builder = find_builder(module, module.__name__.rpartition(".")[0] or None)
     request = build_extractor_request(
         parameters,
         manifest.get("input_mappings")
@@ -107,24 +180,80 @@ def load_pipeline(
         name=manifest.get("feature_extractor_name"),
         version=manifest.get("version"),
     )
-    built = _call_builder(builder, request, dataset_size)
-    return _as_loaded(built, batch_size_of(manifest))
+    built = call_builder(builder, request, dataset_size, container)
+    return _as_loaded(built, batch_size_of(manifest), dataset_size)
 
 
-def _as_loaded(built: Any, batch_size: int) -> LoadedPipeline:
+def _as_loaded(built: Any, batch_size: int, dataset_size: int | None = None) -> LoadedPipeline:
+    """Steps and prepare out of what the builder returned: ``{"steps", "prepare"}``, an object
+    with ``.steps`` and ``.prepare`` (``extract``'s result in Mixpeek's quick start), or the
+    list of steps itself."""
     if isinstance(built, Mapping):
         steps, prepare = built.get("steps"), built.get("prepare")
     elif isinstance(built, list | tuple):
         steps, prepare = built, None
+    elif hasattr(built, "steps"):
+        steps, prepare = built.steps, getattr(built, "prepare", None)
     else:
         raise PipelineLoadError(
             f"build_steps returned {type(built).__name__}; expected {{'steps': [...], 'prepare': fn}}"
         )
-    if not isinstance(steps, list | tuple) or not all(callable(s) for s in steps):
+    if not isinstance(steps, list | tuple):
         raise PipelineLoadError("build_steps must return a list of callable steps under 'steps'")
+    ready = [as_step(step, dataset_size) for step in steps]
     if prepare is not None and not callable(prepare):
         raise PipelineLoadError("'prepare' must be callable (or None)")
-    return LoadedPipeline(list(steps), prepare, batch_size)
+    return LoadedPipeline(ready, prepare, batch_size)
+
+
+def as_step(step: Any, dataset_size: int | None = None) -> Step:
+    """One entry of the builder's steps as a callable DataFrame -> DataFrame.
+
+    Built steps, ready-made instances and plain functions are used as they are; a
+    ``StepDefinition`` is built like ``build_pipeline_steps`` builds it; a class is
+    constructed once, passing only what its constructor accepts. A step whose call returns
+    an awaitable (``async def __call__``) is run to completion.
+    """
+    from plughost.runtime_api.engine.plugins.extractors.pipeline import build_service
+
+    if _is_step_definition(step):
+        # built by the module the plugin imported it from (``engine.*`` by its plugin-side name)
+        step = sys.modules[type(step).__module__].PipelineStep(step, dataset_size)
+    elif inspect.isclass(step):
+        step = build_service(step, None)
+    if not callable(step):
+        raise PipelineLoadError(
+            f"step {step!r} is not callable: give a function, an object with __call__(batch),"
+            " a class or a StepDefinition"
+        )
+    call = step if inspect.isroutine(step) else type(step).__call__
+    if inspect.iscoroutinefunction(call):
+        return _awaiting(step)
+    return cast(Step, step)
+
+
+def _is_step_definition(step: Any) -> bool:
+    """Whether ``step`` is a runtime API ``StepDefinition`` (plugins import that module under
+    its plugin-side name, so the class is recognised by name and module, not identity)."""
+    kind = type(step)
+    return kind.__name__ == "StepDefinition" and kind.__module__.endswith(
+        "engine.plugins.extractors.pipeline"
+    )
+
+
+def _awaiting(step: Callable[..., Any]) -> Step:
+    """A step calling an async step and running its coroutine on a fresh event loop."""
+
+    def run(batch: Any) -> Any:
+        result = step(batch)
+        return asyncio.run(_await(result)) if inspect.isawaitable(result) else result
+
+    run.__name__ = getattr(step, "__name__", type(step).__name__)
+    return run
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def compute_profile(manifest: Mapping[str, Any]) -> dict[str, Any]:

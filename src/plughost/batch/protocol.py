@@ -8,6 +8,11 @@ Server -> worker: ``{"type": "chunk", "chunk": k}`` + rows (with the row-id colu
 Worker -> server: ``{"type": "ready"}`` once the pipeline is loaded, ``{"type": "fatal",
 "message": ...}`` when it cannot be, and per chunk ``{"type": "result", "chunk": k,
 "errors": [...], "limit": n | null}`` + the output rows.
+
+Container calls of plugin code (:mod:`plughost.domain.container`) may interleave with those,
+while the worker runs ``init`` or a chunk: worker -> server ``{"type": "container", "cid": k,
+"request": {...}}``, answered server -> worker ``{"type": "container_reply", "cid": k,
+"reply": {...}}`` (``cid`` numbers are the worker's own).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import orjson
 import pyarrow as pa
 
 HEADER = struct.Struct("!II")
+CONTAINER = "container"
+CONTAINER_REPLY = "container_reply"
 ROW_ID = "__plughost_row__"
 MAX_HEADER_BYTES = 16 << 20
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -89,6 +90,23 @@ class RayDataJobs:
     async def run(self, view: BatchView, plan: JobPlan, counters: Counters) -> int | None:
         session = await self._connect()
         config = await asyncio.to_thread(self._actor_config, session, plan, view)
+        if plan.container is None:
+            return await self._run(session, config, plan, counters)
+        from plughost.batch.ray_mailbox import close_mailbox, open_mailbox, serve_mailbox
+
+        # the actors' container calls reach the server through this job's mailbox actor
+        mailbox = await asyncio.to_thread(open_mailbox)
+        config["mailbox"] = mailbox
+        pump = asyncio.create_task(serve_mailbox(mailbox, plan.container))
+        try:
+            return await self._run(session, config, plan, counters)
+        finally:
+            pump.cancel()
+            await asyncio.to_thread(close_mailbox, mailbox)
+
+    async def _run(
+        self, session: Any, config: dict[str, Any], plan: JobPlan, counters: Counters
+    ) -> int | None:
         packages = [config["plugin_package"], config["env_package"]]
         packages = [uri for uri in packages if uri]
         done = await asyncio.to_thread(plan.parts.finished)
@@ -145,7 +163,7 @@ class RayDataJobs:
         """Commit the window chunk by chunk; the smallest row limit ``prepare`` set."""
         import pyarrow as pa
 
-        _log_output(results)
+        _log_output(results, plan.mask_line)
         fatal = next((r["fatal"] for r in results if r.get("fatal")), None)
         if fatal is not None:
             raise JobFailed(str(fatal))
@@ -188,11 +206,14 @@ class RayDataJobs:
         return limit
 
 
-def _log_output(results: list[dict[str, Any]]) -> None:
-    """The Ray batch workers' output, logged as a local batch worker's is."""
+def _log_output(
+    results: list[dict[str, Any]], mask_line: Callable[[str], str] | None = None
+) -> None:
+    """The Ray batch workers' output, logged as a local batch worker's is (secret values of
+    the job's organization masked)."""
     for result in results:
         for pid, line in orjson.loads(result.get("output") or "[]"):
-            worker_log.info("worker %s (Ray): %s", pid, line)
+            worker_log.info("worker %s (Ray): %s", pid, mask_line(line) if mask_line else line)
 
 
 def _actor_options(manifest: dict[str, Any], workers: int) -> dict[str, Any]:

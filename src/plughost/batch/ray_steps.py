@@ -66,6 +66,8 @@ class RayBatchConfig:
     # PLUGHOST_UNSAFE_BATCH_RAY_IN_PROCESS (bench only): the steps run in this actor,
     # unsandboxed, so the sandbox's cost can be measured against it
     in_process: bool = False
+    # the job's container mailbox actor (plughost.batch.ray_mailbox); None: no container
+    mailbox: Any = None
 
 
 class SandboxedSteps:
@@ -135,7 +137,11 @@ class SandboxedSteps:
         try:
             self._worker = self._run(
                 BatchWorker.start(
-                    self._spec, self.config.init, self.config.start_timeout_s, self._keep_line
+                    self._spec,
+                    self.config.init,
+                    self.config.start_timeout_s,
+                    self._keep_line,
+                    self._container if self.config.mailbox is not None else None,
                 )
             )
         except BaseException:
@@ -144,6 +150,12 @@ class SandboxedSteps:
             raise
         if not isinstance(self._worker, BatchWorker):  # pragma: no cover - defensive
             raise WorkerFailed("the batch worker did not start")
+
+    async def _container(self, request: Any) -> dict[str, Any]:
+        """The worker's container call, to the server through the job's mailbox."""
+        from plughost.batch.ray_mailbox import ask
+
+        return await ask(self.config.mailbox, request)
 
     def _keep_line(self, pid: int, line: str) -> None:
         """A line the worker printed: shipped to the server with the next batch's result
@@ -181,9 +193,11 @@ class SandboxedSteps:
             return _result(fatal=self.fatal, output=self._take_output())
         body = table_to_ipc(batch)
         if self._pipeline is not None:
+            from plughost.batch.rows import data_sources
             from plughost.batch.worker.main import answer_chunk
 
-            header, payload = answer_chunk(self._pipeline, {"type": "chunk"}, body)
+            sources = data_sources(self.config.init.get("manifest"))
+            header, payload = answer_chunk(self._pipeline, {"type": "chunk"}, body, sources)
             return _result(payload, header.get("errors") or [], header.get("limit"))
         return self._through_worker(batch, body)
 

@@ -3,13 +3,14 @@
 Never the whole file in memory: Parquet by record batches, CSV by pyarrow's streaming
 reader, JSONL line by line. Chunk ``k`` always holds the same rows (``k * rows`` onward), so a
 restarted job can skip the chunks it already wrote. Problems raise InputFormatError naming
-the line (JSONL, CSV) or column.
+the line (JSONL, CSV) or column. Which columns a plugin reads is not checked: the manifest's
+``input_mappings`` are metadata (batch/rows.py gives the steps Mixpeek's columns).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,51 +36,33 @@ def iter_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     raise InputFormatError(f"unknown input format {fmt!r}")
 
 
-def scan(path: Path, fmt: str, required: Iterable[str] = ()) -> int:
+def scan(path: Path, fmt: str) -> int:
     """Read the whole input once (Parquet: its footer only) and return its row count.
 
-    Raises InputFormatError at the first malformed line, or when a column in ``required``
-    is missing."""
-    needed = [c for c in required if c]
+    Raises InputFormatError at the first malformed line, or when the input has no rows."""
     if fmt == "parquet":
-        meta = _parquet_file(path)
-        _check_columns(meta.schema_arrow.names, needed)
-        return int(meta.metadata.num_rows)
+        return int(_parquet_file(path).metadata.num_rows)
     if fmt == "jsonl":
-        return _scan_jsonl(path, needed)
+        return _scan_jsonl(path)
     total = 0
     for chunk in iter_chunks(path, fmt, SCAN_ROWS):
-        if total == 0:
-            _check_columns([str(c) for c in chunk.columns], needed)
         total += len(chunk)
     if total == 0:
         raise InputFormatError("the input has no rows")
     return total
 
 
-def _scan_jsonl(path: Path, required: list[str]) -> int:
+def _scan_jsonl(path: Path) -> int:
     """Parse every line (no frames: a column mixing types is caught when the job reads it)."""
     total = 0
-    columns: set[str] = set()
     with path.open("rb") as src:
         for number, line in enumerate(src, start=1):
             if line.strip():
-                columns.update(_jsonl_record(line, number))
+                _jsonl_record(line, number)
                 total += 1
     if total == 0:
         raise InputFormatError("the input has no rows")
-    _check_columns(sorted(columns), required)
     return total
-
-
-def _check_columns(columns: list[str], required: list[str]) -> None:
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise InputFormatError(
-            f"the input has no column {', '.join(repr(c) for c in missing)} that the plugin "
-            f"reads (columns: {', '.join(columns) or 'none'})",
-            {"missing_columns": missing, "columns": columns},
-        )
 
 
 # -- Parquet ----------------------------------------------------------------------------------

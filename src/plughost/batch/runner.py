@@ -20,8 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from plughost.batch.launcher import BatchWorker, WorkerFailed, WorkerSpec
-from plughost.batch.mime import infer_mime_types
+from plughost.batch.launcher import BatchWorker, ContainerHandler, WorkerFailed, WorkerSpec
 from plughost.batch.parts import ChunkRecord, PartStore
 from plughost.batch.protocol import ROW_ID, ipc_to_table, table_to_ipc
 from plughost.batch.reader import iter_chunks
@@ -82,6 +81,10 @@ class JobPlan:
     max_restarts: int = 3
     # the plugin environment folder (plughost.envs) once prepared, under "path"
     env: dict[str, Path | None] = field(default_factory=dict)
+    # answers plugin code's container calls for the job's organization (None: refused)
+    container: ContainerHandler | None = None
+    # the workers' output lines as kept (the organization's secret values masked)
+    mask_line: Callable[[str], str] | None = None
 
 
 def error_message(entry: dict[str, Any]) -> str:
@@ -90,7 +93,7 @@ def error_message(entry: dict[str, Any]) -> str:
 
 class ChunkFeed:
     """The input's chunks, handed out one at a time to whichever worker asks (read in a
-    thread; mime types inferred and row ids attached on the way)."""
+    thread; row ids attached on the way; the worker adds Mixpeek's columns, batch/rows.py)."""
 
     def __init__(self, chunks: Iterator[pd.DataFrame], rows: int, skip: set[int]) -> None:
         self._chunks = chunks
@@ -108,7 +111,6 @@ class ChunkFeed:
             if index in self._skip:
                 continue
             start = index * self._rows
-            frame = infer_mime_types(frame)
             frame[ROW_ID] = range(start, start + len(frame))
             table = pa.Table.from_pandas(frame, preserve_index=False)
             return index, table_to_ipc(table), start, len(frame)
@@ -150,7 +152,10 @@ class LocalJobRun:
     async def _start_worker(self) -> tuple[BatchWorker, WorkerSpec]:
         spec = self.plan.make_spec()
         try:
-            worker = await BatchWorker.start(spec, self.plan.init, self.plan.start_timeout_s)
+            worker = await BatchWorker.start(
+                spec, self.plan.init, self.plan.start_timeout_s, container=self.plan.container,
+                mask_line=self.plan.mask_line,
+            )
         except BaseException as exc:
             self.plan.release_spec(spec)
             if isinstance(exc, WorkerFailed):

@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from plughost.batch.runner import Counters, JobFailed, JobPlan, LocalJobRun
 from plughost.batch.service import BatchService
 from plughost.config import Settings
 from plughost.domain.batch_states import BatchStatus
+from plughost.domain.container import ContainerCalls, ContainerScope
 from plughost.envs import PluginEnvironments
 from plughost.errors import PlughostError
 from plughost.persistence.batches import BatchView
@@ -52,19 +54,6 @@ class PluginFacts:
     manifest: dict[str, Any]
 
 
-def required_columns(manifest: dict[str, Any]) -> list[str]:
-    """Input columns the plugin reads: ``input_mappings`` values and the ``required``
-    properties of a JSON-schema ``input_schema``."""
-    found: list[str] = []
-    mappings = manifest.get("input_mappings")
-    if isinstance(mappings, dict):
-        found += [v for v in mappings.values() if isinstance(v, str)]
-    schema = manifest.get("input_schema")
-    if isinstance(schema, dict) and isinstance(schema.get("required"), list):
-        found += [v for v in schema["required"] if isinstance(v, str)]
-    return list(dict.fromkeys(found))
-
-
 def _env_key(batch_id: str) -> int:
     """A number standing for the job where environments expect a release id (it only keys
     their build-time estimates); negative, so it never meets a real release id."""
@@ -80,8 +69,15 @@ class BatchScheduler:
         limits: IntakeLimits,
         sandbox: Sandbox | None,
         envs: PluginEnvironments | None = None,
+        container: ContainerCalls | None = None,
+        mask: Callable[[str, str], str] | None = None,
     ) -> None:
+        """``container`` answers the jobs' container calls, each for its job's organization;
+        ``mask(org_id, text)`` hides that organization's secret values in the workers' output
+        and in a failed job's messages."""
         self.settings = settings
+        self.container = container
+        self.mask = mask
         self.service = service
         self.store = store
         self.limits = limits
@@ -180,7 +176,15 @@ class BatchScheduler:
             raise
         except (JobFailed, PlughostError) as exc:
             errors = getattr(exc, "errors", None) or list(counters.errors)
-            await asyncio.to_thread(self._fail, view, exc.message, errors, counters)
+            message = exc.message
+            if self.mask is not None:  # a plugin's exception text may quote a secret it read
+                message = self.mask(view.organization_id, message)
+                errors = [
+                    {**e, "message": self.mask(view.organization_id, str(e.get("message", "")))}
+                    if isinstance(e, dict) and "message" in e else e
+                    for e in errors
+                ]
+            await asyncio.to_thread(self._fail, view, message, errors, counters)
         except Exception as exc:
             log.exception("batch %s failed unexpectedly", view.id)
             await asyncio.to_thread(
@@ -247,9 +251,9 @@ class BatchScheduler:
         input_path = self.store.local_path(view.input_key)
         if not input_path.is_file():
             raise JobFailed("the job's input is gone from the store")
-        rows_total = view.rows_total or scan(
-            input_path, view.input_format, required_columns(facts.manifest)
-        )
+        # no column check: input_mappings and input_schema are metadata, as in Mixpeek; a
+        # step reading a column the rows lack fails with its own KeyError, naming it
+        rows_total = view.rows_total or scan(input_path, view.input_format)
         counters.rows_total = rows_total
         work = self._work_dir(view.id)
         plugin_dir = self._unpack(facts.storage_key, work / "plugin")
@@ -297,6 +301,13 @@ class BatchScheduler:
             release_spec=release_spec,
             start_timeout_s=self.settings.batch_worker_start_timeout_s,
             env=env,
+            container=(
+                None if self.container is None
+                else partial(
+                    self.container.call, ContainerScope(view.namespace_id, view.organization_id)
+                )
+            ),
+            mask_line=None if self.mask is None else partial(self.mask, view.organization_id),
         )
 
     # -- endings ------------------------------------------------------------------------------

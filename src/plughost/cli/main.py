@@ -12,6 +12,7 @@ from rich.table import Table
 
 from plughost.cli.author import register as register_author_commands
 from plughost.cli.batch import batch_app
+from plughost.cli.secrets import secrets_app
 from plughost.config import Settings
 from plughost.errors import PlughostError
 from plughost.persistence.db import Database
@@ -25,6 +26,7 @@ app.add_typer(namespaces_app, name="namespaces")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(batch_app, name="batch")
+app.add_typer(secrets_app, name="secrets")
 register_author_commands(app)
 console = Console()
 err_console = Console(stderr=True)

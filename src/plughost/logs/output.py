@@ -24,6 +24,7 @@ echo_log = logging.getLogger("plughost.replica.excerpt")
 
 PluginKey = tuple[str, str]  # (namespace_id, plugin_id)
 Follower = Callable[[LogLine], None]
+Mask = Callable[[str, str], str]  # (namespace_id, line) -> the line, secret values masked
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,12 @@ class ReplicaLogs:
     def __init__(
         self, store: LogStore, limits: OutputLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        mask: Mask | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or OutputLimits()
+        # secret values of the line's organization, masked before anything else sees it
+        self._mask = mask
         self._clock = clock
         self._releases: dict[int, _ReleaseState] = {}
         self._followers: dict[PluginKey, dict[object, Follower]] = {}
@@ -83,6 +87,8 @@ class ReplicaLogs:
 
     def emit(self, key: PluginKey, release_id: int, replica: str, text: str) -> None:
         stream, text = split_tag(text)
+        if self._mask is not None:  # before the cut, which could leave part of a value
+            text = self._mask(key[0], text)
         limits = self.limits
         if len(text) > limits.max_line_chars:
             cut = len(text) - limits.max_line_chars

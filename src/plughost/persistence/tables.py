@@ -113,6 +113,19 @@ class ServerSecret(Base):
     value: Mapped[str] = mapped_column(String(256))
 
 
+class OrganizationSecret(Base):
+    """A named secret of an organization; the value only as a Fernet token (never clear)."""
+
+    __tablename__ = "organization_secrets"
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Release(Base):
     """One deployment request of a plugin into a namespace, and its journey through the states."""
 

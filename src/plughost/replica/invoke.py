@@ -40,10 +40,14 @@ class ServiceInvoker:
         *,
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.thread_time,
+        may_inline: Callable[[], bool] | None = None,
     ):
         """``clock`` times a call's wall time and ``cpu_clock`` the plugin thread's CPU time
-        (what decides whether calls are quick); tests pass clocks they advance themselves."""
+        (what decides whether calls are quick); tests pass clocks they advance themselves.
+        ``may_inline``: False keeps plain calls in the plugin thread (a plugin that makes
+        container calls blocks on replies the loop must deliver)."""
         self._handler = handler
+        self._may_inline = may_inline
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._health = health
@@ -53,9 +57,11 @@ class ServiceInvoker:
         self._quick_streak = 0
 
     @classmethod
-    def for_plugin(cls, plugin: LoadedPlugin) -> ServiceInvoker:
+    def for_plugin(
+        cls, plugin: LoadedPlugin, may_inline: Callable[[], bool] | None = None
+    ) -> ServiceInvoker:
         """An invoker for a loaded plugin's handler and health method."""
-        return cls(plugin.handler, plugin.health)
+        return cls(plugin.handler, plugin.health, may_inline=may_inline)
 
     @property
     def thread_busy(self) -> bool:
@@ -69,6 +75,7 @@ class ServiceInvoker:
             self._quick_streak >= QUICK_STREAK
             and not self._handler_is_async
             and not self._thread_futures
+            and (self._may_inline is None or self._may_inline())
         )
 
     def call_now(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:

@@ -9,7 +9,9 @@ Import rules (from the wire contract):
 
 The service is what ``get_inference_service(**kwargs)`` returns when realtime.py defines that
 factory, otherwise an instance of the class :func:`find_service_class` picks. Its handler is
-the first of ``run_inference``, ``_process_single`` and ``__call__`` it implements.
+the first of ``run_inference``, ``_process_single``, ``__call__`` and ``predict`` it
+implements; a handler taking one argument (``predict(self, request)``, the Mixpeek CLI's
+``RealtimeHandler`` style) is given the inputs dict alone.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ SHIM_DIR = RUNTIME_API_DIR
 FACTORY_NAME = "get_inference_service"
 BASE_CLASS_NAME = "BaseInferenceService"
 SERVICE_NAME_SUFFIXES: tuple[str, str] = ("InferenceService", "RealtimeService")
-HANDLER_NAMES: tuple[str, ...] = ("run_inference", "_process_single", "__call__")
+HANDLER_CLASS_SUFFIX = "Handler"
+HANDLER_NAMES: tuple[str, ...] = ("run_inference", "_process_single", "__call__", "predict")
 """Methods that answer a request, in the order the loader prefers them."""
 _UNIMPLEMENTED_MARK = "__plughost_unimplemented__"
 
@@ -122,6 +125,17 @@ def _named_like_a_service(candidate: type) -> bool:
     return name.endswith(SERVICE_NAME_SUFFIXES) and not name.startswith("Base")
 
 
+def _predicting_handler(candidate: type) -> bool:
+    """Whether the class is a ``*Handler`` (not ``Base*``) with a ``predict`` method, as the
+    Mixpeek CLI's ``class RealtimeHandler`` (no base class) is."""
+    name = candidate.__name__
+    return (
+        name.endswith(HANDLER_CLASS_SUFFIX)
+        and not name.startswith("Base")
+        and callable(getattr(candidate, "predict", None))
+    )
+
+
 def _exported_names(module: ModuleType) -> frozenset[str]:
     """The names the module's ``__all__`` lists (empty when it has none or a malformed one)."""
     listed = vars(module).get("__all__")
@@ -152,16 +166,23 @@ def find_service_class(module: ModuleType) -> type:
 
     First choice: the most derived class deriving from a class named BaseInferenceService
     (the runtime API's or the plugin's own fallback). Failing that: a class whose name ends
-    in ``InferenceService`` or ``RealtimeService`` and does not start with ``Base``. In both
-    cases the classes ``__all__`` names win, then the ones the module defines, then those it
-    only imports. Raises PluginLoadError when there is no candidate or several unrelated ones.
+    in ``InferenceService`` or ``RealtimeService`` and does not start with ``Base``. Last: a
+    class whose name ends in ``Handler`` that has a ``predict`` method (``RealtimeHandler``).
+    In each case the classes ``__all__`` names win, then the ones the module defines, then
+    those it only imports. Raises PluginLoadError when there is no candidate or several
+    unrelated ones.
     """
-    leaves = _preferred(module, _derives_from_base) or _preferred(module, _named_like_a_service)
+    leaves = (
+        _preferred(module, _derives_from_base)
+        or _preferred(module, _named_like_a_service)
+        or _preferred(module, _predicting_handler)
+    )
     if not leaves:
         raise PluginLoadError(
             f"realtime.py defines neither {FACTORY_NAME}(**kwargs) "
             f"nor a class deriving from {BASE_CLASS_NAME} "
-            f"(or named *{SERVICE_NAME_SUFFIXES[0]} / *{SERVICE_NAME_SUFFIXES[1]})"
+            f"(or named *{SERVICE_NAME_SUFFIXES[0]} / *{SERVICE_NAME_SUFFIXES[1]}, "
+            f"or a *{HANDLER_CLASS_SUFFIX} class with predict(request))"
         )
     if len(leaves) > 1:
         names = ", ".join(sorted(c.__name__ for c in leaves))
@@ -169,15 +190,61 @@ def find_service_class(module: ModuleType) -> type:
     return leaves[0]
 
 
-def build_service(module: ModuleType, init_kwargs: Mapping[str, Any]) -> object:
-    """Call the module's factory, or instantiate its service class, with ``init_kwargs``."""
+def _construction_kwargs(
+    target: Callable[..., Any], init_kwargs: Mapping[str, Any], container: object | None
+) -> dict[str, Any]:
+    """What ``target`` (a factory or a service class) is called with.
+
+    All of ``init_kwargs`` when it takes ``**kwargs`` (or its signature cannot be read), else
+    those it names; ``container`` only to a target naming a ``container`` parameter (a
+    ``**kwargs`` constructor often hands its keywords on to ``object.__init__``).
+    """
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return dict(init_kwargs)
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        chosen = dict(init_kwargs)
+    else:
+        chosen = {key: value for key, value in init_kwargs.items() if key in named}
+    if container is not None and "container" in named:
+        chosen.setdefault("container", container)
+    return chosen
+
+
+def build_service(
+    module: ModuleType, init_kwargs: Mapping[str, Any], container: object | None = None
+) -> object:
+    """Call the module's factory, or instantiate its service class, with the keyword arguments
+    it accepts (:func:`_construction_kwargs`); then :func:`attach_container`."""
     factory = getattr(module, FACTORY_NAME, None)
     if callable(factory):
-        service = factory(**init_kwargs)
+        service = factory(**_construction_kwargs(factory, init_kwargs, container))
         if service is None:
             raise PluginLoadError(f"{FACTORY_NAME}() returned None")
-        return service
-    return find_service_class(module)(**init_kwargs)
+    else:
+        service_class = find_service_class(module)
+        service = service_class(**_construction_kwargs(service_class, init_kwargs, container))
+    attach_container(service, container)
+    return service
+
+
+def attach_container(service: object, container: object | None) -> None:
+    """Make ``container`` reachable as ``service.container``.
+
+    The one place a realtime service receives the platform container (secrets, LLM calls).
+    Nothing happens when ``container`` is None, when the service set a ``container`` of its
+    own, or when the object takes no attributes (a plain function, ``__slots__``).
+    """
+    if container is None or inspect.isroutine(service):
+        return
+    if getattr(service, "container", None) is not None:
+        return
+    try:
+        vars(service)["container"] = container
+    except TypeError:  # no instance __dict__ (__slots__, a builtin)
+        return
 
 
 def _is_unimplemented(method: Any) -> bool:
@@ -205,33 +272,72 @@ def _own_method(service: object, name: str) -> Callable[..., Any] | None:
 
 
 def resolve_handler(service: object) -> Callable[..., Any]:
-    """The callable answering requests: the first of ``run_inference``, ``_process_single``
-    and ``__call__`` the service implements (a plain function from a factory is its own
-    handler). The method itself is returned, so an ``async`` one stays a coroutine function.
+    """The callable answering requests as ``handler(inputs, parameters)``.
 
-    Raises PluginLoadError when the service implements none of them.
+    It is the first of ``run_inference``, ``_process_single``, ``__call__`` and ``predict``
+    the service implements (a plain function from a factory is its own handler). The method
+    itself is returned, so an ``async`` one stays a coroutine function; one that takes a
+    single argument (``predict(self, request)``) is wrapped to receive the inputs alone, its
+    async-ness kept. Raises PluginLoadError when the service implements none of them.
     """
     if inspect.isroutine(service):
-        return cast(Callable[..., Any], service)
+        return _two_argument_form(cast(Callable[..., Any], service))
     for name in HANDLER_NAMES:
         method = _own_method(service, name)
         if method is not None:
-            return method
+            return _two_argument_form(method)
     raise PluginLoadError(
         f"service {type(service).__name__} implements neither run_inference(inputs, parameters)"
-        ", _process_single(inputs, parameters) nor __call__(inputs, parameters)"
+        ", _process_single(inputs, parameters), __call__(inputs, parameters)"
+        " nor predict(request)"
     )
+
+
+def _takes_one_argument(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` accepts exactly one positional argument (no ``*args``)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or not positional:
+        return False
+    return len(positional) == 1
+
+
+def _two_argument_form(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` callable as ``(inputs, parameters)``: itself, or a wrapper passing the
+    inputs alone to a one-argument method."""
+    if not _takes_one_argument(method):
+        return method
+    if inspect.iscoroutinefunction(method):
+
+        async def call_async(inputs: Any, parameters: Any) -> Any:
+            return await method(inputs)
+
+        wrapper: Callable[..., Any] = call_async
+    else:
+
+        def call(inputs: Any, parameters: Any) -> Any:
+            return method(inputs)
+
+        wrapper = call
+    wrapper.__name__ = getattr(method, "__name__", wrapper.__name__)
+    wrapper.__qualname__ = getattr(method, "__qualname__", wrapper.__qualname__)
+    return wrapper
 
 
 def load_plugin(
     plugin_dir: Path,
     init_kwargs: Mapping[str, Any] | None = None,
     package_name: str = PLUGIN_PACKAGE,
+    container: object | None = None,
 ) -> LoadedPlugin:
     """Make the plugin importable, load its realtime.py and construct its service.
 
-    Exceptions raised by the plugin's own code propagate unchanged; layout problems raise
-    PluginLoadError.
+    ``container`` (the platform container, when the process has one) becomes
+    ``service.container``. Exceptions raised by the plugin's own code propagate unchanged;
+    layout problems raise PluginLoadError.
     """
     plugin_dir = plugin_dir.resolve()
     if not plugin_dir.is_dir():
@@ -239,7 +345,7 @@ def load_plugin(
     install_import_paths(plugin_dir)
     package = create_plugin_package(plugin_dir, package_name)
     module = load_realtime_module(plugin_dir, package)
-    service = build_service(module, init_kwargs or {})
+    service = build_service(module, init_kwargs or {}, container)
     handler = resolve_handler(service)
     health = getattr(service, "health", None)
     return LoadedPlugin(

@@ -34,12 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from plughost.replica.container_link import ContainerLink
 from plughost.replica.invoke import ServiceInvoker
-from plughost.replica.loader import PLUGIN_PACKAGE, LoadedPlugin, PluginLoadError, load_plugin
+from plughost.replica.loader import (
+    PLUGIN_PACKAGE,
+    LoadedPlugin,
+    PluginLoadError,
+    install_import_paths,
+    load_plugin,
+)
 from plughost.replica.preload import baseline, learn
 from plughost.replica.server import ReplicaServer
 from plughost.replica.tagging import tag_output
-from plughost.runtime_api import RUNTIME_API_DIR
+from plughost.runtime_api import RUNTIME_API_DIR, container_transport
 
 if TYPE_CHECKING:
     import argparse
@@ -214,12 +221,16 @@ async def serve(
     parent_pid: int,
     secret: str | None = None,
     learned: dict[str, Any] | None = None,
+    container: ContainerLink | None = None,
 ) -> int:
     """Listen, announce readiness (with ``learned``: what a spare may preload), serve until
-    stopped; the process exit code."""
-    invoker = ServiceInvoker.for_plugin(plugin)
+    stopped; the process exit code. ``container`` carries plugin code's container calls."""
+    link = container or ContainerLink()
+    link.attach(asyncio.get_running_loop())
+    invoker = ServiceInvoker.for_plugin(plugin, may_inline=lambda: not link.used)
     server = ReplicaServer(
-        invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd, secret=secret
+        invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd, secret=secret,
+        container=link,
     )
     try:
         await server.start()
@@ -282,8 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.env_path and args.env_path not in sys.path:  # a spare appended it already
             sys.path.append(args.env_path)
         check_requirements(args.requirements, args.plugin_dir)
+        # before the plugin loads: its container calls (self.container) go through the link
+        link = ContainerLink()
+        container_transport.install(link.submit)
         modules_before, env_before = baseline()
-        plugin = load_plugin(args.plugin_dir, init_kwargs)
+        install_import_paths(args.plugin_dir.resolve())
+        plugin = load_plugin(
+            args.plugin_dir, init_kwargs, container=container_transport.plugin_container()
+        )
     except (Exception, SystemExit) as exc:  # the plugin's own failure, reported verbatim
         logger.exception("plugin failed to load")
         handshake.send({"event": "failed", "error": describe_error(exc)})
@@ -291,4 +308,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what the next warm spare of this release imports ahead of its byte (worker.preload)
     learned = learn(modules_before, env_before, (args.plugin_dir, RUNTIME_API_DIR),
                     (PLUGIN_PACKAGE,))
-    return asyncio.run(serve(plugin, args, handshake, parent_pid, secret, learned))
+    return asyncio.run(serve(plugin, args, handshake, parent_pid, secret, learned, link))

@@ -257,3 +257,27 @@ def split_reply(body: bytes) -> ReplyHead:
     if request_id is not None and not isinstance(request_id, int):
         raise FrameError(f"reply id {request_id!r} is not an integer")
     return ReplyHead(request_id, reply.get("ok") is True, -1)
+
+
+# -- container calls: requests from the replica to the server, on the same connection ----------
+# The server offers them with a ``{"id", "op": "container_offer"}`` request (answered true);
+# from then on the replica may send ``{"cid": k, "request": {...}}`` frames on that connection
+# and the server answers each with ``{"cid": k, "reply": {...}}`` (plughost.domain.container).
+# ``cid`` numbers are the replica's own, apart from the server's request ids.
+CONTAINER_OFFER_OP = "container_offer"
+CONTAINER_PREFIX = b'{"cid":'
+
+
+def encode_container_frame(cid: int, key: str, value: Any) -> bytes:
+    """A container request (``key`` "request") or reply (``key`` "reply"), ``cid`` first so
+    either end can tell it from the other traffic by its prefix (:data:`CONTAINER_PREFIX`)."""
+    return orjson.dumps({"cid": cid, key: value}, option=ENCODE_OPTIONS)
+
+
+def decode_container_frame(body: bytes, key: str) -> tuple[int, Any]:
+    """The ``cid`` and the ``key`` member of a container frame; FrameError when malformed."""
+    frame = decode_object(body)
+    cid = frame.get("cid")
+    if not isinstance(cid, int) or isinstance(cid, bool):
+        raise FrameError("container frame has no integer cid")
+    return cid, frame.get(key)

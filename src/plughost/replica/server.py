@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from plughost.replica.auth import HELLO_OP, replica_proof, token_ok
+from plughost.replica.container_link import ContainerLink
 from plughost.replica.invoke import ServiceInvoker
 from plughost.replica.protocol import (
+    CONTAINER_OFFER_OP,
+    CONTAINER_PREFIX,
     WORKER_ORIGIN,
     FrameBuffer,
     FrameError,
@@ -152,8 +155,12 @@ class ReplicaServer:
         drain_timeout_s: float,
         listen_fd: int | None = None,
         secret: str | None = None,
+        container: ContainerLink | None = None,
     ):
+        """``container``: where plugin code's container calls go out (offered connections)
+        and their replies come back; None refuses the server's offer."""
         self._invoker = invoker
+        self._container = container
         self._socket_path = socket_path
         self._listen_fd = listen_fd
         self._drain_timeout_s = drain_timeout_s
@@ -174,6 +181,8 @@ class ReplicaServer:
     def closed(self, conn: _Connection) -> None:
         """A connection ended: forgotten; the last authenticated one starts the idle time."""
         self._connections.discard(conn)
+        if self._container is not None:
+            self._container.closed(conn)
         if conn.authed:
             self._gone(conn)
 
@@ -255,6 +264,9 @@ class ReplicaServer:
 
     def handle(self, conn: _Connection, body: bytes) -> None:
         """Answer one request frame: at once when no waiting is needed, else in a task."""
+        if body.startswith(CONTAINER_PREFIX) and conn.authed and self._container is not None:
+            self._container.deliver(conn, body)  # the reply to a container call
+            return
         try:
             request = decode_object(body)
         except FrameError as exc:
@@ -275,6 +287,9 @@ class ReplicaServer:
             self._call_now(conn, request_id, request)
         elif op in ("call", "health"):
             conn.track(asyncio.ensure_future(self._respond(conn, request_id, op, request)))
+        elif op == CONTAINER_OFFER_OP and self._container is not None:
+            self._container.offered(conn)
+            conn.send(encode_ok_reply(request_id, b"true"))
         else:
             conn.send(_refused(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from plughost.config import Settings
 from plughost.domain.release import ReleaseView
 from plughost.logs import capture
-from plughost.logs.output import OutputLimits, ReplicaLogs
+from plughost.logs.output import Mask, OutputLimits, ReplicaLogs
 from plughost.logs.store import LogLimits, LogStore
 from plughost.metrics.collector import (
     DeployDurations,
@@ -62,14 +62,16 @@ class Observation:
         await asyncio.to_thread(self.logs.store.close)
 
 
-def build_logs(settings: Settings) -> ReplicaLogs:
-    """The replicas' log store behind its rate limits (started by :meth:`Observation.start`)."""
+def build_logs(settings: Settings, mask: Mask | None = None) -> ReplicaLogs:
+    """The replicas' log store behind its rate limits (started by :meth:`Observation.start`);
+    ``mask`` hides secret values in each line before it is kept."""
     store = LogStore(settings.logs_dir, LogLimits(
         release_cap_bytes=int(settings.logs_release_cap_mb * MIB),
         total_cap_bytes=int(settings.logs_total_cap_mb * MIB),
     ))
     rate = settings.logs_rate_kb_s * 1024
-    return ReplicaLogs(store, OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB)))
+    limits = OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB))
+    return ReplicaLogs(store, limits, mask=mask)
 
 
 def release_output(logs: ReplicaLogs) -> Callable[[ReleaseView], capture.Sink]:

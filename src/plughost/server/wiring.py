@@ -23,8 +23,10 @@ from plughost.control.controller import Controller
 from plughost.control.workspace import Workspace
 from plughost.dataplane.inference import Inference
 from plughost.dataplane.routes import RouteTable
+from plughost.domain.container import ContainerCalls
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import Status
+from plughost.logs.masking import SecretMask
 from plughost.metrics.collector import ValidationFailures
 from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.window import RecentWindow
@@ -33,9 +35,12 @@ from plughost.persistence.releases import Releases
 from plughost.sandbox.host import Sandbox, config_from_settings
 from plughost.server.observation import Observation, build_logs, build_observation, release_output
 from plughost.services.accounts import Accounts
+from plughost.services.container import ContainerService, namespace_owner
 from plughost.services.deploy import DeployCommands
 from plughost.services.lookup import PluginLookup
 from plughost.services.plugins import Plugins
+from plughost.services.secret_box import open_secret_box
+from plughost.services.secrets import Secrets, load_mask_table
 from plughost.services.status import DeploymentStatus
 from plughost.services.uploads import Uploads
 from plughost.storage.base import ArchiveStore
@@ -62,6 +67,8 @@ class Runtime:
     controller: Controller
     batches: BatchPart
     observation: Observation  # logs, watches, metrics
+    secrets: Secrets  # organization secrets (the API, the container, the log mask)
+    container: ContainerService  # plugin code's container calls (secrets, LLM)
     cluster: Cluster | None = None  # several servers on one database
     sandbox: Sandbox | None = None
 
@@ -111,12 +118,15 @@ def make_backend(
     sandbox: Sandbox | None = None,
     releases: Releases | None = None,
     owner: str = "plughost",
+    container: ContainerCalls | None = None,
 ) -> Backend:
     if settings.backend == "local":
         # replicas outlive the server and the next one adopts them
-        return LocalBackend(settings, sandbox, live_releases=_live_ids(releases))
+        return LocalBackend(
+            settings, sandbox, live_releases=_live_ids(releases), container=container
+        )
     if settings.backend == "ray":
-        return make_ray_backend(settings, releases, owner)
+        return make_ray_backend(settings, releases, owner, container)
     raise ValueError(f"unknown PLUGHOST_BACKEND {settings.backend!r} (available: local, ray)")
 
 
@@ -128,7 +138,12 @@ def _live_ids(releases: Releases | None) -> Callable[[], set[int]] | None:
     return lambda: {rel.id for rel in releases.with_status(live)}
 
 
-def make_ray_backend(settings: Settings, releases: Releases | None, owner: str) -> Backend:
+def make_ray_backend(
+    settings: Settings,
+    releases: Releases | None,
+    owner: str,
+    container: ContainerCalls | None = None,
+) -> Backend:
     """The Ray Serve backend; `releases` tells its orphan sweep which releases are live."""
     try:
         from plughost.backends.ray.serve import RayBackend
@@ -144,7 +159,7 @@ def make_ray_backend(settings: Settings, releases: Releases | None, owner: str) 
         return {rel.id for rel in releases.with_status(live)}
 
     # Each Serve replica runs the plugin in a sandboxed worker on its node (SECURITY.md).
-    return RayBackend(settings, owner, wanted)
+    return RayBackend(settings, owner, wanted, container)
 
 
 def backend_owner(accounts: Accounts) -> str:
@@ -164,9 +179,11 @@ def build_runtime(settings: Settings) -> Runtime:
     _bootstrap(settings, accounts)
     store = open_archive_store(settings)
     signer = UrlSigner(accounts.signing_secret())
+    secrets, mask = build_secrets(settings, db)
+    container = ContainerService(settings, secrets, namespace_owner(db))
     sandbox = build_sandbox(settings)
     # what the observation side counts and stores, before those who report to it
-    logs = build_logs(settings)
+    logs = build_logs(settings, mask.mask)  # replicas' lines, secret values masked
     validation = ValidationFailures()
     request_metrics = RequestMetrics()
     recent = RecentWindow()
@@ -182,10 +199,11 @@ def build_runtime(settings: Settings) -> Runtime:
     owner = backend_owner(accounts)
     backend: Backend
     if db.is_sqlite:
-        backend = make_backend(settings, sandbox, releases, owner)
+        backend = make_backend(settings, sandbox, releases, owner, container)
     else:  # several servers may share the database: built once this one leads
         backend = LeaderBackend(
-            settings.backend, lambda: make_backend(settings, sandbox, releases, owner)
+            settings.backend,
+            lambda: make_backend(settings, sandbox, releases, owner, container),
         )
     lookup = PluginLookup(db)
     elector = build_elector(settings, db)
@@ -209,11 +227,22 @@ def build_runtime(settings: Settings) -> Runtime:
         on_plugin_removed=deployments.plugin_removed,  # deleted or disabled elsewhere
         elector=elector,
     )
-    batches = build_batches(settings, db, store, signer, uploads, sandbox, controller, cluster)
+    batches = build_batches(
+        settings, db, store, signer, uploads, sandbox, controller, cluster, container,
+        mask.mask_org,
+    )
     return Runtime(
         settings, db, accounts, store, signer, uploads, plugins, deployments, deploy_status,
-        inference, controller, batches, observation, cluster, sandbox,
+        inference, controller, batches, observation, secrets, container, cluster, sandbox,
     )
+
+
+def build_secrets(settings: Settings, db: Database) -> tuple[Secrets, SecretMask]:
+    """The secrets service and the log mask it keeps current (loaded once here)."""
+    box = open_secret_box(settings, db)
+    mask = SecretMask(lambda: load_mask_table(db, box))
+    mask.refresh()
+    return Secrets(db, box, mask), mask
 
 
 def _bootstrap(settings: Settings, accounts: Accounts) -> None:
@@ -238,11 +267,15 @@ def build_batches(
     sandbox: Sandbox,
     controller: Controller,
     cluster: Cluster,
+    container: ContainerCalls | None = None,
+    mask: Callable[[str, str], str] | None = None,
 ) -> BatchPart:
     """The batch service and its scheduler (which shares the replicas' environments)."""
     bell = JobBell()
     service = BatchService(settings, db, store, signer, bell)
-    scheduler = BatchScheduler(settings, service, store, uploads.limits, sandbox, controller.envs)
+    scheduler = BatchScheduler(
+        settings, service, store, uploads.limits, sandbox, controller.envs, container, mask
+    )
     return BatchPart(settings, service, scheduler, controller.backend, cluster.until_leading)
 
 

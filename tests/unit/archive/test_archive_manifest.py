@@ -89,7 +89,7 @@ def test_module_attribute_style_is_read(tmp_path: Path) -> None:
     assert manifest["description"] == "A demo plugin"
     assert manifest["dependencies"] == ["numpy>=1.26"]
     assert manifest["features"] == [
-        {"feature_name": "embedding", "feature_type": "vector", "dimensions": 3}
+        {"feature_name": "embedding", "feature_type": "vector", "dimensions": 3, "embedding_dim": 3}
     ]
     assert manifest["output_schema"]["properties"] == {"embedding": {"type": "array"}}
     assert manifest["input_schema"] is None
@@ -115,7 +115,9 @@ def test_metadata_style_with_pydantic_classes_is_read(tmp_path: Path) -> None:
     assert manifest["compute_profile"] == {"resource_type": "cpu"}
     assert manifest["example_input"] == {"text": "hello"}
     assert manifest["dependencies"] == ["sentence-transformers"]
-    assert manifest["features"] == [{"feature_name": "embedding", "dimensions": 384}]
+    assert manifest["features"] == [
+        {"feature_name": "embedding", "dimensions": 384, "embedding_dim": 384}
+    ]
     json.dumps(manifest)  # everything is plain JSON
 
 
@@ -147,7 +149,7 @@ def test_non_json_values_are_converted(tmp_path: Path) -> None:
 
     assert manifest["version"] == "1.5"
     assert manifest["features"] == [
-        {"name": "f", "dtype": "float", "shape": [1, 3], "kind": "text"}
+        {"name": "f", "dtype": "float", "shape": [1, 3], "kind": "text", "feature_name": "f"}
     ]
     assert manifest["example_input"] == {"when": "2024-01-02", "nan": None, "3": [1, 2]}
 
@@ -351,3 +353,135 @@ def test_normalise_rejects_wrong_types(raw: dict[str, Any], error: str) -> None:
         normalise_manifest({"feature_extractor_name": "x", **raw})
 
     assert caught.value.errors == [error]
+
+
+# --- features in both key styles, compute_profile ---------------------------------------
+
+
+def test_documented_feature_keys_are_kept_as_given() -> None:
+    documented = {
+        "feature_type": "embedding",
+        "feature_name": "my_embedding",
+        "embedding_dim": 384,
+        "distance_metric": "cosine",
+    }
+
+    manifest = normalise_manifest({"feature_extractor_name": "x", "features": [documented]})
+
+    assert manifest["features"] == [documented]
+
+
+def test_short_feature_keys_gain_the_documented_names() -> None:
+    short = {"type": "vector", "name": "my_embedding", "dimensions": 768, "distance": "Cosine"}
+
+    manifest = normalise_manifest({"feature_extractor_name": "x", "features": [short]})
+
+    assert manifest["features"] == [
+        {
+            **short,
+            "feature_type": "embedding",
+            "feature_name": "my_embedding",
+            "embedding_dim": 768,
+            "distance_metric": "cosine",
+        }
+    ]
+
+
+def test_a_non_vector_short_type_is_carried_over_unchanged() -> None:
+    manifest = normalise_manifest(
+        {"feature_extractor_name": "x", "features": [{"type": "text", "name": "label"}]}
+    )
+
+    assert manifest["features"][0]["feature_type"] == "text"
+    assert manifest["features"][0]["feature_name"] == "label"
+
+
+def test_both_feature_styles_read_from_a_manifest_reach_the_sdk_model(tmp_path: Path) -> None:
+    from mixpeek.models.api_namespaces_plugins_models_plugin_manifest_metadata import (
+        ApiNamespacesPluginsModelsPluginManifestMetadata as Metadata,
+    )
+
+    source = (
+        "feature_extractor_name = 'two_styles'\n"
+        "version = '1.0.0'\n"
+        "features = [\n"
+        "    {'feature_type': 'embedding', 'feature_name': 'a', 'embedding_dim': 4,\n"
+        "     'distance_metric': 'cosine'},\n"
+        "    {'type': 'vector', 'name': 'b', 'dimensions': 8, 'distance': 'dot'},\n"
+        "]\n"
+        "compute_profile = {'resource_type': 'CPU', 'batch_size': 32, 'max_concurrency': 4,\n"
+        "                   'actor_memory_gb': 2.0}\n"
+    )
+
+    manifest = read_manifest(plugin(tmp_path, source), LIMITS)
+
+    by_name = {f["feature_name"]: f for f in manifest["features"]}
+    assert by_name["a"]["embedding_dim"] == 4 and by_name["b"]["embedding_dim"] == 8
+    assert by_name["b"]["distance_metric"] == "dot"
+    assert manifest["compute_profile"] == {
+        "resource_type": "cpu",
+        "batch_size": 32,
+        "max_concurrency": 4,
+        "actor_memory_gb": 2.0,
+    }
+    parsed = Metadata.from_dict({k: manifest[k] for k in ("features", "compute_profile")})
+    assert parsed is not None and parsed.features == manifest["features"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "error"),
+    [
+        (
+            {"resource_type": "tpu"},
+            "compute_profile.resource_type must be one of cpu, gpu, api, not 'tpu'",
+        ),
+        ({"batch_size": 0}, "compute_profile.batch_size must be a positive integer, not 0"),
+        (
+            {"max_concurrency": 2.5},
+            "compute_profile.max_concurrency must be a positive integer, not 2.5",
+        ),
+        ({"batch_size": "64"}, "compute_profile.batch_size must be a positive integer, not '64'"),
+        (
+            {"actor_memory_gb": -1},
+            "compute_profile.actor_memory_gb must be a positive number, not -1",
+        ),
+    ],
+)
+def test_unusable_compute_profile_values_are_refused(profile: dict[str, Any], error: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        normalise_manifest({"feature_extractor_name": "x", "compute_profile": profile})
+
+    assert caught.value.errors == [error]
+
+
+def test_compute_profile_keeps_unknown_keys_and_whole_floats_become_integers() -> None:
+    profile = {"resource_type": "gpu", "batch_size": 16.0, "gpu_memory_gb": 8, "note": "x"}
+
+    manifest = normalise_manifest({"feature_extractor_name": "x", "compute_profile": profile})
+
+    assert manifest["compute_profile"] == {
+        "resource_type": "gpu",
+        "batch_size": 16,
+        "gpu_memory_gb": 8,
+        "note": "x",
+    }
+
+
+def test_manifest_may_use_relative_imports_without_running_the_package_init(tmp_path: Path) -> None:
+    source = (
+        "from .schemas import Params\n"
+        "from . import constants\n"
+        "feature_extractor_name = constants.NAME\n"
+        "version = '1.0.0'\n"
+        "parameter_schema = Params\n"
+    )
+    extra = {
+        "schemas.py": "from pydantic import BaseModel\n\nclass Params(BaseModel):\n    k: int = 3\n",
+        "constants.py": "NAME = 'relative_manifest'\n",
+        "__init__.py": "raise RuntimeError('the package body is not the manifest's business')\n",
+    }
+
+    manifest = read_manifest(plugin(tmp_path, source, extra), LIMITS)
+
+    assert manifest["feature_extractor_name"] == "relative_manifest"
+    assert manifest["parameter_schema"]["properties"]["k"]["default"] == 3

@@ -1,4 +1,4 @@
-"""Format detection, streaming readers, mime inference and the Dataset stand-in."""
+"""Format detection, streaming readers, mime types and the Dataset stand-in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from plughost.batch.dataset import LocalDataset
 from plughost.batch.formats import InputFormatError, detect_format
-from plughost.batch.mime import infer_mime_types, mime_of
+from plughost.batch.mime import mime_of
 from plughost.batch.parts import ChunkRecord, PartStore
 from plughost.batch.reader import iter_chunks, scan
 
@@ -47,13 +47,15 @@ def test_chunks_have_fixed_sizes_in_every_format(tmp_path: Path) -> None:
         chunks = list(iter_chunks(tmp_path / f"a.{fmt}", fmt, 16))
         assert [len(c) for c in chunks] == [16, 16, 16, 2], fmt
         assert list(pd.concat(chunks)["text"]) == list(frame["text"])
-        assert scan(tmp_path / f"a.{fmt}", fmt, ["text"]) == 50
+        assert scan(tmp_path / f"a.{fmt}", fmt) == 50
 
 
-def test_scan_names_the_missing_column(tmp_path: Path) -> None:
-    (tmp_path / "a.jsonl").write_text('{"body": "x"}\n')
-    with pytest.raises(InputFormatError, match="'text'"):
-        scan(tmp_path / "a.jsonl", "jsonl", ["text"])
+def test_scan_counts_rows_whatever_the_columns_and_refuses_an_empty_input(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"body": "x"}\n"a plain string"\n')
+    assert scan(tmp_path / "a.jsonl", "jsonl") == 2
+    (tmp_path / "b.jsonl").write_text("\n")
+    with pytest.raises(InputFormatError, match="no rows"):
+        scan(tmp_path / "b.jsonl", "jsonl")
 
 
 def test_mixed_jsonl_types_name_the_column(tmp_path: Path) -> None:
@@ -62,15 +64,13 @@ def test_mixed_jsonl_types_name_the_column(tmp_path: Path) -> None:
         list(iter_chunks(tmp_path / "a.jsonl", "jsonl", 16))
 
 
-def test_mime_types_are_inferred_from_data_or_a_single_text_column() -> None:
+def test_mime_types_of_data_values() -> None:
     assert mime_of("https://x.org/cat.jpg?sig=1") == "image/jpeg"
+    assert mime_of("s3://b/v.mp4") == "video/mp4"
     assert mime_of("hello world") == "text/plain"
     assert mime_of("data:image/png;base64,xx") == "image/png"
-    data = infer_mime_types(pd.DataFrame({"data": ["hi", "s3://b/v.mp4"], "id": [1, 2]}))
-    assert list(data["mime_type"]) == ["text/plain", "video/mp4"]
-    single = infer_mime_types(pd.DataFrame({"text": ["a"]}))
-    assert list(single["mime_type"]) == ["text/plain"]
-    assert "mime_type" not in infer_mime_types(pd.DataFrame({"a": ["x"], "b": ["y"]})).columns
+    assert mime_of(b"%PDF-1.7") == "application/pdf"
+    assert mime_of(None) is None
 
 
 def test_dataset_filter_map_batches_and_limit_keep_row_positions() -> None:

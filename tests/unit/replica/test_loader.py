@@ -495,3 +495,176 @@ def test_engine_and_shared_runtime_names_import_inside_a_plugin(
         }
     )
     assert load_plugin(root).handler({"mime_type": "text/plain"}, {}) is True
+
+
+# -- the Mixpeek CLI's RealtimeHandler, construction, the container ---------------------------
+REALTIME_HANDLER = """
+from typing import Any, Dict
+
+class RealtimeHandler:
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        self.calls += 1
+        return {"echo": request.get("text", ""), "calls": self.calls}
+"""
+
+
+def test_realtime_handler_without_base_class_answers_with_predict_of_the_inputs(
+    write_plugin: PluginWriter,
+) -> None:
+    from plughost.replica.invoke import ServiceInvoker
+
+    root = write_plugin({"realtime.py": REALTIME_HANDLER})
+    plugin = load_plugin(root)
+    assert type(plugin.service).__name__ == "RealtimeHandler"
+    assert plugin.handler({"text": "hi"}, {"ignored": True}) == {"echo": "hi", "calls": 1}
+    invoker = ServiceInvoker.for_plugin(plugin)
+    try:
+        answer = asyncio.run(invoker.call({"text": "again"}, {}))
+    finally:
+        invoker.shutdown()
+    assert answer == {"echo": "again", "calls": 2}
+
+
+def test_async_predict_stays_a_coroutine_function(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            import asyncio
+
+            class RealtimeHandler:
+                async def predict(self, request):
+                    await asyncio.sleep(0)
+                    return {"n": request["n"] * 2}
+            """
+        }
+    )
+    handler = load_plugin(root).handler
+    assert inspect.iscoroutinefunction(handler)
+    assert asyncio.run(handler({"n": 4}, {})) == {"n": 8}
+
+
+def test_predict_taking_parameters_too_receives_them(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            class EmbedHandler:
+                def predict(self, request, parameters=None):
+                    return [request["x"], (parameters or {}).get("k")]
+            """
+        }
+    )
+    assert load_plugin(root).handler({"x": 1}, {"k": 2}) == [1, 2]
+
+
+def test_a_base_service_wins_over_a_handler_class_with_predict(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            class ModelHandler:
+                def predict(self, request):
+                    return "helper"
+
+            class Service(BaseInferenceService):
+                def run_inference(self, inputs, parameters):
+                    return "service"
+            """)
+        }
+    )
+    assert load_plugin(root).handler({}, {}) == "service"
+
+
+def test_a_class_with_predict_not_named_handler_is_not_a_service(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {"realtime.py": "class Model:\n    def predict(self, request):\n        pass\n"}
+    )
+    with pytest.raises(PluginLoadError, match=r"\*Handler class with predict"):
+        load_plugin(root)
+
+
+def test_handler_and_relative_imports_in_a_folder_without_any_init_file(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "processors/core.py": "from ..constants import SCALE\n\ndef embed(t):\n"
+            "    return [len(t) * SCALE]\n",
+            "constants.py": "SCALE = 3\n",
+            "realtime.py": """
+            from .processors.core import embed
+
+            class RealtimeHandler:
+                def predict(self, request):
+                    return {"embedding": embed(request["text"])}
+            """,
+        }
+    )
+    assert not any(root.rglob("__init__.py"))
+    assert load_plugin(root).handler({"text": "abcd"}, {}) == {"embedding": [12]}
+
+
+def test_only_the_constructor_arguments_a_class_names_are_passed(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            class RealtimeHandler:
+                def __init__(self, prefix="-"):
+                    self.prefix = prefix
+
+                def predict(self, request):
+                    return self.prefix + request["t"]
+            """
+        }
+    )
+    plugin = load_plugin(root, {"prefix": ">", "unknown": 1})
+    assert plugin.handler({"t": "x"}, {}) == ">x"
+
+
+def test_the_container_is_reachable_as_self_container(write_plugin: PluginWriter) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": with_shim("""
+            class Service(BaseInferenceService):
+                async def __call__(self, inputs, parameters):
+                    return self.container.name
+            """)
+        }
+    )
+    container = type("Container", (), {"name": "the container"})()
+    plugin = load_plugin(root, container=container)
+    assert plugin.service.container is container  # type: ignore[attr-defined]
+    assert asyncio.run(plugin.handler({}, {})) == "the container"
+
+
+def test_a_factory_naming_container_receives_it_and_a_service_keeps_its_own(
+    write_plugin: PluginWriter,
+) -> None:
+    root = write_plugin(
+        {
+            "realtime.py": """
+            class Own:
+                def __init__(self, given):
+                    self.given = given
+                    self.container = "own"
+
+                def run_inference(self, inputs, parameters):
+                    return [self.given is not None, self.container]
+
+            def get_inference_service(container=None):
+                return Own(container)
+            """
+        }
+    )
+    plugin = load_plugin(root, container=object())
+    assert plugin.handler({}, {}) == [True, "own"]
+
+
+def test_a_service_without_a_container_has_none_passed(write_plugin: PluginWriter) -> None:
+    root = write_plugin({"realtime.py": REALTIME_HANDLER})
+    assert not hasattr(load_plugin(root).service, "container")

@@ -158,3 +158,99 @@ def test_without_a_mime_type_column_only_always_steps_run() -> None:
     )
     frame = pd.DataFrame({"text": ["a"]})
     assert "tag" not in build_pipeline_steps(pipeline)[0](frame).columns
+
+
+# -- the constructor styles of Mixpeek's docs -------------------------------------------------
+class WithProgressActor:
+    """``(config, progress_actor=None)``: the quick start's processor."""
+
+    def __init__(self, config: Any, progress_actor: Any = "unset") -> None:
+        self.seen = {"config": config, "progress_actor": progress_actor}
+
+
+class ConfigDefaultKwargs:
+    """``(config=None, **kwargs)``; hands its keywords on to ``object.__init__``."""
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen = {"config": config, "kwargs": kwargs}
+
+
+class ConfigKwargs:
+    """``(config, **kwargs)``: the LLM examples' processor."""
+
+    def __init__(self, config: Any, **kwargs: Any) -> None:
+        self.seen = {"config": config, "kwargs": kwargs}
+
+
+class ConfigOnly:
+    """``(config)``."""
+
+    def __init__(self, config: Any) -> None:
+        self.seen = {"config": config}
+
+
+class NoArguments:
+    """``()``: config is dropped."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+
+class KeywordOnlyConfig:
+    """``(*, config)``."""
+
+    def __init__(self, *, config: Any) -> None:
+        self.seen = {"config": config}
+
+
+@pytest.mark.parametrize(
+    ("service_class", "config", "seen"),
+    [
+        (WithProgressActor, {"k": 1}, {"config": {"k": 1}, "progress_actor": None}),
+        (WithProgressActor, None, {"config": None, "progress_actor": None}),
+        (ConfigDefaultKwargs, {"k": 1}, {"config": {"k": 1}, "kwargs": {}}),
+        (ConfigDefaultKwargs, None, {"config": None, "kwargs": {}}),
+        (ConfigKwargs, {"k": 1}, {"config": {"k": 1}, "kwargs": {}}),
+        (ConfigKwargs, None, {"config": None, "kwargs": {}}),
+        (ConfigOnly, {"k": 1}, {"config": {"k": 1}}),
+        (ConfigOnly, None, {"config": None}),
+        (NoArguments, {"k": 1}, {}),
+        (KeywordOnlyConfig, {"k": 1}, {"config": {"k": 1}}),
+    ],
+)
+def test_each_documented_constructor_gets_only_what_it_accepts(
+    service_class: type, config: Any, seen: dict[str, Any]
+) -> None:
+    from engine.plugins.extractors.pipeline import build_service
+
+    assert build_service(service_class, config).seen == seen  # type: ignore[attr-defined]
+
+
+def test_a_ready_made_instance_as_service_class_is_used_as_is() -> None:
+    class Adder:
+        def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+            return batch.assign(added=1)
+
+    instance = Adder()
+    (step,) = build_pipeline_steps(PipelineDefinition("p", "v1", [StepDefinition(instance)]))
+    assert step.service is instance
+    assert list(step(_rows())["added"]) == [1, 1, 1]
+
+
+def test_an_async_call_service_is_run_to_completion() -> None:
+    class AsyncTagger:
+        def __init__(self, config: Any = None) -> None:
+            self.tag = (config or {}).get("tag", "?")
+
+        async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+            return batch.assign(tag=self.tag)
+
+    pipeline = PipelineDefinition(
+        "p",
+        "v1",
+        [StepDefinition(AsyncTagger, config={"tag": "a"}, condition=RowCondition.IS_TEXT)],
+    )
+    (step,) = build_pipeline_steps(pipeline)
+    result = step(_rows())
+    assert list(result["tag"].fillna("-")) == ["a", "-", "a"]

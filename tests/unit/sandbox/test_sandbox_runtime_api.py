@@ -20,6 +20,7 @@ PROBE = f"""
 import errno, sys
 sys.path.append({str(RUNTIME_API_DIR)!r})
 import engine.plugins.extractors.pipeline, shared.plugins.inference.serve
+import shared.plugins.sdk, shared.utilities.files
 try:
     open({str(RUNTIME_API_DIR / "probe.txt")!r}, "w")
 except OSError as exc:

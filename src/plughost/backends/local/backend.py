@@ -23,6 +23,7 @@ from plughost.backends.local.adopt import Adoption, LiveReleases
 from plughost.backends.local.group import LocalReplicaGroup
 from plughost.backends.local.registry import ReplicaRegistry, socket_folder
 from plughost.config import Settings
+from plughost.domain.container import ContainerCalls
 from plughost.sandbox.host import Sandbox
 
 log = logging.getLogger("plughost.backend.local")
@@ -38,10 +39,13 @@ class LocalBackend(Backend):
         settings: Settings,
         sandbox: Sandbox | None = None,
         live_releases: LiveReleases | None = None,
+        container: ContainerCalls | None = None,
     ) -> None:
         """``live_releases``: the ids of the releases the database wants running; given, the
-        replicas outlive this server and the ones an earlier server left are adopted."""
+        replicas outlive this server and the ones an earlier server left are adopted.
+        ``container``: answers plugin code's container calls (None: refused)."""
         self.settings = settings
+        self.container = container
         self.sandbox = sandbox
         self.adoption: Adoption | None = None
         # Unix socket paths are limited to ~107 bytes, so they live in a short temp folder.
@@ -65,7 +69,7 @@ class LocalBackend(Backend):
             self.adoption.rescan()
             self.adoption.start_sweeper()
         group = LocalReplicaGroup(
-            spec, self.settings, self.socket_dir, self.sandbox, self.adoption
+            spec, self.settings, self.socket_dir, self.sandbox, self.adoption, self.container
         )
         self.groups.add(group)
         try:

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -42,6 +43,7 @@ from plughost.backends.local.registry import ReplicaRecord
 from plughost.backends.local.replica import ReplicaProcess, ReplicaSpec, ReplicaStartError
 from plughost.backends.local.spare import SPARE_HOLD_S
 from plughost.config import Settings
+from plughost.domain.container import ContainerCalls, ContainerScope
 from plughost.replica.auth import new_secret
 from plughost.sandbox.host import Sandbox
 
@@ -71,8 +73,14 @@ class LocalReplicaGroup(ReplicaGroup):
         socket_dir: Path,
         sandbox: Sandbox | None = None,
         adoption: Adoption | None = None,
+        container: ContainerCalls | None = None,
     ) -> None:
         self.spec = spec
+        # the plugin's container calls, answered for the release's namespace
+        self.container = (
+            None if container is None
+            else partial(container.call, ContainerScope(spec.namespace_id))
+        )
         self.settings = settings
         self.socket_dir = socket_dir
         self.sandbox = sandbox
@@ -130,6 +138,7 @@ class LocalReplicaGroup(ReplicaGroup):
             output_path=output,
             detached=detached,
             orphan_timeout_s=self.settings.replica_orphan_timeout_s,
+            container=self.container,
         )
 
     def _release(self, spec: ReplicaSpec) -> None:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ class ReplicaSpec:
     output_path: Path | None = None
     detached: bool = False
     orphan_timeout_s: float = 0.0
+    # answers the plugin's container calls (plughost.domain.container), offered to the
+    # replica on the server's connection; None offers none
+    container: Callable[[Any], Awaitable[dict[str, Any]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> list[str]:

@@ -207,13 +207,20 @@ class ReplicaProcess:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, channel = await loop.create_unix_connection(
-                    lambda: ReplicaChannel(self._timeout_error, self._connection_lost),
+                    lambda: ReplicaChannel(
+                        self._timeout_error, self._connection_lost, self._spec.container
+                    ),
                     str(self._spec.socket_path),
                 )
         except (OSError, TimeoutError) as exc:
             raise self._start_error(f"cannot connect to the replica socket: {exc}") from exc
         self._channel = channel
         await self._hello()
+        if self._spec.container is not None:  # the plugin's container calls come back on it
+            try:
+                await client.offer_container(self._request, HELLO_TIMEOUT_S)
+            except ReplicaUnavailable as exc:
+                raise self._start_error(f"no answer to the container offer: {exc}") from None
         self._tasks.append(asyncio.create_task(self._watch_exit()))
 
     async def stop(self, drain_timeout_s: float | None = None) -> None:

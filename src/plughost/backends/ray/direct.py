@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from plughost.backends import client
-from plughost.backends.channel import ChannelClosed, ReplicaChannel
+from plughost.backends.channel import ChannelClosed, ContainerHandler, ReplicaChannel
 from plughost.backends.ray.relay import (
     MAGIC,
     MODE_KILL,
@@ -97,8 +97,16 @@ async def open_tcp(host: str, port: int, secret: bytes, mode: bytes = MODE_RELAY
 class DirectSet:
     """The connected workers of one application; kept in step with the directory."""
 
-    def __init__(self, app: str, node_id: str, call_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app: str,
+        node_id: str,
+        call_timeout_s: float,
+        container: ContainerHandler | None = None,
+    ) -> None:
         self.app = app
+        # the workers' container calls come back on these channels (offered on connect)
+        self.container = container
         self.node_id = node_id
         self.call_timeout_s = call_timeout_s
         self.workers: dict[str, DirectWorker] = {}
@@ -137,6 +145,7 @@ class DirectSet:
             return ReplicaChannel(
                 lambda timeout_s, is_call: self._timed_out(rid, timeout_s, is_call),
                 lambda reason: self._lost(rid, reason),
+                self.container,
             )
 
         try:
@@ -154,6 +163,11 @@ class DirectSet:
             log.warning("cannot reach the worker of %s replica %s: %s", self.app, rid, exc)
             self._given_up.add(rid)
             return
+        if self.container is not None:
+            try:
+                await client.offer_container(channel.request, CONNECT_TIMEOUT_S)
+            except (ChannelClosed, Unavailable) as exc:
+                log.warning("worker of %s replica %s refused container calls: %s", self.app, rid, exc)
         self.workers[rid] = DirectWorker(rid, info, channel, via)
         if self.sink is not None and rid not in self._follows:
             self._follows[rid] = asyncio.create_task(self._follow(rid, info, self.sink))

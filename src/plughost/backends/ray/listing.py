@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from plughost.backends.channel import ContainerHandler
 from plughost.backends.ray.direct import DirectSet
 from plughost.backends.ray.session import ServeSession
 
@@ -40,11 +41,14 @@ class ReplicaListing:
         self._direct: dict[str, DirectSet] = {}
         self._version = -1
 
-    def direct_set(self, app: str) -> DirectSet:
-        """The direct channels of ``app`` (created on first use, fed by the directory)."""
+    def direct_set(self, app: str, container: ContainerHandler | None = None) -> DirectSet:
+        """The direct channels of ``app`` (created on first use, fed by the directory);
+        ``container`` answers its workers' container calls (kept from the first given)."""
         direct = self._direct.get(app)
+        if direct is not None and direct.container is None:
+            direct.container = container
         if direct is None:
-            direct = DirectSet(app, self.session.node_id, self.call_timeout_s)
+            direct = DirectSet(app, self.session.node_id, self.call_timeout_s, container)
             direct.on_gone = lambda rid: self.unregister(app, rid)
             self._direct[app] = direct
             direct.update(self.listing.get(app, {}))

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from plughost.backends.base import (
@@ -43,6 +44,7 @@ from plughost.backends.ray.options import (
 from plughost.backends.ray.replica import HARDEN_FLAG
 from plughost.backends.ray.session import RAY_CLIENT_REFUSED, ServeSession
 from plughost.config import Settings
+from plughost.domain.container import ContainerCalls, ContainerScope
 from plughost.logs.capture import REPLICA_OUTPUT
 from plughost.sandbox.host import config_from_settings
 
@@ -73,11 +75,18 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, settings: Settings, owner: str, wanted: WantedReleases) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        owner: str,
+        wanted: WantedReleases,
+        container: ContainerCalls | None = None,
+    ) -> None:
         address = settings.ray_address.strip()
         if address.startswith("ray://"):
             raise ValueError(RAY_CLIENT_REFUSED.format(address=address))
         self.settings = settings
+        self.container = container  # answers the workers' container calls (direct channels)
         self.owner = owner
         self.wanted = wanted
         self.session = ServeSession(settings)
@@ -144,9 +153,13 @@ class RayBackend(Backend):
         return any(g.direct.ready < g.desired for g in self.groups.values())
 
     # -- the replica directory --------------------------------------------------------------
-    def direct_set(self, app: str) -> DirectSet:
-        """The direct channels of ``app`` (created on first use, fed by the directory)."""
-        return self.replicas.direct_set(app)
+    def direct_set(self, app: str, spec: GroupSpec | None = None) -> DirectSet:
+        """The direct channels of ``app`` (created on first use, fed by the directory); with
+        ``spec`` they answer its workers' container calls for the release's namespace."""
+        handler = None
+        if spec is not None and self.container is not None:
+            handler = partial(self.container.call, ContainerScope(spec.namespace_id))
+        return self.replicas.direct_set(app, handler)
 
     def sandbox_report(self) -> dict[str, Any]:
         """The sandbox layers of each node running this server's replicas (``/healthz``)."""
@@ -239,7 +252,7 @@ class RayBackend(Backend):
             )
             await self._blocking(self.session.deploy, name, options, init_args)
         deployed = time.monotonic()
-        direct = self.direct_set(name)
+        direct = self.direct_set(name, spec)
         await self._wait_running(name, direct, deployment_options(spec, self.settings))
         handle = await self._blocking(self.session.handle, name)
         steps = [info.get("start_s", {}) for info in direct.infos.values()]

@@ -22,7 +22,17 @@ from typing import IO, Any
 import pyarrow as pa
 
 from plughost.batch.pipeline import LoadedPipeline, load_pipeline, run_chunk
-from plughost.batch.protocol import ipc_to_table, read_frame, table_to_ipc, write_frame
+from plughost.batch.protocol import ipc_to_table, table_to_ipc, write_frame
+from plughost.batch.rows import (
+    FALLBACK_SOURCES,
+    data_sources,
+    name_the_columns,
+    restore_input_columns,
+    supply_columns,
+)
+from plughost.batch.worker.pipes import PipeLink
+from plughost.replica.loader import install_import_paths
+from plughost.runtime_api import container_transport
 
 log = logging.getLogger("plughost.batch.worker")
 
@@ -48,21 +58,29 @@ def _describe(exc: BaseException) -> str:
 
 
 def answer_chunk(
-    pipeline: LoadedPipeline, header: dict[str, Any], body: bytes
+    pipeline: LoadedPipeline,
+    header: dict[str, Any],
+    body: bytes,
+    sources: Sequence[str] = FALLBACK_SOURCES,
 ) -> tuple[dict[str, Any], bytes]:
-    """The ``result`` frame (header and output rows) for one ``chunk`` frame."""
+    """The ``result`` frame (header and output rows) for one ``chunk`` frame.
+
+    The steps get the chunk with Mixpeek's columns (``data`` from ``sources``, see
+    :mod:`plughost.batch.rows`); the output keeps them only where the steps changed them."""
     chunk = ipc_to_table(body).to_pandas()
-    result = run_chunk(pipeline, chunk)
-    errors = list(result.errors)
+    given, supplied = supply_columns(chunk, sources)
+    result = run_chunk(pipeline, given)
+    errors = name_the_columns(list(result.errors), given)
+    frame = restore_input_columns(result.frame, given, supplied)
     try:
-        payload = table_to_ipc(pa.Table.from_pandas(result.frame, preserve_index=False))
+        payload = table_to_ipc(pa.Table.from_pandas(frame, preserve_index=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         ids = [int(i) for i in chunk["__plughost_row__"]] if len(chunk) else [0]
         errors.append(
             {
                 "first_row": min(ids),
                 "last_row": max(ids),
-                "rows": len(result.frame),
+                "rows": len(frame),
                 "stage": "output",
                 "message": f"the steps' output cannot be stored as Parquet: {_describe(exc)}",
             }
@@ -78,27 +96,35 @@ def answer_chunk(
 
 
 def serve(stdin: IO[bytes], out: IO[bytes], plugin_dir: Path) -> int:
-    first = read_frame(stdin)
+    """Answer the server's frames until stdin ends; plugin code's container calls travel on
+    the same pipes (:class:`~plughost.batch.worker.pipes.PipeLink`)."""
+    link = PipeLink(stdin, out)
+    link.start()
+    container_transport.install(link.submit)
+    first = link.next_frame()
     if first is None or first[0].get("type") != "init":
-        write_frame(out, {"type": "fatal", "message": "expected an init frame"})
+        link.write({"type": "fatal", "message": "expected an init frame"})
         return 2
     init = first[0]
     try:
+        install_import_paths(plugin_dir)
         pipeline = load_pipeline(
             plugin_dir,
             init.get("parameters") or {},
             init.get("manifest") or {},
             init.get("dataset_size"),
+            container=container_transport.plugin_container(),
         )
     except Exception as exc:  # noqa: BLE001 - any failure of plugin code is reported, then we exit
         traceback.print_exc()
-        write_frame(out, {"type": "fatal", "message": f"cannot load pipeline.py: {_describe(exc)}"})
+        link.write({"type": "fatal", "message": f"cannot load pipeline.py: {_describe(exc)}"})
         return 1
-    write_frame(out, {"type": "ready"})
-    while (frame := read_frame(stdin)) is not None:
+    sources = data_sources(init.get("manifest"))
+    link.write({"type": "ready"})
+    while (frame := link.next_frame()) is not None:
         header, body = frame
         if header.get("type") == "chunk":
-            write_frame(out, *answer_chunk(pipeline, header, body))
+            link.write(*answer_chunk(pipeline, header, body, sources))
     return 0
 
 

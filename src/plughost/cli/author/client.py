@@ -16,6 +16,7 @@ from plughost.cli.author.errors import CliError
 
 TIMEOUT_S = 60.0
 SSE_TYPE = "text/event-stream"
+SECRETS_PATH = "/v1/organizations/secrets"
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,20 @@ class AuthorClient:
 
     def infer(self, route_prefix: str, body: dict[str, Any]) -> Any:
         return self.request("POST", route_prefix, json=body)
+
+    def set_secret(self, name: str, value: str) -> bool:
+        """Store an organization secret: create it, else (409) replace its value; True when
+        it was created. Needs a key of the whole organization."""
+        body = {"secret_name": name, "secret_value": value}
+        try:
+            self.request("POST", SECRETS_PATH, json=body)
+        except CliError as exc:
+            if exc.error_type != "ConflictError":
+                raise
+            path = f"{SECRETS_PATH}/{quote(name, safe='')}"
+            self.request("PUT", path, json={"secret_value": value})
+            return False
+        return True
 
     def create_upload(self, name: str, version: str, size: int) -> dict[str, Any]:
         body = {"name": name, "version": version, "file_size_bytes": size}

@@ -10,10 +10,10 @@ from rich.markup import escape
 
 from plughost.archive import IntakeResult
 from plughost.cli.author.errors import CliError
-from plughost.cli.author.options import DEFAULT_NAMESPACE, JsonOpt, NamespaceOpt
+from plughost.cli.author.options import DEFAULT_NAMESPACE, JsonOpt, NamespaceOpt, SecretOpt
 from plughost.cli.author.output import compact, emit_json, reporting, say
 from plughost.cli.author.packing import validated
-from plughost.cli.author.resolve import parse_json_object
+from plughost.cli.author.resolve import parse_json_object, parse_secrets
 from plughost.cli.author.scaffold import STYLES, write_plugin
 from plughost.config import Settings
 
@@ -94,20 +94,22 @@ def test(
         str | None, typer.Option("--params", help="parameters as JSON or @file")
     ] = None,
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    secret: SecretOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run realtime.py in a local replica, call it once, print the answer and its time.
 
     The replica is started exactly as the server starts one (same worker, loader and
     sandbox, the manifest's dependencies included); --input defaults to the manifest's
-    example_input.
+    example_input; --secret NAME=VALUE are what container.secrets answers.
     """
     with reporting(as_json):
         inputs = parse_json_object(input_json, "--input")
         params = parse_json_object(params_json, "--params") or {}
+        secrets = parse_secrets(secret)
         from plughost.cli.author.localrun import run_local  # backends and sandbox: only here
 
-        answer = run_local(path, inputs, params, namespace)
+        answer = run_local(path, inputs, params, namespace, secrets)
     if as_json:
         emit_json(
             {

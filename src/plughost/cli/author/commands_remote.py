@@ -20,11 +20,12 @@ from plughost.cli.author.options import (
     KeyOpt,
     NamespaceOpt,
     PluginArg,
+    SecretOpt,
     UrlOpt,
 )
 from plughost.cli.author.output import compact, console, emit_json, say
 from plughost.cli.author.packing import pack_folder, validated
-from plughost.cli.author.resolve import parse_json_object
+from plughost.cli.author.resolve import parse_json_object, parse_secrets
 from plughost.cli.author.session import (
     DEFAULT_WAIT_S,
     connected,
@@ -88,6 +89,7 @@ def push(
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
+    secret: SecretOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a plugin folder; with --deploy and --wait, deploy it and follow the rollout.
@@ -95,9 +97,16 @@ def push(
     Checks the folder locally, packs it, uploads it through the presigned flow and confirms.
     --wait (implies --deploy) shows the phase, elapsed time and ETA live and ends with the
     route and a curl line, or with the plugin's error and its last log lines (exit 1).
+    --secret NAME=VALUE stores the organization secret first (created, or its value
+    replaced), so the deployment's first call already reads it through container.secrets.
     """
+    secrets = parse_secrets(secret)
     with connected(url, api_key, namespace, as_json) as client:
         manifest = _local_manifest(path)
+        for name, value in secrets.items():
+            created = client.set_secret(name, value)
+            if not as_json:
+                say(f"{'stored' if created else 'updated'} secret [bold]{escape(name)}[/bold]")
         name = str(manifest.get("feature_extractor_name"))
         done = _upload(client, path, name, version or str(manifest.get("version")))
         plugin_id = str(done["plugin_id"])

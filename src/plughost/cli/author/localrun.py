@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from plughost.config import Settings
 from plughost.domain.ids import deployment_name_for, plugin_id_for
 from plughost.envs.stage import PluginEnvironments, dependencies_of
 from plughost.sandbox.host import Sandbox, SandboxUnavailable, config_from_settings
+from plughost.services.container import ContainerService
+from plughost.services.secrets import FixedSecrets
 
 LOCAL_RELEASE_ID = 0
+LOCAL_ORG = "org_local"  # the organization container calls of a local run belong to
 OUTPUT_LINES = 20
 
 
@@ -39,13 +43,18 @@ class LocalAnswer:
 
 
 def run_local(
-    folder: Path, inputs: dict[str, Any] | None, parameters: dict[str, Any], namespace: str
+    folder: Path,
+    inputs: dict[str, Any] | None,
+    parameters: dict[str, Any],
+    namespace: str,
+    secrets: Mapping[str, str] | None = None,
 ) -> LocalAnswer:
     """Validate ``folder`` as the server would, start one replica of it, call it once.
 
-    ``inputs`` default to the manifest's ``example_input`` (else ``{}``). CliError carries
-    the validation errors, the replica's start error (the plugin's own message) or the
-    plugin's call error.
+    ``inputs`` default to the manifest's ``example_input`` (else ``{}``). ``secrets`` are
+    what the plugin's ``container.secrets`` answers (its ``container.llm`` uses this
+    machine's PLUGHOST_LLM_* settings). CliError carries the validation errors, the
+    replica's start error (the plugin's own message) or the plugin's call error.
     """
     settings = Settings()
     try:
@@ -63,7 +72,7 @@ def run_local(
         chosen = inputs if inputs is not None else (example if isinstance(example, dict) else {})
         body = orjson.dumps({"inputs": chosen, "parameters": parameters})
         spec = _group_spec(manifest, result.plugin_root, namespace)
-        answer = asyncio.run(_start_and_call(settings, sandbox, spec, body))
+        answer = asyncio.run(_start_and_call(settings, sandbox, spec, body, secrets or {}))
     answer.manifest = manifest
     answer.sandbox_layers = dict(sandbox.layers)
     return answer
@@ -94,7 +103,7 @@ def _group_spec(manifest: dict[str, Any], plugin_root: Path, namespace: str) -> 
 
 
 async def _start_and_call(
-    settings: Settings, sandbox: Sandbox, spec: GroupSpec, body: bytes
+    settings: Settings, sandbox: Sandbox, spec: GroupSpec, body: bytes, secrets: Mapping[str, str]
 ) -> LocalAnswer:
     envs = PluginEnvironments.from_settings(settings)
     try:
@@ -102,7 +111,17 @@ async def _start_and_call(
     except Exception as exc:  # uv's message (or a bad requirement's) is the answer
         raise CliError(f"cannot build the plugin environment: {exc}") from exc
     spec = replace(spec, env_path=env_path)
-    backend = LocalBackend(settings, sandbox if sandbox.enabled else None)
+    container = ContainerService(settings, FixedSecrets(secrets), org_of=lambda _: LOCAL_ORG)
+    try:
+        return await _run(settings, sandbox, container, spec, body)
+    finally:
+        await container.aclose()
+
+
+async def _run(
+    settings: Settings, sandbox: Sandbox, container: ContainerService, spec: GroupSpec, body: bytes
+) -> LocalAnswer:
+    backend = LocalBackend(settings, sandbox if sandbox.enabled else None, container=container)
     started = time.perf_counter()
     try:
         group = await backend.start(spec)

@@ -40,6 +40,15 @@ NamespaceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+SecretOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--secret",
+        help="NAME=VALUE: an organization secret the plugin reads with container.secrets "
+        "(repeatable)",
+        show_default=False,
+    ),
+]
 PluginArg = Annotated[str, typer.Argument(help="plugin_id, or a name (its newest version)")]
 
 

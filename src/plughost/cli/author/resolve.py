@@ -53,6 +53,18 @@ def parse_json_object(value: str | None, what: str) -> dict[str, Any] | None:
     return parsed
 
 
+def parse_secrets(pairs: Iterable[str] | None) -> dict[str, str]:
+    """``--secret NAME=VALUE`` options as a dict (a later NAME wins); CliError naming the
+    option (never its value) when one has no ``=`` or an empty name."""
+    secrets: dict[str, str] = {}
+    for position, pair in enumerate(pairs or [], 1):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--secret number {position} must be NAME=VALUE")
+        secrets[name.strip()] = value
+    return secrets
+
+
 def is_final(status: Mapping[str, Any]) -> bool:
     """Whether a status document is a final state (deployed, failed, not_deployed)."""
     return str(status.get("status")) in FINAL_STATUSES

@@ -9,6 +9,7 @@ when a step runs.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 from collections.abc import Callable
@@ -158,15 +159,23 @@ class PipelineStep:
         frame = frame.reset_index(drop=True)
         mask = self._mask(frame)
         if mask.all():
-            return _as_frame(self.service(frame)).reset_index(drop=True)
+            return _as_frame(self._serve(frame)).reset_index(drop=True)
         if not mask.any():
             return frame
         selected, rest = frame[mask], frame[~mask]
-        out = _as_frame(self.service(selected.reset_index(drop=True)))
+        out = _as_frame(self._serve(selected.reset_index(drop=True)))
         if len(out) == len(selected):
             out.index = selected.index
             return pd.concat([out, rest]).sort_index(kind="stable").reset_index(drop=True)
         return pd.concat([out, rest], ignore_index=True)
+
+    def _serve(self, frame: pd.DataFrame) -> Any:
+        """The service's answer for ``frame``; an awaitable one (an ``async def __call__``)
+        is run to completion on a fresh event loop."""
+        result = self.service(frame)
+        if inspect.isawaitable(result):
+            return asyncio.run(_awaited(result))
+        return result
 
     def _mask(self, frame: pd.DataFrame) -> pd.Series:
         import pandas as pd
@@ -185,10 +194,16 @@ class PipelineStep:
 
 
 def build_service(service_class: Callable[..., Any], config: Any) -> Callable[..., Any]:
-    """Build a step's service as ``service_class(config)``.
+    """Build a step's service from its class and config, passing only what the constructor
+    accepts.
 
-    ``progress_actor=None`` is passed when the constructor has that parameter; a None config
-    is left out when the constructor takes no argument. A plain function is returned as is.
+    The constructor styles of Mixpeek's docs all work: ``(config, progress_actor=None)``,
+    ``(config=None, **kwargs)``, ``(config, **kwargs)``, ``(config)`` and ``()``. ``config``
+    goes to the first positional parameter (or a keyword-only ``config``); it is left out when
+    the constructor has no such parameter, or when it is None and the constructor can do
+    without it. ``progress_actor=None`` is passed only to a constructor naming that parameter
+    (``**kwargs`` are often handed on to ``object.__init__``). A ready-made instance or a
+    plain function is returned as is.
     """
     if not inspect.isclass(service_class):
         return service_class
@@ -196,10 +211,21 @@ def build_service(service_class: Callable[..., Any], config: Any) -> Callable[..
         signature = inspect.signature(service_class)
     except (TypeError, ValueError):
         return service_class(config)
-    extra = {"progress_actor": None} if "progress_actor" in signature.parameters else {}
-    if config is None and not _binds(signature, (None,), extra):
+    params = signature.parameters
+    extra: dict[str, Any] = {"progress_actor": None} if "progress_actor" in params else {}
+    positional = [
+        p
+        for p in params.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        and p.name != "progress_actor"
+    ]
+    if config is None and _binds(signature, (), extra):
         return service_class(**extra)
-    return service_class(config, **extra)
+    if positional:
+        return service_class(config, **extra)
+    if "config" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return service_class(config=config, **extra)
+    return service_class(**extra)
 
 
 def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -208,6 +234,10 @@ def _binds(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str
     except TypeError:
         return False
     return True
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _as_frame(result: Any) -> pd.DataFrame:

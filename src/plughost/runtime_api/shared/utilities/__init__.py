@@ -1,0 +1,1 @@
+"""``shared.utilities``: the internal helpers of Mixpeek that plugins still import."""

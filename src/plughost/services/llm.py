@@ -1,0 +1,178 @@
+"""``container.llm`` on the server: one chat-completions request to an OpenAI-compatible
+endpoint (``PLUGHOST_LLM_BASE_URL``: vLLM, Ollama, OpenAI, any gateway).
+
+A plugin's ``generate(instruction=, text=, images=, provider=, model=, schema=)`` becomes one
+user message (the instruction, then the text; image URLs as ``image_url`` parts), ``schema``
+becomes ``response_format: {"type": "json_schema", ...}`` and the model name goes through
+``PLUGHOST_LLM_MODEL_MAP``. The answer is ``{"data", "text", "model", "provider", "usage"}``:
+``data`` is the parsed JSON when a schema was given, else the text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+from plughost.config import Settings
+
+NOT_CONFIGURED = "LLMNotConfigured"
+# what a plugin may tune; anything else it passes is dropped, never forwarded
+OPTION_KEYS = frozenset(
+    {"temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"}
+)
+MAX_ERROR_BODY = 500
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+class LlmFailure(Exception):
+    """The call failed; ``type_name`` is what the plugin's ContainerError carries."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+
+
+def not_configured() -> LlmFailure:
+    return LlmFailure(
+        NOT_CONFIGURED,
+        "container.llm is not configured on this server: set PLUGHOST_LLM_BASE_URL to an "
+        "OpenAI-compatible endpoint (vLLM, Ollama, OpenAI, any gateway), and "
+        "PLUGHOST_LLM_API_KEY or the organization secret llm_api_key when it needs a key",
+    )
+
+
+def resolve_model(provider: Any, model: Any, models: dict[str, str]) -> str:
+    """The endpoint's model for what the plugin asked: ``provider/model``, then ``model``,
+    then ``"*"`` in the map; an unmapped name as it is. LlmFailure when there is none."""
+    name = model if isinstance(model, str) and model else ""
+    keys = [f"{provider}/{name}"] if provider and name else []
+    keys += [name] if name else []
+    for key in [*keys, "*"]:
+        if key in models:
+            return models[key]
+    if name:
+        return name
+    raise LlmFailure(
+        "LLMRequestError",
+        'the call names no model and PLUGHOST_LLM_MODEL_MAP has no "*" entry',
+    )
+
+
+def build_body(args: dict[str, Any], models: dict[str, str]) -> dict[str, Any]:
+    """The chat-completions request body for a plugin's ``generate`` arguments."""
+    prompt = "\n\n".join(str(part) for part in (args.get("instruction"), args.get("text")) if part)
+    images = [str(url) for url in args.get("images") or []]
+    content: str | list[dict[str, Any]] = prompt
+    if images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}] if prompt else []
+        parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+        content = parts
+    body: dict[str, Any] = {
+        "model": resolve_model(args.get("provider"), args.get("model"), models),
+        "messages": [{"role": "user", "content": content}],
+    }
+    schema = args.get("schema")
+    if schema is not None:
+        if not isinstance(schema, dict):
+            raise LlmFailure("LLMRequestError", "schema must be a JSON Schema object")
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": schema},
+        }
+    options = args.get("options") or {}
+    if isinstance(options, dict):
+        body.update({k: v for k, v in options.items() if k in OPTION_KEYS})
+    return body
+
+
+def _message_text(answer: Any) -> str:
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LlmFailure("LLMResponseError", "the LLM endpoint's answer has no message") from exc
+    if isinstance(content, list):  # some gateways answer content parts
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def parse_answer(answer: Any, with_schema: bool, provider: Any) -> dict[str, Any]:
+    """The plugin's result for a chat-completions answer."""
+    text = _message_text(answer)
+    data: Any = text
+    if with_schema:
+        fenced = _FENCE.match(text)
+        try:
+            data = json.loads(fenced.group(1) if fenced else text)
+        except json.JSONDecodeError as exc:
+            raise LlmFailure(
+                "LLMResponseError", f"the model's answer is not the JSON the schema asks for: {exc}"
+            ) from exc
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    return {
+        "data": data,
+        "text": text,
+        "model": str(answer.get("model") or ""),
+        "provider": provider,
+        "usage": usage,
+    }
+
+
+class LlmClient:
+    """Requests to the configured endpoint; one connection pool for the server's life."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        """``transport``: tests give httpx's mock transport; None is the network."""
+        self._base = settings.llm_base_url.strip().rstrip("/")
+        self._key = settings.llm_api_key
+        self._models = settings.llm_models
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.llm_timeout_s), transport=transport
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._base)
+
+    @property
+    def has_key(self) -> bool:
+        """Whether PLUGHOST_LLM_API_KEY is set (else the organization's secret is asked)."""
+        return bool(self._key)
+
+    async def generate(self, args: dict[str, Any], org_key: str | None = None) -> dict[str, Any]:
+        """One call; LlmFailure with the reason when it cannot be made or answered."""
+        if not self._base:
+            raise not_configured()
+        body = build_body(args, self._models)
+        key = self._key or org_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = f"{self._base}/chat/completions"
+        try:
+            response = await self._http.post(url, json=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise LlmFailure(
+                "LLMTimeout", f"no answer from the LLM endpoint in time ({exc})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise LlmFailure(
+                "LLMUnavailable", f"cannot reach PLUGHOST_LLM_BASE_URL ({self._base}): {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            raise LlmFailure(
+                "LLMError",
+                f"the LLM endpoint answered {response.status_code}: "
+                f"{response.text[:MAX_ERROR_BODY]}",
+            )
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise LlmFailure("LLMResponseError", "the LLM endpoint's answer is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise LlmFailure("LLMResponseError", "the LLM endpoint's answer is not an object")
+        return parse_answer(answer, "response_format" in body, args.get("provider"))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
