@@ -66,7 +66,8 @@ def _check_one_cluster(servers: list[LiveServer], key: str, url: str) -> None:
     assert [r[0] for r in orgs] == ["org_default"]
     assert [r[0] for r in namespaces] == [NS]
     assert [r[0] for r in keys] == ["bootstrap"]
-    assert [r[0] for r in secrets] == ["url_signing"]
+    # one URL-signing secret and one key of the organization secrets, made by one of them
+    assert [r[0] for r in secrets] == ["organization_secrets", "url_signing"]
     assert len(versions) == 1
     clients = [server.client(key=key) for server in servers]
     try:

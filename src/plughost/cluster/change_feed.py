@@ -80,15 +80,22 @@ class ChangeFeed:
         self._pending = Changes()
         self._event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.listening = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._listen(), name="plughost-listen"),
             asyncio.create_task(self._applier(), name="plughost-sync"),
         ]
 
     async def stop(self) -> None:
+        # the flag ends a loop whose cancellation was lost: Python 3.11's wait_for and some
+        # drivers swallow a cancel that lands as the awaited thing completes (a notification
+        # arriving as the lease is released, for one)
+        self._stopping = True
+        self._event.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -102,7 +109,7 @@ class ChangeFeed:
     async def _listen(self) -> None:
         import psycopg
 
-        while True:
+        while not self._stopping:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                 async with conn:
@@ -111,6 +118,8 @@ class ChangeFeed:
                     self._note("*")  # anything missed while not listening
                     self._note("k")  # (a key revoked meanwhile: drop the key cache too)
                     async for note in conn.notifies():
+                        if self._stopping:
+                            break
                         self._note(note.payload)
             except asyncio.CancelledError:
                 raise
@@ -120,9 +129,12 @@ class ChangeFeed:
             await asyncio.sleep(1.0)
 
     async def _applier(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._event.wait(), self.catch_up_s)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.catch_up_s):
+                    await self._event.wait()
+            if self._stopping:
+                return
             self._event.clear()
             changes, self._pending = self._pending, Changes()
             if not changes:
