@@ -361,6 +361,8 @@ class LocalReplicaGroup(ReplicaGroup):
             task.cancel()
         replicas, self.replicas = list(self.replicas), []
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
+        for replica in replicas:  # their records go now, even when a slow reap delays the
+            self._forget(replica.spec.socket_path.stem)  # exit callbacks past the shutdown
 
     def stop_following_output(self) -> int:
         """Stop reading the replicas' output files where this server is (a takeover: the
