@@ -8,6 +8,7 @@ import statistics
 import time
 from typing import Any
 
+from plughost.backends.base import GroupSnapshot
 from plughost.config import Settings
 from plughost.control.controller import Controller
 from plughost.dataplane.routes import RouteTable
@@ -160,52 +161,25 @@ class DeploymentStatus:
         if latest.status is Status.QUEUED:
             body["queue_position"] = self.queue_position(latest.id, cached_only)
         body["traffic"] = self._traffic(latest.id)
-        body["replicas"] = self._replicas(latest.id, *(r.id for r in reversed(serving)))
+        group_id, snap = self._snapshot(latest.id, *(r.id for r in reversed(serving)))
+        if snap is not None:
+            body["replicas"] = {"ready": snap.ready, "starting": snap.starting, "target": snap.target}
         if latest.status is Status.DEPLOYED:
-            body["message"] = self._at_zero_message(latest.id) or _with_note(
-                body["message"], self._replica_note(latest.id)
+            mine = snap if group_id == latest.id else None  # the notes are of the latest only
+            body["message"] = _at_zero_message(mine) or _with_note(
+                body["message"], _replica_note(mine)
             )
         return {k: v for k, v in body.items() if v is not None}
 
-    def _at_zero_message(self, release_id: int) -> str | None:
-        """For a release scaled to zero (serve_config min_replicas 0): says so, with the
-        expected cold start learned from its starts."""
-        group = self.controller.groups.get(release_id)
-        snap = group.snapshot() if group is not None else None
-        if snap is None or not snap.at_zero:
-            return None
-        cold = snap.cold_start_s
-        expect = f"about {cold:.2f} s" if cold is not None else "not measured yet"
-        return (
-            "scaled to zero (no replica after an idle period); the next call starts one and "
-            f"waits for it: expected cold start {expect}"
-        )
-
-    def _replica_note(self, release_id: int) -> str | None:
-        """What a deployed release's replicas went through lately (local backend): the
-        autoscaler's memory cap, or how the last replaced replica ended (its memory limit when
-        it ran out), for :data:`RECENT_EXIT_S`."""
-        group = self.controller.groups.get(release_id)
-        if group is None:
-            return None
-        snap = group.snapshot()
-        if snap.note:
-            return snap.note
-        last = snap.last_exit
-        if last is None or time.time() - last[0] > RECENT_EXIT_S:
-            return None
-        ago = time.time() - last[0]
-        return f"a replica was replaced {ago:.0f} s ago ({last[1]})"
-
-    def _replicas(self, *release_ids: int) -> dict[str, int] | None:
-        """Ready, starting and target replicas of the first of ``release_ids`` this server
-        runs (ours)."""
+    def _snapshot(self, *release_ids: int) -> tuple[int | None, GroupSnapshot | None]:
+        """The first of ``release_ids`` whose group this server runs (ours), with one
+        snapshot of it: a poll reads the group once."""
+        groups = self.controller.groups
         for rid in release_ids:
-            group = self.controller.groups.get(rid)
+            group = groups.get(rid)
             if group is not None:
-                snap = group.snapshot()
-                return {"ready": snap.ready, "starting": snap.starting, "target": snap.target}
-        return None
+                return rid, group.snapshot()
+        return None, None
 
     def _restoring(self, namespace_id: str, plugin_id: str) -> bool:
         """True while the plugin, deployed in the table, has no route on this server yet:
@@ -216,6 +190,34 @@ class DeploymentStatus:
         """The release's calls, failed calls and p50/p99 over the last minute (ours)."""
         stats = self.request_metrics.of_release(release_id)
         return None if stats is None else self.recent.figures(stats).to_json()
+
+
+def _at_zero_message(snap: GroupSnapshot | None) -> str | None:
+    """For a release scaled to zero (serve_config min_replicas 0): says so, with the
+    expected cold start learned from its starts."""
+    if snap is None or not snap.at_zero:
+        return None
+    cold = snap.cold_start_s
+    expect = f"about {cold:.2f} s" if cold is not None else "not measured yet"
+    return (
+        "scaled to zero (no replica after an idle period); the next call starts one and "
+        f"waits for it: expected cold start {expect}"
+    )
+
+
+def _replica_note(snap: GroupSnapshot | None) -> str | None:
+    """What a deployed release's replicas went through lately (local backend): the
+    autoscaler's memory cap, or how the last replaced replica ended (its memory limit when
+    it ran out), for :data:`RECENT_EXIT_S`."""
+    if snap is None:
+        return None
+    if snap.note:
+        return snap.note
+    last = snap.last_exit
+    if last is None:
+        return None
+    ago = time.time() - last[0]
+    return None if ago > RECENT_EXIT_S else f"a replica was replaced {ago:.0f} s ago ({last[1]})"
 
 
 def _with_note(message: str | None, note: str | None) -> str | None:

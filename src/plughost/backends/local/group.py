@@ -331,16 +331,24 @@ class LocalReplicaGroup(ReplicaGroup):
         )
 
     def snapshot(self) -> GroupSnapshot:
+        ready = 0
+        for replica in self.replicas:
+            if replica.alive:
+                ready += 1
         scaler = self.autoscaler
+        if scaler is None:  # a fixed count: most groups, and every status poll reads one
+            return GroupSnapshot(ready, 0, self.spec.num_replicas, self.restarts, None, self.last_exit)
+        at_zero = scaler.at_zero
         return GroupSnapshot(
-            ready=sum(1 for r in self.replicas if r.alive),
-            starting=self.starting,
-            target=self.target,
+            ready=ready,
+            starting=scaler.starting,
+            target=scaler.target,
             restarts=self.restarts,
-            note=scaler.note if scaler is not None else None,
+            note=scaler.note,
             last_exit=self.last_exit,
-            at_zero=scaler.at_zero if scaler is not None else False,
-            cold_start_s=scaler.cold_start_s() if scaler is not None else None,
+            at_zero=at_zero,
+            # the median of the starts seen is read only where it is shown: at zero
+            cold_start_s=scaler.cold_start_s() if at_zero else None,
         )
 
     @property
