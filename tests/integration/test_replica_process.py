@@ -758,3 +758,36 @@ def test_a_process_single_only_plugin_in_mixpeeks_template_style_serves(
     result, tail = run(scenario())
     assert result == {"result": "HELLO", "confidence": 1.0}
     assert any("shout service loaded" in line for line in tail), tail
+
+
+class SlowWatcher(Replica):
+    """A replica whose exit watcher hears of the exit only when the test lets it."""
+
+    release_watcher: asyncio.Event
+
+    async def _watch_exit(self) -> None:
+        await self.release_watcher.wait()
+        await super()._watch_exit()
+
+
+def test_a_stopped_replica_runs_its_exit_callbacks_before_stop_returns_and_only_once(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stop() waits this long for the watcher, then tells the owners itself
+    monkeypatch.setattr("plughost.backends.local.replica.REAP_TIMEOUT_S", 0.2)
+    spec = spec_for(EXAMPLES / "hash_embedder", workdir)
+    heard: list[int | None] = []
+
+    async def scenario() -> tuple[list[int | None], list[int | None]]:
+        SlowWatcher.release_watcher = asyncio.Event()
+        replica = await SlowWatcher.start(spec)
+        replica.on_exit(lambda r: heard.append(r.returncode))
+        await replica.stop()
+        at_return = list(heard)
+        SlowWatcher.release_watcher.set()  # the watcher sees the exit late: no second call
+        await asyncio.sleep(0.05)
+        return at_return, list(heard)
+
+    at_return, later = run(scenario())
+    assert at_return == [0]
+    assert later == [0]

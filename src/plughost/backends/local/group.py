@@ -368,9 +368,8 @@ class LocalReplicaGroup(ReplicaGroup):
         for task in list(self._healers):
             task.cancel()
         replicas, self.replicas = list(self.replicas), []
+        # a stopped replica runs its exit callbacks itself (its record goes) before it returns
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
-        for replica in replicas:  # their records go now, even when a slow reap delays the
-            self._forget(replica.spec.socket_path.stem)  # exit callbacks past the shutdown
 
     def stop_following_output(self) -> int:
         """Stop reading the replicas' output files where this server is (a takeover: the

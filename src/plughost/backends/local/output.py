@@ -192,3 +192,16 @@ class FileTail(LineSplitter):
                 os.close(fd)
             except OSError as exc:  # EBADF: another piece of code closed our descriptor
                 output_logger.error("replica %d: closing its output file: %s", self.pid, exc)
+
+
+def follow_output(
+    output_path: Path | None, stderr: asyncio.StreamReader | None, pid: int
+) -> OutputPump | FileTail:
+    """The reader of a replica's output: its output file when it writes to one (a replica
+    that outlives the server does), else the stderr pipe, which must then be open."""
+    if output_path is not None:
+        return FileTail(output_path, pid)
+    if stderr is None:
+        raise RuntimeError("replica pipe was not opened")
+    return OutputPump(stderr, pid)
+

@@ -38,7 +38,7 @@ from plughost.backends.local.launch import (
     build_replica_env,
     launch_replica,
 )
-from plughost.backends.local.output import FileTail, OutputPump
+from plughost.backends.local.output import follow_output
 from plughost.backends.local.signals import (
     KILL_GRACE_S,
     REAP_TIMEOUT_S,
@@ -75,11 +75,7 @@ class ReplicaProcess:
     def __init__(self, spec: ReplicaSpec, process: ChildProcess | AdoptedProcess) -> None:
         self._spec = spec
         self._process = process
-        self._output: OutputPump | FileTail = (
-            FileTail(spec.output_path, process.pid)
-            if spec.output_path is not None
-            else OutputPump(_require(process.stderr), process.pid)
-        )
+        self._output = follow_output(spec.output_path, process.stderr, process.pid)
         self._channel: ReplicaChannel | None = None
         self._calls_in_flight = 0
         self._unavailable_reason: str | None = None
@@ -125,7 +121,9 @@ class ReplicaProcess:
 
     async def _await_handshake(self) -> None:
         """Wait for the replica's one-line start-up event; raise ReplicaStartError unless ready."""
-        stdout = _require(self._process.stdout)
+        stdout = self._process.stdout
+        if stdout is None:
+            raise RuntimeError("replica pipe was not opened")
         timeout = self._spec.start_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -239,6 +237,8 @@ class ReplicaProcess:
         self._close_connection()
         await asyncio.wait(self._tasks, timeout=REAP_TIMEOUT_S)
         self._remove_socket_file()
+        # reaped: every owner hears of the exit now, even if the exit watcher is still slow
+        self._exit_happened(self._process.returncode)
 
     def kill(self) -> None:
         """SIGKILL the replica's process group now; its exit then runs as for a crash."""
@@ -261,15 +261,20 @@ class ReplicaProcess:
             self._exit_callbacks.append(callback)
 
     async def _watch_exit(self) -> None:
-        """Fail waiting calls when the process exits, then run the exit callbacks."""
-        code = await self._process.wait()
+        self._exit_happened(await self._process.wait())
+
+    def _exit_happened(self, code: int | None) -> None:
+        """Fail waiting calls, then run the exit callbacks; once, whoever sees the exit first
+        (the exit watcher, or :meth:`stop` after its reap)."""
+        if self._exited.is_set():
+            return
         self._output.close()  # its last lines, before anyone reads the release's log
         self._fail_pending(f"replica {self.pid} exited with code {code}")
         self._close_connection()
         self._exited.set()
-        for callback in self._exit_callbacks:
+        callbacks, self._exit_callbacks = self._exit_callbacks, []
+        for callback in callbacks:
             self._run_exit_callback(callback)
-        self._exit_callbacks.clear()
 
     def _run_exit_callback(self, callback: Callable[[ReplicaProcess], object]) -> None:
         """Run one exit callback; its failure is logged, never propagated."""
@@ -392,9 +397,3 @@ class ReplicaProcess:
         """The spec this replica was started from."""
         return self._spec
 
-
-def _require(stream: asyncio.StreamReader | None) -> asyncio.StreamReader:
-    """A subprocess pipe that was requested; its absence is a programming error."""
-    if stream is None:
-        raise RuntimeError("replica pipe was not opened")
-    return stream
