@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from dbseed import seed_plugin
 
 from plughost.domain.batch_states import BatchStatus
 from plughost.persistence.batches import Batches, NewBatch
 from plughost.persistence.db import Database
-from plughost.persistence.tables import Base, Namespace, Organization, Plugin
+from plughost.persistence.tables import Base
 
 
 @pytest.fixture
@@ -24,28 +25,6 @@ def db(tmp_path: Path, database_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
-
-
-def _plugin(db: Database) -> int:
-    with db.session() as s:
-        s.add(Organization(id="org", name="org"))
-        s.flush()
-        s.add(Namespace(id="ns", organization_id="org", name="ns"))
-        p = Plugin(
-            plugin_id="p_1_0_0",
-            organization_id="org",
-            scope="ns",
-            name="p",
-            version="1.0.0",
-            storage_key="k",
-            archive_url="u",
-            code_hash="h",
-            validation_status="passed",
-        )
-        s.flush()
-        s.add(p)
-        s.flush()
-        return p.id
 
 
 def _new(pk: int, batch_id: str = "bat_1") -> NewBatch:
@@ -73,7 +52,7 @@ def test_migration_matches_the_batch_tables(db: Database) -> None:
 
 def test_compare_and_set_moves_once_and_records_events(db: Database) -> None:
     batches = Batches(db)
-    view = batches.create(_new(_plugin(db)))
+    view = batches.create(_new(seed_plugin(db)))
     assert view.status is BatchStatus.QUEUED and view.parameters == {"x": 1}
     assert batches.move("bat_1", BatchStatus.QUEUED, BatchStatus.RUNNING)
     assert not batches.move("bat_1", BatchStatus.QUEUED, BatchStatus.RUNNING)
@@ -87,6 +66,6 @@ def test_compare_and_set_moves_once_and_records_events(db: Database) -> None:
 
 def test_finished_jobs_never_move_again(db: Database) -> None:
     batches = Batches(db)
-    batches.create(_new(_plugin(db)))
+    batches.create(_new(seed_plugin(db)))
     with pytest.raises(ValueError):
         batches.move("bat_1", BatchStatus.COMPLETED, BatchStatus.RUNNING)

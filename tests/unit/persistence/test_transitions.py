@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbseed import PLUGIN_ID, seed_plugin
 from sqlalchemy import select
 
 from plughost.domain.states import Status
 from plughost.persistence.db import Database
-from plughost.persistence.tables import Namespace, Organization, Plugin, Release, ReleaseEvent
+from plughost.persistence.tables import Release, ReleaseEvent
 from plughost.persistence.transitions import BATCHES, RELEASES
 
 
@@ -28,27 +29,12 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def release_id(db: Database) -> int:
+    plugin_pk = seed_plugin(db)
     with db.session() as s:
-        s.add(Organization(id="org", name="org"))
-        s.flush()
-        s.add(Namespace(id="ns", organization_id="org", name="ns"))
-        plugin = Plugin(
-            plugin_id="p_1_0_0",
-            organization_id="org",
-            scope="ns",
-            name="p",
-            version="1.0.0",
-            storage_key="k",
-            archive_url="u",
-            code_hash="h",
-            validation_status="passed",
-        )
-        s.add(plugin)
-        s.flush()
         row = Release(
             namespace_id="ns",
-            plugin_pk=plugin.id,
-            plugin_id=plugin.plugin_id,
+            plugin_pk=plugin_pk,
+            plugin_id=PLUGIN_ID,
             name="p",
             version="1.0.0",
             status=Status.QUEUED.value,
