@@ -20,9 +20,11 @@ from plughost.config_fields import (
     SandboxFields,
     model_map,
 )
+from plughost.config_model_fields import ModelFields
 
 
 class Settings(
+    ModelFields,
     ObservationFields,
     BatchFields,
     SandboxFields,
@@ -97,6 +99,13 @@ class Settings(
     def replicas_dir(self) -> Path:
         """The local replica registry: one record and one output file each."""
         return self.resolved_home / "replicas"
+
+    @property
+    def models_dir(self) -> Path:
+        """The namespace models' local files (``models_cache_dir``, else the home's ``models``)."""
+        if self.models_cache_dir:
+            return Path(self.models_cache_dir).expanduser().resolve()
+        return self.resolved_home / "models"
 
     @property
     def secrets_key_path(self) -> Path:

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
@@ -33,6 +34,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("Sandbox", "sandbox"),
     ("Batch jobs", "batch_max_jobs"),
     ("Observation", "metrics_public"),
+    ("Namespace models", "models_cache_dir"),
 )
 
 HEADER = """\
@@ -66,7 +68,12 @@ Not server settings, so not in the tables above:
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets ``field``."""
+    """The environment variable that sets ``field`` (its alias when it declares one, as
+    ``hf_cache_dir`` does: ``PLUGHOST_HF_CACHE``)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
     return f"PLUGHOST_{field.upper()}"
 
 

@@ -14,7 +14,9 @@ from plughost import __version__
 from plughost.api import (
     routes_batches,
     routes_deploy,
+    routes_extractors,
     routes_inference,
+    routes_models,
     routes_namespace,
     routes_observe,
     routes_org,
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
     app.include_router(routes_inference.router)
     app.include_router(routes_org.router)
     app.include_router(routes_secrets.router)
+    app.include_router(routes_models.router)
+    app.include_router(routes_extractors.router)
     app.include_router(routes_store.router)
     app.include_router(routes_batches.router)
     app.include_router(routes_batches.store_router)

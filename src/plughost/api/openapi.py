@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from plughost.api.extractor_schemas import EXTRACTOR_ERRORS
+from plughost.api.model_schemas import MODEL_ERRORS, MODEL_REQUEST_BODIES
 from plughost.api.paths import BATCH_ID_PATTERN
 from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.domain.ids import NAME_PATTERN, PLUGIN_ID_PATTERN, VERSION_PATTERN
@@ -98,6 +100,8 @@ ERRORS: dict[tuple[str, str], list[int]] = {
     ("get", SECRETS): [401],
     ("put", SECRETS + "/{secret_name}"): [401, 403, 404, 422, 503],
     ("delete", SECRETS + "/{secret_name}"): [401, 403, 404, 422],
+    **MODEL_ERRORS,
+    **EXTRACTOR_ERRORS,
 }
 
 # operations authorised by something other than the Bearer key
@@ -217,6 +221,7 @@ _REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
             }},
         },
     },
+    **MODEL_REQUEST_BODIES,
 }
 
 _ERROR_SCHEMA = {

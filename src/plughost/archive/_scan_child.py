@@ -30,10 +30,16 @@ from typing import BinaryIO
 if __package__:
     from plughost.archive import rules
     from plughost.archive._checker import Finding, check_module
+    from plughost.archive._model_refs import model_refs
 else:  # run by path in a clean interpreter
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     import rules  # type: ignore[no-redef,import-not-found]
     from _checker import Finding, check_module  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from _model_refs import model_refs  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+# the namespace model ids the scanned code names (plughost.archive._model_refs), reported
+# beside the findings
+MODEL_REFS: set[str] = set()
 
 MAX_FINDINGS = 200
 """A scan reports at most this many findings, then how many more it found."""
@@ -260,6 +266,7 @@ def scan_text(label: str, source: str) -> list[Finding]:
     except (ValueError, RecursionError, MemoryError) as exc:
         return [Finding(label, 1, 1, f"cannot be parsed: {_describe(exc)}")]
     try:
+        MODEL_REFS.update(model_refs(tree))
         return check_module(label, tree)
     except (RecursionError, MemoryError) as exc:
         return [Finding(label, 1, 1, f"cannot be checked: {_describe(exc)}")]
@@ -284,7 +291,11 @@ def main(argv: list[str]) -> int:
         if len(findings) > MAX_FINDINGS:
             hidden = len(findings) - MAX_FINDINGS
             findings = [*findings[:MAX_FINDINGS], f"... and {hidden} more findings"]
-        result: dict[str, object] = {"ok": True, "findings": findings}
+        result: dict[str, object] = {
+            "ok": True,
+            "findings": findings,
+            "model_refs": sorted(MODEL_REFS),
+        }
     except BaseException as exc:  # noqa: BLE001 - report anything, the parent fails closed
         result = {"ok": False, "error": f"security scan failed: {_describe(exc)}"}
     payload = json.dumps(result, ensure_ascii=True) + "\n"

@@ -43,6 +43,8 @@ class IntakeResult:
     code_hash: str | None = None
     security_scan_passed: bool = False
     has_realtime: bool = False
+    # the namespace model ids the code names as constants; None when the scan did not run
+    model_refs: list[str] | None = None
 
 
 def validate_archive(
@@ -81,8 +83,10 @@ def _run_stages(
     result.plugin_root = plugin_root
     result.code_hash = code_hash(plugin_root)
     result.has_realtime = has_realtime(plugin_root)
-    findings = [] if limits.skip_scan else scan_tree_isolated(plugin_root, limits)
+    refs: set[str] = set()
+    findings = [] if limits.skip_scan else scan_tree_isolated(plugin_root, limits, refs)
     if findings:
         raise SecurityScanError(findings)
     result.security_scan_passed = True
+    result.model_refs = None if limits.skip_scan else sorted(refs)
     result.manifest = read_manifest(plugin_root, limits)

@@ -58,9 +58,12 @@ def scan_tree(root: Path, limits: IntakeLimits) -> list[str]:
     return [str(finding) for finding in _scan_tree(root, limits.max_py_file_bytes)]
 
 
-def scan_tree_isolated(root: Path, limits: IntakeLimits) -> list[str]:
+def scan_tree_isolated(
+    root: Path, limits: IntakeLimits, model_refs: set[str] | None = None
+) -> list[str]:
     """Like :func:`scan_tree`, in a child process bounded by ``limits.scan_memory_bytes``
-    and ``limits.scan_timeout_s``.
+    and ``limits.scan_timeout_s``; ``model_refs``, when given, receives the namespace model
+    ids the code names (:mod:`plughost.archive._model_refs`).
 
     Raises SecurityScanError when the child does not report a result (time-out, crash).
     """
@@ -83,4 +86,7 @@ def scan_tree_isolated(root: Path, limits: IntakeLimits) -> list[str]:
     findings = result.get("findings")
     if not result.get("ok") or not isinstance(findings, list):
         raise SecurityScanError([str(result.get("error") or "security scan returned no result")])
+    refs = result.get("model_refs")
+    if model_refs is not None and isinstance(refs, list):
+        model_refs.update(str(ref) for ref in refs)
     return [str(finding) for finding in findings]

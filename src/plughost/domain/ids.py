@@ -47,6 +47,28 @@ def plugin_id_for(name: str, version: str) -> str:
     return f"{name}_{version.replace('.', '_')}"
 
 
+# a namespace model's version: free text of Mixpeek's SDK, kept to what a folder name and an
+# id can carry (`1.0.0`, `v2-beta`, `2024_06`)
+MODEL_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+_MODEL_VERSION_RE = re.compile(MODEL_VERSION_PATTERN)
+
+
+def validate_model_version(version: str) -> str:
+    """Return ``version`` if a namespace model may carry it, else raise ValidationError."""
+    if not isinstance(version, str) or not _MODEL_VERSION_RE.fullmatch(version):
+        raise ValidationError(
+            f"invalid model version {version!r}: must match {MODEL_VERSION_PATTERN}",
+            {"field": "version"},
+        )
+    return version
+
+
+def model_id_for(name: str, version: str) -> str:
+    """A namespace model's id, like a plugin's: `tiny_weights` + `1.0.0` -> `tiny_weights_1_0_0`
+    (every `.` and `-` of the version becomes `_`)."""
+    return f"{name}_{version.replace('.', '_').replace('-', '_')}"
+
+
 def feature_uri_for(name: str, version: str) -> str:
     return f"mixpeek://{name}@{version}"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -89,6 +90,39 @@ class Plugin(Base):
     security_scan_passed: Mapped[bool] = mapped_column(Boolean, default=False)
     has_realtime: Mapped[bool] = mapped_column(Boolean, default=False)
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # the namespace model ids the code names as constants (archive.model_refs); None: unknown
+    model_refs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NamespaceModel(Base):
+    """A model's weights in a namespace: uploaded here (``source_namespace_id`` None) or an
+    organization model enabled here (the origin's namespace; same archive, no copy)."""
+
+    __tablename__ = "namespace_models"
+    __table_args__ = (UniqueConstraint("namespace_id", "model_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.id", ondelete="CASCADE"), index=True
+    )
+    model_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    model_format: Mapped[str] = mapped_column(String(16))
+    framework: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    task_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    num_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    num_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    archive_key: Mapped[str] = mapped_column(String(512))
+    deployed: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_namespace_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

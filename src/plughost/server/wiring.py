@@ -31,6 +31,7 @@ from plughost.metrics.collector import ValidationFailures
 from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.window import RecentWindow
 from plughost.persistence.db import Database
+from plughost.persistence.models import ModelRows
 from plughost.persistence.releases import Releases
 from plughost.sandbox.host import Sandbox, config_from_settings
 from plughost.server.observation import Observation, build_logs, build_observation, release_output
@@ -38,6 +39,8 @@ from plughost.services.accounts import Accounts
 from plughost.services.container import ContainerService, namespace_owner
 from plughost.services.deploy import DeployCommands
 from plughost.services.lookup import PluginLookup
+from plughost.services.model_files import ModelFiles
+from plughost.services.models import NamespaceModels
 from plughost.services.plugins import Plugins
 from plughost.services.secret_box import open_secret_box
 from plughost.services.secrets import Secrets, load_mask_table
@@ -69,6 +72,7 @@ class Runtime:
     observation: Observation  # logs, watches, metrics
     secrets: Secrets  # organization secrets (the API, the container, the log mask)
     container: ContainerService  # plugin code's container calls (secrets, LLM)
+    models: NamespaceModels  # namespace models: their rows, archives and local files
     cluster: Cluster | None = None  # several servers on one database
     sandbox: Sandbox | None = None
 
@@ -180,7 +184,8 @@ def build_runtime(settings: Settings) -> Runtime:
     store = open_archive_store(settings)
     signer = UrlSigner(accounts.signing_secret())
     secrets, mask = build_secrets(settings, db)
-    container = ContainerService(settings, secrets, namespace_owner(db))
+    routes = RouteTable()  # before the container: plugins call plugins through it
+    container = ContainerService(settings, secrets, namespace_owner(db), plugins=routes)
     sandbox = build_sandbox(settings)
     # what the observation side counts and stores, before those who report to it
     logs = build_logs(settings, mask.mask)  # replicas' lines, secret values masked
@@ -193,8 +198,8 @@ def build_runtime(settings: Settings) -> Runtime:
         skip_scan=settings.unsafe_skip_scan,
         on_validation_failed=validation.failed,
     )
+    models = build_models(settings, db, store, uploads)
     releases = Releases(db)
-    routes = RouteTable()
     workspace = Workspace(settings.resolved_home / "deployments", store, uploads.limits)
     owner = backend_owner(accounts)
     backend: Backend
@@ -221,7 +226,9 @@ def build_runtime(settings: Settings) -> Runtime:
     deployments = DeployCommands(settings, releases, controller, lookup, deploy_status)
     inference = Inference(settings, routes, controller.restores, request_metrics, lookup)
     plugins = Plugins(db, store, deployments)
-    observation = build_observation(db, logs, validation, deploy_status, request_metrics, recent)
+    observation = build_observation(
+        db, logs, validation, deploy_status, request_metrics, recent, container.model_loads
+    )
     cluster = Cluster(
         settings, db, releases, accounts, controller, routes, owner,
         on_plugin_removed=deployments.plugin_removed,  # deleted or disabled elsewhere
@@ -233,8 +240,21 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     return Runtime(
         settings, db, accounts, store, signer, uploads, plugins, deployments, deploy_status,
-        inference, controller, batches, observation, secrets, container, cluster, sandbox,
+        inference, controller, batches, observation, secrets, container, models, cluster,
+        sandbox,
     )
+
+
+def build_models(
+    settings: Settings, db: Database, store: ArchiveStore, uploads: Uploads
+) -> NamespaceModels:
+    """Namespace models, sharing the plugins' intake gate; their files laid out again for
+    this machine (those missing fetched from the store) before the server takes requests."""
+    models = NamespaceModels(
+        settings, ModelRows(db), store, ModelFiles(settings, store), uploads.gate
+    )
+    models.restore()
+    return models
 
 
 def build_secrets(settings: Settings, db: Database) -> tuple[Secrets, SecretMask]:

@@ -337,6 +337,7 @@ class Uploads:
                         security_scan_passed=result.security_scan_passed,
                         has_realtime=result.has_realtime,
                         manifest=manifest,
+                        model_refs=result.model_refs,
                     )
                 )
         except (ConflictError, IntegrityError) as exc:

@@ -13,12 +13,13 @@ from plughost.storage.local import LocalArchiveStore
 
 log = logging.getLogger("plughost.storage")
 
-# the keys of plugin archives (services.uploads.storage_key_for)
-ARCHIVE_PREFIX = "plugins/"
+# the keys of plugin archives (services.uploads.storage_key_for) and of model archives
+# (services.models.archive_key_for)
+ARCHIVE_PREFIXES = ("plugins/", "models/")
 
 
 class SplitStore:
-    """Plugin archives (keys under `plugins/`) in `archives`, everything else (batch inputs
+    """Plugin and model archives (keys under `plugins/` and `models/`) in `archives`, everything else (batch inputs
     and outputs: this server's working files, up to 10 GB, read and written as local files
     by the batch scheduler) in `local`."""
 
@@ -27,7 +28,7 @@ class SplitStore:
         self.local = local
 
     def _for(self, key: str) -> ArchiveStore:
-        return self.archives if key.startswith(ARCHIVE_PREFIX) else self.local
+        return self.archives if key.startswith(ARCHIVE_PREFIXES) else self.local
 
     def url_for(self, key: str) -> str:
         return self._for(key).url_for(key)
