@@ -132,7 +132,9 @@ class SandboxedSteps:
                 env_dir=self._env_path,
             )
         self._spec = WorkerSpec(
-            plugin_dir=self._plugin_dir, sandbox=launch, env_path=self._env_path
+            plugin_dir=self._plugin_dir, sandbox=launch, env_path=self._env_path,
+            # the namespace's models at their real paths (bubblewrap names its mounts)
+            env=self._sandbox.models.env(self.config.namespace_id, wrapped=False),
         )
         try:
             self._worker = self._run(

@@ -38,7 +38,7 @@ from plughost.envs import PluginEnvironments
 from plughost.errors import PlughostError
 from plughost.persistence.batches import BatchView
 from plughost.persistence.tables import Plugin
-from plughost.sandbox.host import Sandbox
+from plughost.sandbox.host import Sandbox, models_of
 from plughost.storage.base import ArchiveStore
 
 log = logging.getLogger("plughost.batch")
@@ -268,6 +268,7 @@ class BatchScheduler:
         memory = {"memory_gb": actor_memory_gb_of(facts.manifest)}
         sandbox = self.sandbox
         env: dict[str, Path | None] = {"path": None}
+        models = models_of(self.settings)  # a bubblewrap launch names its own mounts
 
         def make_spec() -> WorkerSpec:
             env_path = env["path"]
@@ -276,7 +277,10 @@ class BatchScheduler:
                 if sandbox
                 else None
             )
-            return WorkerSpec(plugin_dir=plugin_dir, sandbox=launch, env_path=env_path)
+            return WorkerSpec(
+                plugin_dir=plugin_dir, sandbox=launch, env_path=env_path,
+                env=models.env(view.namespace_id, wrapped=False),
+            )
 
         def release_spec(spec: WorkerSpec) -> None:
             if sandbox is not None:

@@ -20,7 +20,16 @@ from typing import Any, Protocol
 SECRETS_GET = "secrets.get"
 SECRETS_LIST = "secrets.list"
 LLM_GENERATE = "llm.generate"
-TARGETS = frozenset({SECRETS_GET, SECRETS_LIST, LLM_GENERATE})
+# a model load's report (model, outcome, seconds): the plugin does not wait for its reply
+MODEL_LOADS = "models.load_report"
+# another plugin deployed in the caller's namespace: is there one of that name, call it
+PLUGIN_HAS = "plugins.has"
+PLUGIN_CALL = "plugins.call"
+TARGETS = frozenset(
+    {SECRETS_GET, SECRETS_LIST, LLM_GENERATE, MODEL_LOADS, PLUGIN_HAS, PLUGIN_CALL}
+)
+PLUGIN_NOT_DEPLOYED = "PluginNotDeployed"
+PLUGIN_FAILED = "PluginError"
 
 # error types a reply may carry besides the server's own exceptions
 BAD_REQUEST = "ContainerRequestError"

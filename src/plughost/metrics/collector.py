@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import Status
+from plughost.metrics.model_loads import ModelLoadMetrics
 from plughost.metrics.requests import LATENCY_BUCKETS_MS, RequestMetrics, RequestStats
 
 LABELS = ["namespace", "plugin", "version", "deployment"]
@@ -74,8 +75,10 @@ class PlughostCollector(Collector):
         release_counts: Callable[[], Counter[str]],
         durations: DeployDurations,
         validation: ValidationFailures,
+        model_loads: ModelLoadMetrics | None = None,
     ) -> None:
         self.requests = requests
+        self.model_loads = model_loads if model_loads is not None else ModelLoadMetrics()
         self.replicas = replicas
         self.release_counts = release_counts
         self.durations = durations
@@ -91,6 +94,7 @@ class PlughostCollector(Collector):
         for namespace, count in sorted(self.validation.by_namespace.items()):
             failures.add_metric([namespace], count)
         yield failures
+        yield from self.model_loads.collect()
 
     @staticmethod
     def _requests(all_stats: list[RequestStats]) -> Iterator[Metric]:

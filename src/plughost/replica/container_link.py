@@ -20,12 +20,15 @@ import logging
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Protocol
 
-from plughost.domain.container import UNAVAILABLE, error_reply
+from plughost.domain.container import MODEL_LOADS, UNAVAILABLE, error_reply
 from plughost.replica.protocol import FrameError, decode_container_frame, encode_container_frame
 
 logger = logging.getLogger(__name__)
 
 OFFER_WAIT_S = 30.0
+# reports made before the replica serves (a model loaded by the service's constructor) that
+# are kept until it does; more are dropped
+MAX_EARLY_REPORTS = 256
 
 
 class Outlet(Protocol):
@@ -53,21 +56,30 @@ class ContainerLink:
         self._pending: dict[int, tuple[Future[Any], Outlet]] = {}
         self._parked: list[tuple[dict[str, Any], Future[Any]]] = []
         self._ids = itertools.count(1)
+        self._early: list[tuple[dict[str, Any], Future[Any]]] = []
         # set by the first call: the invoker then keeps plain calls off the loop, where a
         # plugin blocking on a container reply would stop the loop that must deliver it
         self.used = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop the replica serves on; calls before it exists are refused."""
+        """The loop the replica serves on; calls before it exists are refused, reports
+        (:data:`MODEL_LOADS`) made before it go out once a server offers container calls."""
         self._loop = loop
+        early, self._early = self._early, []
+        for request, future in early:
+            loop.call_soon_threadsafe(self._send, request, future)
 
     # -- any thread -----------------------------------------------------------------------
     def submit(self, request: dict[str, Any]) -> Future[Any]:
         """Send ``request``; the future gets the server's reply (an error reply when there is
         no server to ask). Never raises."""
         future: Future[Any] = Future()
-        self.used = True
+        report = request.get("target") == MODEL_LOADS  # nobody waits for its reply
+        self.used = self.used or not report
         loop = self._loop
+        if loop is None and report and len(self._early) < MAX_EARLY_REPORTS:
+            self._early.append((request, future))
+            return future
         if loop is None or loop.is_closed():
             _settle(
                 future,

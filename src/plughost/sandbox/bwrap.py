@@ -3,7 +3,9 @@
 The sandbox root is an empty tmpfs (read-only once set up) holding only: ``/usr`` and the
 merged-``/usr`` links, a few files of ``/etc`` (dynamic loader cache, TLS roots, time zone,
 resolver config), the Python installation and the server's import path (site-packages, the
-plughost source of an editable install), the plugin folder read-only at ``/plugin``, a fresh
+plughost source of an editable install), the plugin folder read-only at ``/plugin``, the
+namespace's model folder and the shared Hugging Face cache read-only under ``/plughost``
+(:mod:`plughost.sandbox.models`), a fresh
 ``/proc`` for a new pid namespace, a minimal ``/dev``, and size-capped private tmpfs at
 ``/tmp`` and ``/dev/shm``. ``$PLUGHOST_HOME`` is never bound, and if a bound folder contains
 it, an empty tmpfs is mounted over it. Directories bubblewrap creates along the way are made
@@ -60,6 +62,8 @@ class MountPlan:
     as_root: bool = False
     extra_ro: tuple[Path, ...] = field(default_factory=tuple)
     env_dir: Path | None = None
+    # bubblewrap arguments of the namespace models' binds (plughost.sandbox.models)
+    model_binds: tuple[str, ...] = ()
     # False for a replica that outlives the server (the next one adopts it): it leads its own session and
     # ends on its own once no server has connected for a while (plughost.replica)
     die_with_parent: bool = True
@@ -171,6 +175,7 @@ def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
             args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
     if plan.env_dir is not None:
         args += ["--ro-bind", str(plan.env_dir), ENV_MOUNT]
+    args += plan.model_binds
     args += [
         "--ro-bind", str(plan.plugin_dir), PLUGIN_MOUNT,
         "--chdir", PLUGIN_MOUNT,

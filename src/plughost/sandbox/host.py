@@ -24,6 +24,7 @@ from plughost.sandbox.bwrap import (
     plughost_root,
     runtime_paths,
 )
+from plughost.sandbox.models import ModelShare
 from plughost.sandbox.policy import MIB, RunnerPolicy, SandboxConfig, SandboxLaunch, rlimits_for
 from plughost.sandbox.probe import ProbeResult, probe_layers
 from plughost.sandbox.uids import UidPool
@@ -130,6 +131,11 @@ class Sandbox:
         }
         return status
 
+    @property
+    def models(self) -> ModelShare:
+        """The namespace model folders and Hugging Face cache plugin processes see."""
+        return model_share(self.config)
+
     def egress_allowed(self, namespace_id: str | None) -> bool:
         return namespace_id is not None and namespace_id in self.config.egress_namespaces
 
@@ -152,10 +158,12 @@ class Sandbox:
         share_net: bool,
         env_dir: Path | None = None,
         detached: bool = False,
+        namespace_id: str | None = None,
     ) -> tuple[list[str], str]:
         """The bwrap argv prefix and the plugin folder as the process will see it (the
-        plugin environment ``env_dir``, if any, is seen at ``bwrap.ENV_MOUNT``); a
-        ``detached`` process does not die with the server."""
+        plugin environment ``env_dir``, if any, is seen at ``bwrap.ENV_MOUNT``, the
+        namespace's models at ``models.MODELS_MOUNT``); a ``detached`` process does not die
+        with the server."""
         if not (self.layers.get("bwrap") and self.bwrap_path):
             return [], str(plugin_dir)
         _traversable(plugin_dir)
@@ -167,6 +175,7 @@ class Sandbox:
             share_net=share_net or self.share_net_only,
             as_root=os.geteuid() == 0,
             env_dir=env_dir,
+            model_binds=tuple(self.models.binds(namespace_id)),
             die_with_parent=not detached,
         )
         return bwrap_command(self.bwrap_path, plan), PLUGIN_MOUNT
@@ -187,10 +196,12 @@ class Sandbox:
         egress = self.egress_allowed(namespace_id)
         uid = self.uids.acquire() if self.uids is not None else None
         prefix, seen_dir = self._prefix(
-            plugin_dir, share_net=egress, env_dir=env_dir, detached=detached
+            plugin_dir, share_net=egress, env_dir=env_dir, detached=detached,
+            namespace_id=namespace_id,
         )
         policy = self._policy(uid, memory_gb_of(serve_config, self.config.memory_gb), egress)
         env = dict(SANDBOX_ENV) if prefix else {}
+        env.update(self.models.env(namespace_id, wrapped=bool(prefix)))
         return SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
 
     def release(self, launch: SandboxLaunch | None) -> None:
@@ -241,6 +252,16 @@ def memory_gb_of(serve_config: Mapping[str, Any], default: float) -> float:
     return value if value > 0 else default
 
 
+def model_share(config: SandboxConfig) -> ModelShare:
+    """What plugin processes see of the models under ``config`` (plughost.sandbox.models)."""
+    return ModelShare(config.models_root, config.hf_cache)
+
+
+def models_of(settings: Settings) -> ModelShare:
+    """What plugin processes see of the models, for a launcher without a sandbox."""
+    return model_share(config_from_settings(settings))
+
+
 def config_from_settings(settings: Settings) -> SandboxConfig:
     """The sandbox part of the server settings."""
     hidden = [settings.resolved_home]
@@ -259,4 +280,8 @@ def config_from_settings(settings: Settings) -> SandboxConfig:
         uid_base=settings.sandbox_uid_base,
         uid_count=settings.sandbox_uid_count,
         hidden=tuple(dict.fromkeys(hidden)),
+        models_root=settings.models_dir / "ns",
+        hf_cache=Path(settings.hf_cache_dir).expanduser().resolve()
+        if settings.hf_cache_dir
+        else None,
     )

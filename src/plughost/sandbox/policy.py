@@ -30,6 +30,10 @@ class SandboxConfig:
     uid_count: int = 65_536
     hidden: tuple[Path, ...] = ()
     probe_timeout_s: float = 30.0
+    # the namespace model folders' parent and the shared Hugging Face cache
+    # (plughost.sandbox.models); each bound read-only when set
+    models_root: Path | None = None
+    hf_cache: Path | None = None
 
 
 def rlimits_for(config: SandboxConfig, memory_gb: float, own_uid: bool) -> dict[str, int]:

@@ -21,6 +21,7 @@ from plughost.metrics.collector import (
     PlughostCollector,
     ValidationFailures,
 )
+from plughost.metrics.model_loads import ModelLoadMetrics
 from plughost.metrics.requests import RequestMetrics
 from plughost.metrics.series import Sampler
 from plughost.metrics.window import RecentWindow
@@ -95,9 +96,11 @@ def build_observation(
     status: DeploymentStatus,
     request_metrics: RequestMetrics,
     recent: RecentWindow,
+    model_loads: ModelLoadMetrics | None = None,
 ) -> Observation:
     """The rest of the observation side, reading the deployment side: ``validation`` counts
-    what the uploads report, ``request_metrics`` what the data plane counts."""
+    what the uploads report, ``request_metrics`` what the data plane counts, ``model_loads``
+    what plugin processes report of their model loads (through container calls)."""
     durations = DeployDurations()
     status.releases.board.listeners.append(durations.on_change)
     sampler = Sampler(request_metrics, status.controller, status.routes, recent)
@@ -107,6 +110,7 @@ def build_observation(
         lambda: history.release_counts(db),
         durations,
         validation,
+        model_loads,
     )
     return Observation(
         logs, Observe(db, logs.store), StatusWatches(status), sampler, collector, validation

@@ -22,6 +22,9 @@ from plughost.config import Settings
 from plughost.domain.container import (
     BAD_REQUEST,
     LLM_GENERATE,
+    MODEL_LOADS,
+    PLUGIN_CALL,
+    PLUGIN_HAS,
     SECRETS_GET,
     SECRETS_LIST,
     TIMED_OUT,
@@ -31,8 +34,10 @@ from plughost.domain.container import (
     error_reply,
     ok_reply,
 )
+from plughost.metrics.model_loads import ModelLoadMetrics
 from plughost.persistence.db import Database
 from plughost.persistence.tables import Namespace
+from plughost.services.container_plugins import PluginRoutes, call_plugin, has_plugin
 from plughost.services.llm import LlmClient, LlmFailure
 
 log = logging.getLogger("plughost.container")
@@ -79,14 +84,20 @@ class ContainerService:
         secrets: SecretSource | None,
         org_of: OrgOf,
         llm: LlmClient | None = None,
+        model_loads: ModelLoadMetrics | None = None,
+        plugins: PluginRoutes | None = None,
     ) -> None:
         """``secrets`` None: secret reads answer that this server keeps none. ``org_of``
         finds a namespace's organization (blocking). ``llm`` defaults to one built from
-        ``settings``."""
+        ``settings``. ``model_loads`` counts the model loads plugins report (a new one when
+        None; /metrics shows this object's). ``plugins``: the route table through which a
+        plugin calls another one deployed in its namespace (None: no such calls)."""
         self.settings = settings
         self.secrets = secrets
         self._org_of = org_of
         self.llm = llm if llm is not None else LlmClient(settings)
+        self.model_loads = model_loads if model_loads is not None else ModelLoadMetrics()
+        self.plugins = plugins
         self._orgs: dict[str, str] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
 
@@ -96,6 +107,8 @@ class ContainerService:
             target, args = check_request(request)
         except (TypeError, ValueError) as exc:
             return error_reply(BAD_REQUEST, str(exc))
+        if target == MODEL_LOADS:  # counted at once: no organization, no slot
+            return self._load_report(scope, args)
         limit = self.settings.container_call_timeout_s
         slots = self._slots.setdefault(
             scope.namespace_id or "", asyncio.Semaphore(self.settings.container_max_concurrency)
@@ -104,6 +117,8 @@ class ContainerService:
             async with asyncio.timeout(limit):
                 async with slots:
                     org = await self._organization(scope)
+                    if target in (PLUGIN_HAS, PLUGIN_CALL):
+                        return await self._plugin(target, scope.namespace_id or "", args)
                     return ok_reply(await self._dispatch(target, args, org))
         except TimeoutError:
             return error_reply(
@@ -117,6 +132,22 @@ class ContainerService:
         except Exception as exc:
             log.exception("container call %s failed", target)
             return error_reply(UNAVAILABLE, f"the server failed {target}: {type(exc).__name__}")
+
+    def _load_report(self, scope: ContainerScope, args: dict[str, Any]) -> dict[str, Any]:
+        model, outcome, seconds = args.get("model"), args.get("outcome"), args.get("seconds")
+        if not isinstance(model, str) or not model or len(model) > MAX_NAME_CHARS:
+            return error_reply(BAD_REQUEST, "a load report names its model (a short string)")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            return error_reply(BAD_REQUEST, "a load report gives its duration in seconds")
+        self.model_loads.record(scope.namespace_id or "", model, str(outcome), float(seconds))
+        return ok_reply(None)
+
+    async def _plugin(self, target: str, namespace: str, args: dict[str, Any]) -> dict[str, Any]:
+        if self.plugins is None:
+            return error_reply(UNAVAILABLE, "this server does not let plugins call plugins")
+        if target == PLUGIN_HAS:
+            return has_plugin(self.plugins, namespace, args)
+        return await call_plugin(self.plugins, namespace, args)
 
     async def _organization(self, scope: ContainerScope) -> str:
         if scope.organization_id:

@@ -126,3 +126,21 @@ def test_calls_wait_for_an_offer_and_fail_when_their_connection_closes() -> None
 def test_calls_before_the_replica_serves_are_refused_at_once() -> None:
     reply = ContainerLink().submit({"target": "secrets.list"}).result(1)
     assert reply["ok"] is False and "while its service is constructed" in reply["error"]["message"]
+
+
+def test_load_reports_made_while_constructing_go_out_once_a_server_offers() -> None:
+    report = {"target": "models.load_report",
+              "args": {"model": "m_1", "outcome": "ok", "seconds": 0.1}}
+
+    async def go() -> tuple[list[Any], bool]:
+        link = ContainerLink()
+        link.submit(report)  # the service's constructor, before the replica serves
+        link.attach(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        outlet = Outlet()
+        link.offered(outlet)
+        return [decode_container_frame(b, "request")[1] for b in outlet.sent], link.used
+
+    sent, used = asyncio.run(go())
+    assert sent == [report]
+    assert used is False  # a report does not change how handlers are run

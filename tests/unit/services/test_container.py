@@ -162,3 +162,74 @@ def test_a_call_past_its_limit_is_a_timeout_reply_naming_the_setting() -> None:
     reply = asyncio.run(scenario())
     assert reply["error"]["type"] == "ContainerTimeout"
     assert "PLUGHOST_CONTAINER_CALL_TIMEOUT_S" in reply["error"]["message"]
+
+
+def test_model_load_reports_are_counted_for_the_callers_namespace() -> None:
+    from plughost.metrics.model_loads import ModelLoadMetrics
+
+    loads = ModelLoadMetrics()
+    service = ContainerService(Settings(), FakeSecrets(), NAMESPACES.get, model_loads=loads)
+    report = {"target": "models.load_report",
+              "args": {"model": "tiny_1_0_0", "outcome": "ok", "seconds": 0.5}}
+    # no organization lookup: a namespace the server does not know still counts
+    assert _call(service, ContainerScope("ns_unknown"), report) == {"ok": True, "result": None}
+    assert loads.series[("ns_unknown", "tiny_1_0_0")].outcomes["ok"] == 1
+    bad = {"target": "models.load_report", "args": {"model": "", "seconds": "x"}}
+    assert _call(service, ContainerScope("ns_a"), bad)["error"]["type"] == "ContainerRequestError"
+
+
+class FakeGroup:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.bodies: list[bytes] = []
+        self.fail = fail
+
+    async def call_body(self, body: bytes) -> bytes:
+        self.bodies.append(body)
+        if self.fail is not None:
+            raise self.fail
+        return b'{"echo": ' + body + b"}"
+
+
+class FakeRoute:
+    def __init__(self, group: FakeGroup) -> None:
+        self.group = group
+
+    def pick(self) -> FakeRoute:
+        return self
+
+
+class FakeRoutes:
+    def __init__(self, table: dict[tuple[str, str], FakeRoute]) -> None:
+        self.table = table
+
+    def lookup(self, namespace_id: str, route_name: str) -> FakeRoute | None:
+        return self.table.get((namespace_id, route_name))
+
+
+def test_a_plugin_calls_another_deployed_in_its_own_namespace_only() -> None:
+    from plughost.errors import CallFailed
+
+    good, bad = FakeGroup(), FakeGroup(CallFailed("ValueError", "boom"))
+    routes = FakeRoutes({("ns_a", "embedder"): FakeRoute(good), ("ns_a", "broken"): FakeRoute(bad),
+                         ("ns_b", "secret_plugin"): FakeRoute(FakeGroup())})
+    service = ContainerService(Settings(), FakeSecrets(), NAMESPACES.get, plugins=routes)
+    scope = ContainerScope("ns_a")
+
+    def has(name: str) -> Any:
+        return _call(service, scope, {"target": "plugins.has", "args": {"name": name}})["result"]
+
+    assert has("embedder") is True
+    assert has("secret_plugin") is False  # another namespace's plugin is not there
+    call = {"target": "plugins.call",
+            "args": {"name": "embedder", "inputs": {"text": "hi"}, "parameters": {"k": 1}}}
+    assert _call(service, scope, call)["result"] == {
+        "echo": {"inputs": {"text": "hi"}, "parameters": {"k": 1}}
+    }
+    other = _call(service, scope, {"target": "plugins.call",
+                                   "args": {"name": "secret_plugin", "inputs": {}}})
+    assert other["error"]["type"] == "PluginNotDeployed"
+    failed = _call(service, scope, {"target": "plugins.call", "args": {"name": "broken"}})
+    assert failed["error"] == {"type": "PluginError", "message": "broken: ValueError: boom"}
+    without = ContainerService(Settings(), FakeSecrets(), NAMESPACES.get)
+    refused = _call(without, scope, {"target": "plugins.has", "args": {"name": "embedder"}})
+    assert refused["error"]["type"] == "ContainerUnavailable"

@@ -45,7 +45,7 @@ from plughost.backends.local.spare import SPARE_HOLD_S
 from plughost.config import Settings
 from plughost.domain.container import ContainerCalls, ContainerScope
 from plughost.replica.auth import new_secret
-from plughost.sandbox.host import Sandbox
+from plughost.sandbox.host import Sandbox, models_of
 
 log = logging.getLogger("plughost.backend.local")
 
@@ -109,6 +109,9 @@ class LocalReplicaGroup(ReplicaGroup):
 
     def _replica_spec(self, replica_id: str, with_sandbox: bool = True) -> ReplicaSpec:
         env = {**BASE_ENV, "HOME": str(self.spec.plugin_dir), **self.spec.env}
+        # the namespace's models at their real paths; a bubblewrap launch names its mounts
+        models = self.sandbox.models if self.sandbox is not None else models_of(self.settings)
+        env.update(models.env(self.spec.namespace_id, wrapped=False))
         detached = self.adoption is not None
         launch = None
         if self.sandbox is not None and with_sandbox:

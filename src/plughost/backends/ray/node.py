@@ -47,6 +47,8 @@ class WorkerConfig:
         raw = dict(self.sandbox)
         raw["egress_namespaces"] = frozenset(raw.get("egress_namespaces") or ())
         raw["hidden"] = tuple(Path(p) for p in raw.get("hidden") or ())
+        for key in ("models_root", "hf_cache"):
+            raw[key] = Path(raw[key]) if raw.get(key) else None
         return SandboxConfig(**raw)
 
 
@@ -65,6 +67,10 @@ def sandbox_fields(config: SandboxConfig) -> dict[str, Any]:
         "uid_count": config.uid_count,
         "hidden": [str(p) for p in config.hidden],
         "probe_timeout_s": config.probe_timeout_s,
+        # the same paths on every node: a cluster of several machines shares them
+        # (plughost.sandbox.models)
+        "models_root": str(config.models_root) if config.models_root else None,
+        "hf_cache": str(config.hf_cache) if config.hf_cache else None,
     }
 
 

@@ -121,7 +121,11 @@ class WorkerHost:
             plugin_dir=plugin_dir,
             socket_path=self.socket_path,
             init_kwargs=init_kwargs,
-            env={**BASE_ENV, "HOME": str(plugin_dir), **ray_thread_env(), **config.env},
+            env={
+                **BASE_ENV, "HOME": str(plugin_dir), **ray_thread_env(), **config.env,
+                # the namespace's models at their real paths (bubblewrap names its mounts)
+                **self.sandbox.models.env(config.namespace_id, wrapped=False),
+            },
             start_timeout_s=config.start_timeout_s,
             call_timeout_s=config.call_timeout_s,
             drain_timeout_s=config.drain_timeout_s,

@@ -188,3 +188,16 @@ def test_a_node_without_bubblewrap_reports_the_missing_layers_or_refuses_in_stri
             tmp_path, {}, WorkerConfig(sandbox={"mode": "strict", **no_bwrap}), (), None,
             exit_with_worker=False,
         )
+
+
+def test_the_models_folders_reach_ray_processes_in_the_sandbox_fields() -> None:
+    from pathlib import Path
+
+    from plughost.backends.ray.node import WorkerConfig, sandbox_fields
+    from plughost.sandbox.policy import SandboxConfig
+
+    config = SandboxConfig(models_root=Path("/srv/models/ns"), hf_cache=Path("/srv/hf"))
+    back = WorkerConfig(sandbox=sandbox_fields(config)).sandbox_config()
+    assert (back.models_root, back.hf_cache) == (Path("/srv/models/ns"), Path("/srv/hf"))
+    plain = WorkerConfig(sandbox=sandbox_fields(SandboxConfig())).sandbox_config()
+    assert (plain.models_root, plain.hf_cache) == (None, None)

@@ -1,1 +1,1 @@
-"""``shared.models``: model loading (not served by plughost yet; see :mod:`.loader`)."""
+"""``shared.models``: namespace models and the local Hugging Face cache (see :mod:`.loader`)."""

@@ -217,10 +217,14 @@ class PluginContainer:
         self.secrets = Secrets()
         self.llm = LLM()
         self.inference = NotOffered(
-            "inference", "Call another deployed plugin over HTTP from a namespace with egress."
+            "inference",
+            "A batch pipeline calls another plugin deployed in its namespace through "
+            "get_batch_service(name) from shared.inference.registry.",
         )
         self.models = NotOffered(
-            "models", "Ship weights in the plugin archive or load them with transformers."
+            "models",
+            "Load the namespace's models with load_namespace_model(model_id) from "
+            "engine.models (LazyModelMixin and lazy_model load them on first use).",
         )
 
     def __repr__(self) -> str:

@@ -1,0 +1,1 @@
+"""``engine.inference``: Mixpeek's engine-side names of the inference base classes."""

@@ -1,0 +1,1 @@
+"""``shared.inference``: Mixpeek's registry of batch services (:mod:`.registry`)."""
