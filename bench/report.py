@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench import models as models_goals
 from bench import multiserver as multiserver_goals
 from bench import ray_goals
 from bench import restart as restart_goals
@@ -432,6 +433,15 @@ GOALS: tuple[GoalRow, ...] = (
         "leader failover <= 5 s; propagation reported",
         lambda r: "two servers on one PostgreSQL: leader SIGKILL -> survivor leads; status change seen by the other",
         multiserver_goals.judge,
+    ),
+    # namespace models: weights loaded from the page cache, shared by replicas (bench/models.py)
+    GoalRow(
+        "models",
+        "reported",
+        lambda r: f"{r.get('models', {}).get('size_mb', 100)} MB safetensors namespace model: "
+        "first answer cold / warm (preloaded); PSS of 4 replicas mapping it vs 4 holding "
+        "private copies",
+        models_goals.judge,
     ),
     # issue 15: plughost on Ray against Ray Serve tuned, same run (bench/ray_goals.py)
     GoalRow(

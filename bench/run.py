@@ -23,6 +23,7 @@ from bench import (
     controlplane,
     dataplane,
     elastic,
+    models,
     multiserver,
     restart,
     rollouts,
@@ -224,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         res.update(workers.run(work / "workers", seconds=max(2.0, profile.duration_s)))
         # issue 16: leader failover and status propagation between two servers
         res.update(multiserver.run(rounds=5 if full else 1, changes=20 if full else 2))
+        # namespace models: cold and warm first answers, shared weights (its own server)
+        res.update(
+            models.run(work / "models", rounds=5 if full else 1, size_mb=100 if full else 20)
+        )
         completed = True
     finally:
         systems.stop_all()

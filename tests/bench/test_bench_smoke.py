@@ -107,6 +107,15 @@ def test_control_plane_figures_are_numbers(tiny_run: Path) -> None:
     assert memory["plughost"]["rss_kb"] > 0
 
 
+def test_namespace_model_figures_are_numbers(tiny_run: Path) -> None:
+    models = json.loads((tiny_run / "latest.json").read_text())["models"]
+    for kind in ("cold", "warm"):
+        assert all(_is_number(models[kind][k]) for k in ("first_answer_s", "deploy_s", "load_s"))
+    for kind in ("mmap4", "copy4"):
+        assert models[kind]["replicas"] == 4, models[kind]
+        assert all(_is_number(x) and x > 0 for x in models[kind]["pss_mb_each"])
+
+
 def _goal_rows() -> int:
     """How many rows bench/report.py's GOALS table has (read in a child: `bench` here would
     be this tests folder)."""

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from deploy_support import NS, infer, plugin_archive, upload
+from model_support import model_tar, safetensors_bytes
 from support import REPO, LiveServer, unique_name
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -104,6 +105,36 @@ def test_dashboard_deploys_watches_live_and_rolls_back(server: LiveServer, brows
     expect(phone.locator("#d-status")).to_have_text("deployed", timeout=15_000)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    assert errors == []
+
+
+def test_dashboard_lists_the_namespaces_models(server: LiveServer, browser: Any) -> None:
+    name = unique_name("dashw")
+    model_id = f"{name}_1_0_0"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, server)
+    expect = sync_api.expect
+    row = page.locator(f"tr[data-model-id='{model_id}']")
+    expect(row).to_have_count(0)
+    with server.client() as c:
+        resp = c.post(
+            f"/v1/namespaces/{NS}/models",
+            data={"name": name, "version": "1.0.0", "model_format": "safetensors",
+                  "task_type": "embedding"},
+            files={"file": ("w.tar.gz", model_tar({"model.safetensors": safetensors_bytes()}),
+                            "application/gzip")},
+        )
+        assert resp.status_code == 200, resp.text
+        # the list refreshes itself (every 5 s): the new model appears without a reload
+        expect(row).to_contain_text("safetensors", timeout=15_000)
+        expect(row.locator("td").nth(2)).to_have_text("embedding")
+        expect(row.locator("td").nth(3)).to_have_text("no")
+        assert c.post(f"/v1/namespaces/{NS}/models/{model_id}/deploy").status_code == 200
+        expect(row.locator("td").nth(3)).to_have_text("yes", timeout=15_000)
+        assert c.delete(f"/v1/namespaces/{NS}/models/{model_id}").status_code == 200
+    expect(row).to_have_count(0, timeout=15_000)
     assert errors == []
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from plughost.cli.author import register as register_author_commands
 from plughost.cli.batch import batch_app
+from plughost.cli.models import models_app
 from plughost.cli.secrets import secrets_app
 from plughost.config import Settings
 from plughost.errors import PlughostError
@@ -27,6 +28,7 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(batch_app, name="batch")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(models_app, name="models")
 register_author_commands(app)
 console = Console()
 err_console = Console(stderr=True)

@@ -68,6 +68,7 @@
 
   // -- the plugin list -----------------------------------------------------------------------
   async function loadPlugins() {
+    loadModels().catch(() => {});
     const body = await api(nsPath("/plugins"));
     state.plugins = body.plugins.sort((a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version));
     const statuses = await Promise.all(state.plugins.map((p) => api(nsPath(`/plugins/${p.plugin_id}/status`)).catch(() => null)));
@@ -88,6 +89,20 @@
       return row;
     });
     $("plugins").querySelector("tbody").replaceChildren(...rows);
+  }
+
+  // -- the namespace's models (weights plugins load by id) ------------------------------------
+  async function loadModels() {
+    const ns = state.ns;
+    const body = await api(nsPath("/models"));
+    if (ns !== state.ns) return;
+    const models = body.models.sort((a, b) => a.model_id.localeCompare(b.model_id));
+    $("model-count").textContent = `(${models.length})`;
+    $("models-empty").hidden = models.length > 0;
+    $("models").querySelector("tbody").replaceChildren(...models.map((m) =>
+      el("tr", { "data-model-id": m.model_id, class: "static" },
+        el("td", {}, m.model_id), el("td", {}, m.model_format), el("td", {}, m.task_type || "-"),
+        el("td", {}, m.deployed ? "yes" : "no"))));
   }
 
   // -- one plugin ----------------------------------------------------------------------------
