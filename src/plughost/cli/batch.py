@@ -18,16 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from plughost.cli.author.errors import CliError
 from plughost.cli.author.options import (
     DEFAULT_NAMESPACE,
     DEFAULT_URL,
     JsonOpt,
     KeyOpt,
     UrlOpt,
-    resolve_target,
 )
 from plughost.cli.author.options import NamespaceOpt as NsOpt
+from plughost.cli.http import checked, open_client
 
 batch_app = typer.Typer(
     help="Batch jobs: a plugin's pipeline.py over a data set.", no_args_is_help=True
@@ -37,27 +36,6 @@ err_console = Console(stderr=True)
 FINAL = ("completed", "failed", "cancelled")
 
 
-def _client(url: str, key: str | None) -> httpx.Client:
-    try:
-        target = resolve_target(url, key, DEFAULT_NAMESPACE)
-    except CliError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
-    return httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {target.api_key}"}, timeout=120
-    )
-
-
-def _checked(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"error": {"message": response.text}}
-    if response.status_code >= 400:
-        error = body.get("error") or {}
-        err_console.print(f"[red]error {response.status_code}:[/red] {error.get('message', body)}")
-        raise typer.Exit(code=1)
-    return dict(body)
 
 
 def _parameters(raw: str | None) -> str | None:
@@ -83,7 +61,7 @@ def _follow(client: httpx.Client, endpoint: str, interval: float) -> dict[str, A
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task("queued", total=None, rate="")
         while True:
-            body = _checked(client.get(endpoint))
+            body = checked(client.get(endpoint))
             rate = body.get("rows_per_second")
             progress.update(
                 task,
@@ -127,8 +105,8 @@ def run(
     data = {"on_error": on_error}
     if (params := _parameters(parameters)) is not None:
         data["parameters"] = params
-    with _client(url, key) as client, input_file.open("rb") as src:
-        submitted = _checked(
+    with open_client(url, key, 120) as client, input_file.open("rb") as src:
+        submitted = checked(
             client.post(
                 f"/v1/namespaces/{namespace}/plugins/{plugin}/batches",
                 files={"file": (input_file.name, src, "application/octet-stream")},
@@ -162,8 +140,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one job."""
-    with _client(url, key) as client:
-        body = _checked(client.get(f"/v1/namespaces/{namespace}/batches/{batch_id}"))
+    with open_client(url, key, 120) as client:
+        body = checked(client.get(f"/v1/namespaces/{namespace}/batches/{batch_id}"))
     if as_json:
         typer.echo(json.dumps(body))
         return
@@ -190,8 +168,8 @@ def cancel(
     key: KeyOpt = None,
 ) -> None:
     """Cancel a queued or running job."""
-    with _client(url, key) as client:
-        body = _checked(client.delete(f"/v1/namespaces/{namespace}/batches/{batch_id}"))
+    with open_client(url, key, 120) as client:
+        body = checked(client.delete(f"/v1/namespaces/{namespace}/batches/{batch_id}"))
     console.print(f"{body['batch_id']}: {body['status']}")
 
 
@@ -209,8 +187,8 @@ def list_batches(
         if plugin
         else f"/v1/namespaces/{namespace}/batches"
     )
-    with _client(url, key) as client:
-        body = _checked(client.get(path))
+    with open_client(url, key, 120) as client:
+        body = checked(client.get(path))
     if as_json:
         typer.echo(json.dumps(body["batches"]))
         return

@@ -20,16 +20,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from plughost.cli.author.errors import CliError
 from plughost.cli.author.options import (
     DEFAULT_NAMESPACE,
     DEFAULT_URL,
     JsonOpt,
     KeyOpt,
     UrlOpt,
-    resolve_target,
 )
 from plughost.cli.author.options import NamespaceOpt as NsOpt
+from plughost.cli.http import checked, open_client
 
 models_app = typer.Typer(
     help="Namespace models: weights uploaded once, loaded by plugins with "
@@ -45,33 +44,11 @@ UPLOAD_TIMEOUT = httpx.Timeout(3600.0, connect=10.0)
 ModelArg = Annotated[str, typer.Argument(help="the model id, e.g. tiny_weights_1_0_0")]
 
 
-def _client(url: str, key: str | None, timeout: httpx.Timeout | float = 60.0) -> httpx.Client:
-    try:
-        target = resolve_target(url, key, DEFAULT_NAMESPACE)
-    except CliError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
-    return httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {target.api_key}"}, timeout=timeout
-    )
-
-
-def _checked(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a success; an error prints the server's message and exits 1."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"error": {"message": response.text}}
-    if response.status_code >= 400:
-        error = (body.get("error") if isinstance(body, dict) else None) or {}
-        err_console.print(f"[red]error {response.status_code}:[/red] {error.get('message', body)}")
-        raise typer.Exit(code=1)
-    return dict(body)
 
 
 def _send(call: Any) -> dict[str, Any]:
     try:
-        return _checked(call())
+        return checked(call())
     except httpx.HTTPError as exc:
         err_console.print(f"[red]error:[/red] cannot reach the server: {exc}")
         raise typer.Exit(code=1) from exc
@@ -128,7 +105,7 @@ def upload(
     with (
         _archive(path) as archive,
         archive.open("rb") as stream,
-        _client(url, key, UPLOAD_TIMEOUT) as client,
+        open_client(url, key, UPLOAD_TIMEOUT) as client,
     ):
         body = _send(
             lambda: client.post(
@@ -162,7 +139,7 @@ def list_models(
 ) -> None:
     """List the namespace's models (or, with --available, the organization's)."""
     path = f"/v1/namespaces/{namespace}/models" + ("/available" if available else "")
-    with _client(url, key) as client:
+    with open_client(url, key, 60.0) as client:
         body = _send(lambda: client.get(path))
     if as_json:
         typer.echo(json.dumps(body))
@@ -191,7 +168,7 @@ def deploy_model(
     as_json: JsonOpt = False,
 ) -> None:
     """Preload a model, so the next replica that loads it finds its files in memory."""
-    with _client(url, key, UPLOAD_TIMEOUT) as client:
+    with open_client(url, key, UPLOAD_TIMEOUT) as client:
         body = _send(lambda: client.post(f"/v1/namespaces/{namespace}/models/{model_id}/deploy"))
     if as_json:
         typer.echo(json.dumps(body))
@@ -208,7 +185,7 @@ def delete_model(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a model of the namespace (refused while a deployed plugin uses it)."""
-    with _client(url, key) as client:
+    with open_client(url, key, 60.0) as client:
         body = _send(lambda: client.delete(f"/v1/namespaces/{namespace}/models/{model_id}"))
     if as_json:
         typer.echo(json.dumps(body))
