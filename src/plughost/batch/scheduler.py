@@ -17,29 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plughost.archive import ArchiveError, IntakeLimits, find_plugin_root, unpack_archive
-from plughost.batch.launcher import WorkerSpec
-from plughost.batch.parts import PartStore
-from plughost.batch.pipeline import (
-    actor_memory_gb_of,
-    batch_size_of,
-    compute_profile,
-    max_concurrency_of,
-)
-from plughost.batch.reader import scan
-from plughost.batch.runner import Counters, JobFailed, JobPlan, LocalJobRun
+from plughost.batch.job import Counters, JobFailed, JobPlan
 from plughost.batch.service import BatchService
 from plughost.config import Settings
 from plughost.domain.batch_states import BatchStatus
 from plughost.domain.container import ContainerCalls, ContainerScope
-from plughost.envs import PluginEnvironments
 from plughost.errors import PlughostError
 from plughost.persistence.batches import BatchView
 from plughost.persistence.tables import Plugin
 from plughost.sandbox.host import Sandbox, models_of
 from plughost.storage.base import ArchiveStore
+
+if TYPE_CHECKING:
+    from plughost.envs import PluginEnvironments
 
 log = logging.getLogger("plughost.batch")
 PROGRESS_EVERY_S = 0.5
@@ -210,6 +203,8 @@ class BatchScheduler:
 
     async def _run_local(self, view: BatchView, plan: JobPlan, counters: Counters) -> int | None:
         """Run the job on local worker processes; the row limit ``prepare`` set, if any."""
+        from plughost.batch.runner import LocalJobRun  # loaded on the first job, as in _plan
+
         run = LocalJobRun(plan, counters, lambda: None)
         await run.run()
         return run.limit
@@ -247,6 +242,17 @@ class BatchScheduler:
             raise JobFailed(f"cannot unpack the plugin's archive: {exc}") from exc
 
     def _plan(self, view: BatchView, counters: Counters) -> JobPlan:
+        # loaded on the first job: the server starts without pandas/pyarrow
+        from plughost.batch.launcher import WorkerSpec
+        from plughost.batch.parts import PartStore
+        from plughost.batch.pipeline import (
+            actor_memory_gb_of,
+            batch_size_of,
+            compute_profile,
+            max_concurrency_of,
+        )
+        from plughost.batch.reader import scan
+
         facts = self._plugin_facts(view.plugin_pk)
         input_path = self.store.local_path(view.input_key)
         if not input_path.is_file():

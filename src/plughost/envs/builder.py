@@ -31,9 +31,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from plughost.config import Settings
 from plughost.envs.keying import (
     EnvKey,
@@ -42,6 +39,7 @@ from plughost.envs.keying import (
     fingerprint,
     interpreter_tag,
     normalise_requirements,
+    requirement_name,
 )
 from plughost.sandbox.requirements import missing_requirements
 
@@ -156,7 +154,7 @@ class EnvBuilder:
         started = time.monotonic()
         try:
             pins = await self._resolve(plan, scratch)
-            install = [p for p in pins if _pin_name(p) not in self.base()]
+            install = [p for p in pins if requirement_name(p) not in self.base()]
             await self._install(install, scratch / SITE)
             seconds = time.monotonic() - started
             _write_meta(scratch, plan, pins, install, seconds)
@@ -239,13 +237,6 @@ def _find_uv() -> str:
     from uv import find_uv_bin
 
     return find_uv_bin()
-
-
-def _pin_name(pin: str) -> str:
-    try:
-        return canonicalize_name(Requirement(pin).name)
-    except InvalidRequirement:
-        return pin
 
 
 def _write_meta(

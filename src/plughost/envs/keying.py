@@ -15,9 +15,8 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+# packaging is imported inside the functions that parse: the server starts without it, and it
+# loads with the first requirement a plugin environment is planned for
 
 KEY_CHARS = 24
 
@@ -29,6 +28,9 @@ class BadRequirement(ValueError):
 def normalise_requirement(entry: str) -> str:
     """One PEP 508 requirement in canonical spelling: name normalised, extras sorted,
     specifiers sorted (packaging's own order), marker as packaging prints it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         req = Requirement(entry.strip())
     except InvalidRequirement as exc:
@@ -55,6 +57,9 @@ def base_distributions() -> dict[str, str]:
     canonical name -> version (versions that are not PEP 440 are left out)."""
     import importlib.metadata
 
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] if dist.metadata else None
@@ -66,6 +71,18 @@ def base_distributions() -> dict[str, str]:
             continue
         found.setdefault(canonicalize_name(name), dist.version)
     return found
+
+
+def requirement_name(pin: str) -> str:
+    """The canonical distribution name of the requirement ``pin`` (``pin`` itself when it
+    is not a requirement string)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        return canonicalize_name(Requirement(pin).name)
+    except InvalidRequirement:
+        return pin
 
 
 def constraints_text(base: dict[str, str]) -> str:
