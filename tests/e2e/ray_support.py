@@ -19,6 +19,8 @@ RAY_AVAILABLE = importlib.util.find_spec("ray") is not None and (
     importlib.util.find_spec("ray.serve") is not None
 )
 DB_KINDS = [k for k in os.environ.get("PLUGHOST_TEST_DBS", "sqlite,postgres").split(",") if k]
+# a live server's database where PostgreSQL would change nothing (tests/e2e/conftest.py)
+E2E_DB_KINDS = ["sqlite"] if "sqlite" in DB_KINDS else DB_KINDS[:1]
 TEST_BACKENDS = [b for b in os.environ.get("PLUGHOST_TEST_BACKENDS", "local,ray").split(",") if b]
 RAY_SKIP_REASON = "Ray Serve is not installed (pip install 'plughost[ray]')"
 # A cluster started with `ray start` uses token auth; a driver given an explicit address

@@ -24,6 +24,7 @@ from mixpeek import models as M
 from mixpeek.api.custom_plugins_namespace_api import CustomPluginsNamespaceApi
 from ray_support import (
     DB_KINDS,
+    E2E_DB_KINDS,
     RAY_AVAILABLE,
     RAY_SKIP_REASON,
     TEST_BACKENDS,
@@ -44,9 +45,9 @@ from support import (
 ORDER = ["queued", "pending", "in_progress", "deployed"]
 
 
-def _targets() -> list[Any]:
-    """(database, backend) legs: local on every database, Ray on SQLite (bounds CI time)."""
-    legs = [pytest.param((db, "local"), id=f"{db}-local") for db in DB_KINDS]
+def _targets(dbs: list[str]) -> list[Any]:
+    """(database, backend) legs: local on each of `dbs`, Ray on SQLite (bounds CI time)."""
+    legs = [pytest.param((db, "local"), id=f"{db}-local") for db in dbs]
     legs = legs if "local" in TEST_BACKENDS else []
     if "ray" in TEST_BACKENDS and "sqlite" in DB_KINDS:
         marks = [] if RAY_AVAILABLE else [pytest.mark.skip(reason=RAY_SKIP_REASON)]
@@ -54,10 +55,14 @@ def _targets() -> list[Any]:
     return legs
 
 
-TARGETS = _targets()
+# The module's server runs on SQLite (tests/e2e/conftest.py: the routes' SQL is tested on both
+# databases in process); the servers that restart, and the deploy queue, also on PostgreSQL,
+# where the state they come back to or wait in is read from that database.
+TARGETS = _targets(DB_KINDS)
+SERVER_TARGETS = _targets(E2E_DB_KINDS)
 
 
-@pytest.fixture(scope="module", params=TARGETS)
+@pytest.fixture(scope="module", params=SERVER_TARGETS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:

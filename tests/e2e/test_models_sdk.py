@@ -39,6 +39,12 @@ BUCKET = "plughost-models"
 ENV = {"PLUGHOST_MODEL_MAX_BYTES": str(LIMIT)}
 
 
+@pytest.fixture(scope="session")
+def db_kind(both_databases: str) -> str:
+    """The SDK's models routes on both databases (tests/e2e/conftest.py runs SQLite alone)."""
+    return both_databases
+
+
 @pytest.fixture(scope="module")
 def server(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The module's server per database kind (overrides conftest's), with a small model limit."""

@@ -5,9 +5,16 @@ the server's loop watchdog (on for every test server) reports no stall."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from deploy_support import NS, deploy, infer, plugin_archive, upload, wait_for
 from support import LiveServer, assert_no_loop_stalls, unique_name
 from upload_load import Caller, many_modules_archive
+
+
+@pytest.fixture(scope="session")
+def db_kind(both_databases: str) -> str:
+    """On PostgreSQL too: its sessions are where a blocking call on the loop costs most."""
+    return both_databases
 
 
 def _multipart(c: httpx.Client, name: str, archive: bytes) -> dict[str, object]:
