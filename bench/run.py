@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         res.update(
             elastic.run(
                 work / "elastic",
-                rounds=10 if full else 3,
+                rounds=10 if full else 1,
                 minilm_rounds=5 * full,
-                ray_rounds=0 if args.no_ray else 10 if full else 2,
+                ray_rounds=0 if args.no_ray else 10 if full else 1,
             )
         )
         res.update(rollouts.run(work / "rollouts"))
@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         # issue 16: 1 against 2 workers on PostgreSQL (their own servers and databases)
-        res.update(workers.run(work / "workers", seconds=max(2.0, profile.duration_s)))
+        res.update(
+            workers.run(
+                work / "workers", seconds=max(2.0, profile.duration_s), rounds=3 if full else 1
+            )
+        )
         # issue 16: leader failover and status propagation between two servers
         res.update(multiserver.run(rounds=5 if full else 1, changes=20 if full else 2))
         # namespace models: cold and warm first answers, shared weights (its own server)
