@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from conftest import CANARY, server_env
+from sec_servers import CANARY, server_env
 from sec_support import Listeners, upload_raw
 from support import LiveServer, zip_bytes
 

@@ -14,12 +14,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Target, wait_until
 from payloads_escape import ESCAPE_PAYLOADS
 from payloads_exhaust import EXHAUST_PAYLOADS
 from payloads_network import NETWORK_PAYLOADS
 from payloads_secrets import SECRET_PAYLOADS
 from payloads_tamper import TAMPER_PAYLOADS
+from sec_servers import Target, wait_until
 from sec_support import Listeners, Outcome, Payload, healthy, release_processes, run_case
 
 import plughost

@@ -20,7 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 import sec_support
-from conftest import (
+from payloads_escape import ESCAPE_PAYLOADS
+from payloads_exhaust import EXHAUST_PAYLOADS
+from payloads_network import NETWORK_PAYLOADS
+from payloads_secrets import SECRET_PAYLOADS
+from payloads_tamper import TAMPER_PAYLOADS
+from sec_servers import (
     NEIGHBOUR_CANARY,
     NEIGHBOUR_REALTIME,
     Neighbour,
@@ -28,11 +33,6 @@ from conftest import (
     server_env,
     wait_until,
 )
-from payloads_escape import ESCAPE_PAYLOADS
-from payloads_exhaust import EXHAUST_PAYLOADS
-from payloads_network import NETWORK_PAYLOADS
-from payloads_secrets import SECRET_PAYLOADS
-from payloads_tamper import TAMPER_PAYLOADS
 from sec_support import Listeners, Payload, healthy, run_case, upload_raw, wait_status
 from support import PIPELINE, LiveServer, zip_bytes
 from test_malicious_plugins import ESCAPED_MARKS, EXPECTED_STAGE, stray_files

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MAX_PROCESSES, Target, wait_until
 from payloads_exhaust import EXHAUST_PAYLOADS
+from sec_servers import MAX_PROCESSES, Target, wait_until
 from sec_support import NS, Listeners, deploy_files, run_case, upload_raw, wait_status
 from support import PIPELINE, LiveServer, zip_bytes
 
