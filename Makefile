@@ -67,6 +67,13 @@ PYTEST_RUN = $(BIN)/python tests/leftovers.py -- $(BIN)/python -m pytest $(PYTES
 test: $(STAMP_TEST) sandbox-deps browser-deps
 	$(PYTEST_RUN) $(PYTEST_ARGS)
 
+# The bench harness on its tiny profile (tests/bench: a whole tiny `make bench`, and
+# `make bench-compare` on its quick plan), so it cannot rot; it measures nothing. Apart from
+# `make test` (the product's suite, pyproject's testpaths); CI runs both.
+.PHONY: bench-smoke
+bench-smoke: $(STAMP_TEST) sandbox-deps
+	$(PYTEST_RUN) tests/bench $(PYTEST_ARGS)
+
 # The loop while working: unit tests and the HTTP surface in process (tests/integration), in a
 # few minutes; no `plughost serve` process, no Ray, no browser.
 test-fast: $(STAMP_TEST) sandbox-deps

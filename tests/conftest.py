@@ -1,7 +1,7 @@
 """Shared fixtures (live servers on SQLite and PostgreSQL) and the suite's tiers.
 
 Every test gets the marker of its tier from its folder (``unit``, ``integration``, ``e2e``,
-``security``); ``postgres`` when it runs against PostgreSQL, ``ray`` when it needs a Ray
+``security``, and ``bench`` for the harness smoke that ``make bench-smoke`` runs); ``postgres`` when it runs against PostgreSQL, ``ray`` when it needs a Ray
 cluster. Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so its
 module-scoped server starts once, and every Ray test shares one worker and its Ray head."""
 
@@ -24,7 +24,7 @@ pytest_plugins = ["loopcheck"]
 
 TESTS = Path(__file__).resolve().parent
 TIER_OF_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e",
-                  "security": "security", "bench": "e2e"}
+                  "security": "security", "bench": "bench"}
 RAY_FIXTURES = {"ray_head", "ray_server", "ray_cluster"}
 
 DB_KINDS = [k for k in os.environ.get("PLUGHOST_TEST_DBS", "sqlite,postgres").split(",") if k]
