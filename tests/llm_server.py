@@ -47,6 +47,14 @@ def _from_schema(schema: dict[str, Any], text: str) -> Any:
     return f"about: {text}"
 
 
+class _Listener(ThreadingHTTPServer):
+    """A backlog of a real server's size: socketserver's default of 5 dropped connections of
+    a burst (40 rows of a Ray Data job calling at once), which httpx saw as a ReadError."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @dataclass
 class LlmServer:
     """The server and what it was asked; :meth:`start` binds a free loopback port."""
@@ -92,7 +100,7 @@ class LlmServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Listener(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
