@@ -56,7 +56,9 @@ class BatchPart:
         live server runs; a new leader resumes the old one's from their chunks."""
         if self.until_leading is not None:
             await self.until_leading()
-        await self.scheduler.run(self._run_job())
+        # Ray Data's modules (pandas, pyarrow) load in a thread: the loop keeps answering
+        run_job = await asyncio.to_thread(self._run_job)
+        await self.scheduler.run(run_job)
 
     def _run_job(self) -> RunJob | None:
         """Ray Data for a Ray server (the leader's backend exists from here on), else None:
