@@ -100,7 +100,9 @@ def _worker_of(server: LiveServer, release_id: int) -> tuple[int, str]:
     raise AssertionError(f"no worker process for release {release_id}")
 
 
-def deploy_neighbour(server: LiveServer) -> Neighbour:
+def deployed_neighbour(server: LiveServer, timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
+    """Upload and deploy the neighbour plugin (its secret file beside its code); its plugin id
+    and its deployed status."""
     files = {
         "manifest.py": 'feature_extractor_name = "neighbour"\nversion = "1.0.0"\n',
         "pipeline.py": PIPELINE,
@@ -112,8 +114,13 @@ def deploy_neighbour(server: LiveServer) -> Neighbour:
         assert up["success"], up
         plugin_id = up["plugin_id"]
         c.post(f"/v1/namespaces/{NS}/plugins/{plugin_id}/deploy").raise_for_status()
-        body = wait_status(c, plugin_id)
+        body = wait_status(c, plugin_id, timeout=timeout)
         assert body["status"] == "deployed", body
+    return plugin_id, body
+
+
+def deploy_neighbour(server: LiveServer) -> Neighbour:
+    plugin_id, body = deployed_neighbour(server)
     folder = server.home / "deployments" / f"r{body['release_id']}"
     pid, sock = _worker_of(server, body["release_id"])
     digest = hashlib.sha256((folder / "realtime.py").read_bytes()).hexdigest()

@@ -25,16 +25,9 @@ from payloads_exhaust import EXHAUST_PAYLOADS
 from payloads_network import NETWORK_PAYLOADS
 from payloads_secrets import SECRET_PAYLOADS
 from payloads_tamper import TAMPER_PAYLOADS
-from sec_servers import (
-    NEIGHBOUR_CANARY,
-    NEIGHBOUR_REALTIME,
-    Neighbour,
-    Target,
-    server_env,
-    wait_until,
-)
-from sec_support import Listeners, Payload, healthy, run_case, upload_raw, wait_status
-from support import PIPELINE, LiveServer, zip_bytes
+from sec_servers import Neighbour, Target, deployed_neighbour, server_env, wait_until
+from sec_support import Listeners, Payload, healthy, run_case
+from support import LiveServer
 from test_malicious_plugins import ESCAPED_MARKS, EXPECTED_STAGE, stray_files
 
 pytestmark = pytest.mark.skipif(
@@ -110,19 +103,7 @@ def ray_release_processes(server_pid: int, release_id: int) -> list[int]:
 
 
 def deploy_ray_neighbour(server: LiveServer) -> Neighbour:
-    files = {
-        "manifest.py": 'feature_extractor_name = "neighbour"\nversion = "1.0.0"\n',
-        "pipeline.py": PIPELINE,
-        "realtime.py": NEIGHBOUR_REALTIME,
-        "secret.txt": NEIGHBOUR_CANARY,
-    }
-    with server.client() as c:
-        up = upload_raw(c, "neighbour", zip_bytes(files))
-        assert up["success"], up
-        plugin_id = up["plugin_id"]
-        c.post(f"/v1/namespaces/ns_default/plugins/{plugin_id}/deploy").raise_for_status()
-        body = wait_status(c, plugin_id, timeout=180)
-        assert body["status"] == "deployed", body
+    plugin_id, body = deployed_neighbour(server, timeout=180)
     assert server.proc is not None
     pid, sock, folder = ray_worker_of(server.proc.pid, body["release_id"])
     digest = hashlib.sha256((folder / "realtime.py").read_bytes()).hexdigest()
