@@ -22,7 +22,7 @@ from plughost.archive._serve_config import merge_serve_config
 from plughost.archive.errors import ManifestError
 from plughost.archive.limits import IntakeLimits
 from plughost.archive.manifest_features import normalise_compute_profile, normalise_features
-from plughost.domain.serve_config import SERVE_CONFIG_KEYS
+from plughost.domain.serve_config import SERVE_CONFIG_KEYS, serving_errors
 from plughost.runtime_api import RUNTIME_API_DIR
 
 CHILD_SCRIPT = Path(__file__).with_name("_manifest_child.py")
@@ -62,6 +62,9 @@ def read_manifest(plugin_root: Path, limits: IntakeLimits) -> dict[str, Any]:
     manifest = normalise_manifest(fields)
     class_config = _checked_class_config(result.get("class_serve_config"))
     manifest["serve_config"] = merge_serve_config(manifest["serve_config"], class_config)
+    serving = serving_errors(manifest["serve_config"] or {})
+    if serving:
+        raise ManifestError(serving)
     return manifest
 
 

@@ -16,6 +16,7 @@ QUICK_STREAK = 16  # consecutive quick calls in the thread before calls run on t
 # In the thread a call's wall time includes waiting for the GIL while the loop is busy, so
 # there a call counts as quick on its CPU time, unless it also waited this long (I/O, sleep).
 THREAD_WALL_LIMIT_S = 0.02
+OnThread = Callable[["Future[Any]"], object]
 
 
 class ServiceInvoker:
@@ -88,14 +89,22 @@ class ServiceInvoker:
         finally:
             self._note(self._clock() - started)
 
-    async def call(self, inputs: dict[str, Any], parameters: dict[str, Any]) -> Any:
-        """Answer one request; the plugin's exceptions propagate to the caller."""
+    async def call(
+        self,
+        inputs: dict[str, Any],
+        parameters: dict[str, Any],
+        on_thread: OnThread | None = None,
+    ) -> Any:
+        """Answer one request; the plugin's exceptions propagate to the caller.
+
+        ``on_thread(future)`` is told of the plugin thread's future when the call runs
+        there (whoever cancels the call learns from it whether the thread still runs)."""
         if self._handler_is_async:
             result = await self._handler(inputs, parameters)
         elif self.inline_ready:
             result = self.call_now(inputs, parameters)
         else:
-            result = await self._in_thread(self._timed_call, inputs, parameters)
+            result = await self.in_thread(self._timed_call, inputs, parameters, on_thread=on_thread)
         while inspect.isawaitable(result):
             result = await result
         return result
@@ -129,12 +138,29 @@ class ServiceInvoker:
             verdict = await verdict
         return bool(verdict)
 
-    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run ``function(*args)`` in the plugin thread, tracked until the thread is done."""
+    async def in_thread(
+        self, function: Callable[..., Any], *args: Any, on_thread: OnThread | None = None
+    ) -> Any:
+        """Run ``function(*args)`` in the plugin thread, tracked until the thread is done.
+
+        Cancelling the await drops the call when it has not started yet (it never runs);
+        one already running finishes in the thread. ``on_thread``: see :meth:`call`."""
         future = self._executor.submit(function, *args)
         self._thread_futures.add(future)
         future.add_done_callback(self._thread_futures.discard)
+        if on_thread is not None:
+            on_thread(future)
         return await asyncio.wrap_future(future)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Queue ``function(*args)`` in the plugin thread without waiting for it (closing a
+        generator after the call it streamed ended)."""
+        try:
+            future = self._executor.submit(function, *args)
+        except RuntimeError:  # shut down
+            return
+        self._thread_futures.add(future)
+        future.add_done_callback(self._thread_futures.discard)
 
     def shutdown(self) -> None:
         """Drop queued plain calls; a running one is left to finish (threads can't be killed)."""

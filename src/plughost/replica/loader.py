@@ -26,18 +26,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+from plughost.replica.batch_handler import is_frame_service, one_of_a_batch, resolve_batch_handler
+from plughost.replica.methods import BASE_CLASS_NAME, own_method
 from plughost.runtime_api import RUNTIME_API_DIR
 
 PLUGIN_PACKAGE = "plughost_plugin"
 SHIM_DIR = RUNTIME_API_DIR
 """The runtime API folder put on ``sys.path`` (kept under its old name for callers)."""
 FACTORY_NAME = "get_inference_service"
-BASE_CLASS_NAME = "BaseInferenceService"
+
 SERVICE_NAME_SUFFIXES: tuple[str, str] = ("InferenceService", "RealtimeService")
 HANDLER_CLASS_SUFFIX = "Handler"
 HANDLER_NAMES: tuple[str, ...] = ("run_inference", "_process_single", "__call__", "predict")
 """Methods that answer a request, in the order the loader prefers them."""
-_UNIMPLEMENTED_MARK = "__plughost_unimplemented__"
 
 
 class PluginLoadError(Exception):
@@ -55,6 +56,10 @@ class LoadedPlugin:
     service: object
     handler: Callable[..., Any]
     health: Callable[[], Any] | None
+    # ``batch_handler(inputs: list, parameters: list) -> list`` when the service can take a
+    # micro-batch (plughost.replica.batching): its run_inference_batch, or a
+    # BaseBatchInferenceService's DataFrame call
+    batch_handler: Callable[..., Any] | None = None
 
 
 def install_import_paths(plugin_dir: Path) -> None:
@@ -247,30 +252,6 @@ def attach_container(service: object, container: object | None) -> None:
         return
 
 
-def _is_unimplemented(method: Any) -> bool:
-    """Whether ``method`` is a base-class forwarder marked by the runtime API."""
-    return bool(getattr(getattr(method, "__func__", method), _UNIMPLEMENTED_MARK, False))
-
-
-def _own_method(service: object, name: str) -> Callable[..., Any] | None:
-    """The service's method ``name`` when the service itself implements it.
-
-    Implemented means: an instance attribute, or defined by a class of the service's MRO
-    other than ``object`` and any class named BaseInferenceService (ours forwards; a plugin's
-    fallback base has nothing of its own to answer with).
-    """
-    instance_attributes = getattr(service, "__dict__", {})
-    if name != "__call__" and callable(instance_attributes.get(name)):
-        return cast(Callable[..., Any], instance_attributes[name])
-    for klass in type(service).__mro__:
-        if klass is object or klass.__name__ == BASE_CLASS_NAME:
-            continue
-        if name in vars(klass):
-            method = getattr(service, name)
-            return None if _is_unimplemented(method) else cast(Callable[..., Any], method)
-    return None
-
-
 def resolve_handler(service: object) -> Callable[..., Any]:
     """The callable answering requests as ``handler(inputs, parameters)``.
 
@@ -283,7 +264,7 @@ def resolve_handler(service: object) -> Callable[..., Any]:
     if inspect.isroutine(service):
         return _two_argument_form(cast(Callable[..., Any], service))
     for name in HANDLER_NAMES:
-        method = _own_method(service, name)
+        method = own_method(service, name)
         if method is not None:
             return _two_argument_form(method)
     raise PluginLoadError(
@@ -346,8 +327,15 @@ def load_plugin(
     package = create_plugin_package(plugin_dir, package_name)
     module = load_realtime_module(plugin_dir, package)
     service = build_service(module, init_kwargs or {}, container)
-    handler = resolve_handler(service)
+    batch_handler = resolve_batch_handler(service)
+    if batch_handler is not None and is_frame_service(service):
+        handler = one_of_a_batch(batch_handler)  # its __call__ takes a DataFrame, not inputs
+    else:
+        handler = resolve_handler(service)
     health = getattr(service, "health", None)
     return LoadedPlugin(
-        service=service, handler=handler, health=health if callable(health) else None
+        service=service,
+        handler=handler,
+        health=health if callable(health) else None,
+        batch_handler=batch_handler,
     )

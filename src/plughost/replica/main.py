@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from plughost.domain.serve_config import DEFAULT_BATCH_WAIT_S
+from plughost.replica.batching import Batcher, batch_runner
 from plughost.replica.container_link import ContainerLink
 from plughost.replica.invoke import ServiceInvoker
 from plughost.replica.loader import (
@@ -116,7 +118,35 @@ OPTIONS: dict[str, tuple[str, Callable[[str], Any], Any, str]] = {
     "--orphan-timeout": (
         "orphan_timeout", float, None, "outlive the parent; stop after S s without a server"
     ),
+    "--serving": (
+        "serving", str, None,
+        'JSON {"max_batch_size": N, "batch_wait_timeout_s": S, "request_timeout_s": T}',
+    ),
 }
+
+
+def request_timeout(option: str | None) -> float | None:
+    """The release's request deadline from ``--serving`` (None: calls bring their own)."""
+    value = orjson.loads(option).get("request_timeout_s") if option else None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def make_batcher(plugin: LoadedPlugin, invoker: ServiceInvoker, option: str | None) -> Batcher | None:
+    """The replica's micro-batcher when ``--serving`` asks for batches above one call and the
+    service can take them (else None: calls are answered one by one)."""
+    if not option:
+        return None
+    config = orjson.loads(option)
+    size = int(config.get("max_batch_size") or 1)
+    if size <= 1:
+        return None
+    if plugin.batch_handler is None:
+        logger.warning(
+            "serve_config asks for batches of %d, but the service has no run_inference_batch;"
+            " calls are answered one by one", size)
+        return None
+    wait = float(config.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_S))
+    return Batcher(batch_runner(plugin.batch_handler, invoker.in_thread), size, wait)
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -230,7 +260,8 @@ async def serve(
     invoker = ServiceInvoker.for_plugin(plugin, may_inline=lambda: not link.used)
     server = ReplicaServer(
         invoker, args.socket, args.drain_timeout, listen_fd=args.listen_fd, secret=secret,
-        container=link,
+        container=link, batcher=make_batcher(plugin, invoker, args.serving),
+        request_timeout_s=request_timeout(args.serving),
     )
     try:
         await server.start()

@@ -5,6 +5,15 @@ object. Requests are ``{"id": int, "op": "call"|"health", "inputs": {...}, "para
 {...}}``; replies are ``{"id": int, "ok": true, "result": <json>}`` or ``{"id": int, "ok":
 false, "error": {"type": str, "message": str}}``.
 
+A call may carry ``"timeout": seconds``: the worker answers it with a ``GatewayTimeoutError``
+once that long has passed, cancelling its work (a plain handler's thread cannot be stopped:
+that error then says ``"running": true``, and an ``end`` frame follows once the thread is
+free). ``{"id": 0, "op": "cancel", "call": n}`` cancels call ``n`` the same way; it is answered
+by call ``n``'s own (error) reply. A handler that returns a generator streams: one
+``{"id": n, "ok": true, "item": <json>}`` frame per item, then ``{"id": n, "ok": true,
+"end": true}`` or an error reply. A reply answering the first call of a micro-batch names the
+batch's size: ``{"id": n, "ok": true, "batch": k, "result": ...}``.
+
 Replies are always written with ``id`` first and ``ok`` second, and a successful reply ends
 with the result followed by the closing brace. The client relies on that layout to hand the
 result's bytes to an HTTP response without decoding them (:func:`split_reply`).
@@ -24,7 +33,7 @@ HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 ENCODE_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
-_REPLY_PREFIX = re.compile(rb'^\{"id":(-?\d+|null),"ok":(true|false),')
+_REPLY_PREFIX = re.compile(rb'^\{"id":(-?\d+|null),"ok":(true|false),(?:"batch":(\d+),)?')
 _REQUEST_ID = re.compile(rb'^\{"id":(-?\d+),')
 
 
@@ -34,6 +43,12 @@ class FrameError(Exception):
 
 class ResultEncodingError(TypeError):
     """A plugin returned a value that cannot be represented as JSON."""
+
+
+RESULT, ITEM, END = "result", "item", "end"
+CANCEL_OP = "cancel"
+TIMEOUT_ERROR = "GatewayTimeoutError"  # a call past its deadline (error type of the reply)
+CANCELLED_ERROR = "CancelledError"  # a call cancelled by its caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,9 @@ class ReplyHead:
     request_id: int | None
     ok: bool
     result_start: int
+    kind: str = RESULT  # RESULT, ITEM (one item of a stream) or END (a stream's end)
+    batch: int = 0  # the size of the micro-batch this reply leads (0: not a batch's first)
+    stream: Any = None  # the channel's stream of the rest of a streamed reply (its own use)
 
 
 def encode_frame(body: bytes) -> bytes:
@@ -199,9 +217,27 @@ def encode_result(value: Any) -> bytes:
         raise ResultEncodingError(f"result is not JSON serializable: {exc}") from exc
 
 
-def encode_ok_reply(request_id: int, result_json: bytes) -> bytes:
-    """The body of a successful reply around already-encoded result bytes."""
+def encode_ok_reply(request_id: int, result_json: bytes, batch: int = 0) -> bytes:
+    """The body of a successful reply around already-encoded result bytes; ``batch``: the
+    size of the micro-batch whose first call this reply answers."""
+    if batch:
+        return b'{"id":%d,"ok":true,"batch":%d,"result":%b}' % (request_id, batch, result_json)
     return b'{"id":%d,"ok":true,"result":%b}' % (request_id, result_json)
+
+
+def encode_item_reply(request_id: int, item_json: bytes) -> bytes:
+    """One item of a streamed reply."""
+    return b'{"id":%d,"ok":true,"item":%b}' % (request_id, item_json)
+
+
+def encode_end_reply(request_id: int) -> bytes:
+    """The end of a streamed reply (also: a timed-out call's thread is free again)."""
+    return b'{"id":%d,"ok":true,"end":true}' % request_id
+
+
+def encode_cancel_request(call_id: int) -> bytes:
+    """Ask the worker to cancel call ``call_id`` of this connection."""
+    return b'{"id":0,"op":"cancel","call":%d}' % call_id
 
 
 # ``error.origin`` of a reply about the request itself (not JSON, inputs not an object):
@@ -210,14 +246,26 @@ WORKER_ORIGIN = "worker"
 
 
 def encode_error_reply(
-    request_id: int | None, type_name: str, message: str, origin: str | None = None
+    request_id: int | None,
+    type_name: str,
+    message: str,
+    origin: str | None = None,
+    running: bool = False,
 ) -> bytes:
     """The body of an error reply; ``request_id`` None when the request's id is unknown;
-    ``origin``: :data:`WORKER_ORIGIN` when the worker refused the request itself."""
-    error = {"type": type_name, "message": message}
+    ``origin``: :data:`WORKER_ORIGIN` when the worker refused the request itself;
+    ``running``: the call's plain handler still runs in the plugin thread."""
+    error: dict[str, Any] = {"type": type_name, "message": message}
     if origin is not None:
         error["origin"] = origin
+    if running:
+        error["running"] = True
     return orjson.dumps({"id": request_id, "ok": False, "error": error})
+
+
+def error_running(body: bytes) -> bool:
+    """Whether an error reply says the call's handler still runs in the plugin thread."""
+    return b'"running":true' in body
 
 
 def encode_request(request_id: int, op: str, inputs: Any = None, parameters: Any = None) -> bytes:
@@ -228,12 +276,18 @@ def encode_request(request_id: int, op: str, inputs: Any = None, parameters: Any
     )
 
 
-def encode_raw_call_request(request_id: int, payload: bytes) -> bytes:
+def encode_raw_call_request(
+    request_id: int, payload: bytes, timeout_s: float | None = None
+) -> bytes:
     """A call request whose ``body`` is a caller-supplied JSON object, spliced in undecoded.
 
     The worker reads ``inputs`` and ``parameters`` from that object; the splice keeps the
-    client from decoding and re-encoding a request it only forwards.
+    client from decoding and re-encoding a request it only forwards. ``timeout_s``: the
+    call's deadline, in seconds from now.
     """
+    if timeout_s is not None:
+        return b'{"id":%d,"op":"call","timeout":%.4f,"body":%b}' % (
+            request_id, max(timeout_s, 0.0001), payload)
     return b'{"id":%d,"op":"call","body":%b}' % (request_id, payload)
 
 
@@ -249,14 +303,21 @@ def split_reply(body: bytes) -> ReplyHead:
         ok = match.group(2) == b"true"
         if not ok:
             return ReplyHead(request_id, False, -1)
-        result_key = b'"result":'
-        if body.startswith(result_key, match.end()) and body.endswith(b"}"):
-            return ReplyHead(request_id, True, match.end() + len(result_key))
+        batch = int(match.group(3)) if match.group(3) else 0
+        end = match.end()
+        if body.endswith(b"}"):
+            if body.startswith(b'"result":', end):
+                return ReplyHead(request_id, True, end + 9, RESULT, batch)
+            if body.startswith(b'"item":', end):
+                return ReplyHead(request_id, True, end + 7, ITEM)
+            if body.startswith(b'"end":true}', end):
+                return ReplyHead(request_id, True, -1, END)
     reply = decode_object(body)
     request_id = reply.get("id")
     if request_id is not None and not isinstance(request_id, int):
         raise FrameError(f"reply id {request_id!r} is not an integer")
-    return ReplyHead(request_id, reply.get("ok") is True, -1)
+    kind = ITEM if "item" in reply else END if reply.get("end") is True else RESULT
+    return ReplyHead(request_id, reply.get("ok") is True, -1, kind)
 
 
 # -- container calls: requests from the replica to the server, on the same connection ----------

@@ -8,6 +8,14 @@ get up to the drain timeout to finish and be answered.
 Connections are asyncio protocols: frames are split out of ``data_received``, and the replies
 of one loop turn leave in one write. A quick plain call (see
 :class:`~plughost.replica.invoke.ServiceInvoker`) is answered right there, with no task.
+
+Every other call runs in a task of its connection, under the call's deadline (its
+``timeout``): past it, or on a ``cancel`` request, the task is cancelled (an async handler
+gets CancelledError; a plain call not yet started in the plugin thread never runs; one that
+runs cannot be stopped, so the error reply says it still runs and an ``end`` frame follows
+when the thread is free). A handler that returns a generator streams its items
+(:mod:`plughost.replica.protocol`). With a :class:`~plughost.replica.batching.Batcher`,
+calls are answered in micro-batches.
 """
 
 from __future__ import annotations
@@ -21,34 +29,38 @@ from pathlib import Path
 from typing import Any, cast
 
 from plughost.replica.auth import HELLO_OP, replica_proof, token_ok
+from plughost.replica.batching import Batcher
+from plughost.replica.calls import (
+    VALIDATION_ERROR,
+    CallRunner,
+    call_arguments,
+    encode_reply,
+    failure_reply,
+    refused,
+    streams,
+)
 from plughost.replica.container_link import ContainerLink
 from plughost.replica.invoke import ServiceInvoker
 from plughost.replica.protocol import (
+    CANCEL_OP,
+    CANCELLED_ERROR,
     CONTAINER_OFFER_OP,
     CONTAINER_PREFIX,
-    WORKER_ORIGIN,
     FrameBuffer,
     FrameError,
     FrameOutbox,
-    ResultEncodingError,
     decode_object,
-    encode_error_reply,
     encode_ok_reply,
-    encode_result,
     recover_request_id,
 )
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_ERROR = "ProtocolError"
-VALIDATION_ERROR = "ValidationError"
 CLOSE_WAIT_S = 2.0  # how long a stopping server waits for its connections to close
 
 
-def _refused(request_id: int | None, type_name: str, message: str) -> bytes:
-    """The error reply to a request the worker refuses itself: marked as the worker's, so the
-    host tells it apart from an exception the plugin raised."""
-    return encode_error_reply(request_id, type_name, message, WORKER_ORIGIN)
+_refused = refused
 
 
 class _Connection(asyncio.Protocol):
@@ -61,6 +73,7 @@ class _Connection(asyncio.Protocol):
         self._outbox = FrameOutbox()
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Future[None]] = set()
+        self.calls: dict[int, asyncio.Future[None]] = {}  # running calls by id (to cancel)
         self.reading = True
         self.closed = asyncio.get_running_loop().create_future()
         self._closer: asyncio.Future[None] | None = None
@@ -121,28 +134,22 @@ class _Connection(asyncio.Protocol):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def start_call(self, request_id: int, task: asyncio.Future[None]) -> None:
+        """Keep a call's task, findable by the call's id until it is done."""
+        self.track(task)
+        self.calls[request_id] = task
+
+        def done(_task: asyncio.Future[None]) -> None:
+            if self.calls.get(request_id) is task:
+                del self.calls[request_id]
+
+        task.add_done_callback(done)
+
     def close(self) -> None:
         """Send what is queued and close (the transport flushes before it closes)."""
         self._outbox.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-def _call_arguments(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``inputs`` and ``parameters`` of a call, from the request or its spliced ``body``.
-
-    Raises TypeError when either is present but not a JSON object.
-    """
-    source = request.get("body", request)
-    if not isinstance(source, dict):
-        raise TypeError("request body must be a JSON object")
-    inputs = source.get("inputs") or {}
-    parameters = source.get("parameters") or {}
-    if not isinstance(inputs, dict):
-        raise TypeError("inputs must be a JSON object")
-    if not isinstance(parameters, dict):
-        raise TypeError("parameters must be a JSON object")
-    return inputs, parameters
 
 
 class ReplicaServer:
@@ -156,10 +163,16 @@ class ReplicaServer:
         listen_fd: int | None = None,
         secret: str | None = None,
         container: ContainerLink | None = None,
+        batcher: Batcher | None = None,
+        request_timeout_s: float | None = None,
     ):
         """``container``: where plugin code's container calls go out (offered connections)
-        and their replies come back; None refuses the server's offer."""
+        and their replies come back; None refuses the server's offer. ``batcher``: calls are
+        answered in micro-batches through it. ``request_timeout_s``: the release's deadline,
+        for calls that bring none or a longer one."""
         self._invoker = invoker
+        self._batcher = batcher
+        self._runner = CallRunner(invoker, batcher, request_timeout_s)
         self._container = container
         self._socket_path = socket_path
         self._listen_fd = listen_fd
@@ -283,24 +296,33 @@ class ReplicaServer:
                 conn.stop_reading()
                 return
             self._hello(conn, request_id, request)
-        elif op == "call" and self._invoker.inline_ready:
-            self._call_now(conn, request_id, request)
-        elif op in ("call", "health"):
-            conn.track(asyncio.ensure_future(self._respond(conn, request_id, op, request)))
+        elif op == "call":
+            if self._batcher is None and self._invoker.inline_ready:
+                self._call_now(conn, request_id, request)
+            else:
+                conn.start_call(request_id, asyncio.ensure_future(
+                    self._runner.run(conn, request_id, request)))
+        elif op == "health":
+            conn.track(asyncio.ensure_future(self._respond_health(conn, request_id)))
+        elif op == CANCEL_OP:
+            self._cancel(conn, request.get("call"))
         elif op == CONTAINER_OFFER_OP and self._container is not None:
             self._container.offered(conn)
             conn.send(encode_ok_reply(request_id, b"true"))
         else:
             conn.send(_refused(request_id, PROTOCOL_ERROR, f"unknown op {op!r}"))
 
-    async def _respond(
-        self, conn: _Connection, request_id: int, op: str, request: dict[str, Any]
-    ) -> None:
-        if op == "health":
-            reply = await self._answer_health(request_id)
-        else:
-            reply = await self._answer_call(request_id, request)
-        conn.send(reply)
+    async def _respond_health(self, conn: _Connection, request_id: int) -> None:
+        conn.send(await self._answer_health(request_id))
+
+    def _cancel(self, conn: _Connection, call_id: Any) -> None:
+        """Cancel a running call of this connection (its task replies); a call that is not
+        running (answered already) is answered once more, so the client hears back."""
+        task = conn.calls.get(call_id) if isinstance(call_id, int) else None
+        if task is not None:
+            task.cancel()
+        elif isinstance(call_id, int):
+            conn.send(_refused(call_id, CANCELLED_ERROR, "no such call is running"))
 
     async def _answer_health(self, request_id: int) -> bytes:
         """Reply true/false from the service's health check; a raising check means false."""
@@ -314,7 +336,7 @@ class ReplicaServer:
     def _call_now(self, conn: _Connection, request_id: int, request: dict[str, Any]) -> None:
         """A quick plain call run right here on the loop (the invoker said it may)."""
         try:
-            inputs, parameters = _call_arguments(request)
+            inputs, parameters = call_arguments(request)
         except TypeError as exc:
             conn.send(_refused(request_id, VALIDATION_ERROR, str(exc)))
             return
@@ -323,40 +345,13 @@ class ReplicaServer:
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
             conn.send(_failure_reply(request_id, exc))
             return
-        if inspect.isawaitable(result):  # a plain handler that returned an awaitable
-            conn.track(asyncio.ensure_future(self._finish(conn, request_id, result)))
+        if inspect.isawaitable(result) or streams(result):
+            # an awaitable a plain handler returned, or a stream: under the call's deadline
+            conn.start_call(request_id, asyncio.ensure_future(
+                self._runner.run(conn, request_id, request, (result,))))
             return
-        conn.send(_encode_reply(request_id, result))
-
-    async def _finish(self, conn: _Connection, request_id: int, result: Any) -> None:
-        try:
-            while inspect.isawaitable(result):
-                result = await result
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
-            conn.send(_failure_reply(request_id, exc))
-            return
-        conn.send(_encode_reply(request_id, result))
-
-    async def _answer_call(self, request_id: int, request: dict[str, Any]) -> bytes:
-        """Run the plugin and encode its result, or the reason it failed."""
-        try:
-            inputs, parameters = _call_arguments(request)
-        except TypeError as exc:
-            return _refused(request_id, VALIDATION_ERROR, str(exc))
-        try:
-            result = await self._invoker.call(inputs, parameters)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a reply, logged in _failure_reply
-            return _failure_reply(request_id, exc)
-        return _encode_reply(request_id, result)
+        conn.send(encode_reply(request_id, result))
 
 
 def _failure_reply(request_id: int, exc: BaseException) -> bytes:
-    logger.warning("plugin raised %s", type(exc).__name__, exc_info=exc)
-    return encode_error_reply(request_id, type(exc).__name__, str(exc))
-
-
-def _encode_reply(request_id: int, result: Any) -> bytes:
-    try:
-        return encode_ok_reply(request_id, encode_result(result))
-    except ResultEncodingError as exc:
-        return encode_error_reply(request_id, type(exc).__name__, str(exc))
+    return failure_reply(request_id, exc)

@@ -198,7 +198,7 @@ def test_no_inline_call_while_the_thread_is_busy() -> None:
                 await invoker.call({}, {})
             ready_idle = invoker.inline_ready
             invoker._quick_streak = QUICK_STREAK  # as if the blocked call had not reset it
-            blocked = asyncio.ensure_future(invoker._in_thread(handler, {"block": True}, {}))
+            blocked = asyncio.ensure_future(invoker.in_thread(handler, {"block": True}, {}))
             await asyncio.sleep(0.05)
             ready_busy = invoker.inline_ready
             gate.set()

@@ -11,17 +11,24 @@ import pytest
 from pydantic import BaseModel
 
 from plughost.replica.protocol import (
+    END,
+    ITEM,
     MAX_FRAME_BYTES,
+    RESULT,
     FrameBuffer,
     FrameError,
     ResultEncodingError,
     decode_object,
+    encode_cancel_request,
+    encode_end_reply,
     encode_error_reply,
     encode_frame,
+    encode_item_reply,
     encode_ok_reply,
     encode_raw_call_request,
     encode_request,
     encode_result,
+    error_running,
     read_frame,
     recover_request_id,
     split_reply,
@@ -176,3 +183,67 @@ def test_frame_buffer_keeps_a_partial_frame_and_refuses_an_oversized_length() ->
     assert frames.feed(encode_frame(b"two")[5:]) == [b"two"]
     with pytest.raises(FrameError, match="exceeds"):
         FrameBuffer().feed(struct.pack(">I", MAX_FRAME_BYTES + 1))
+
+
+# -- streams, micro-batches, deadlines and cancels --------------------------------------------
+
+
+def test_a_stream_item_is_read_from_its_prefix_and_its_bytes_sliced_out() -> None:
+    item = encode_result({"token": "}", "n": [1, 2]})
+    body = encode_item_reply(12, item)
+    head = split_reply(body)
+    assert (head.request_id, head.ok, head.kind, head.batch) == (12, True, ITEM, 0)
+    assert body[head.result_start : -1] == item
+    assert orjson.loads(body) == {"id": 12, "ok": True, "item": orjson.loads(item)}
+
+
+def test_a_stream_end_is_its_own_kind_with_no_result() -> None:
+    body = encode_end_reply(12)
+    head = split_reply(body)
+    assert (head.request_id, head.ok, head.kind, head.result_start) == (12, True, END, -1)
+    assert orjson.loads(body) == {"id": 12, "ok": True, "end": True}
+
+
+def test_items_and_ends_in_another_key_order_are_decoded_to_the_same_kinds() -> None:
+    item = split_reply(b'{"ok":true,"item":[1],"id":5}')
+    end = split_reply(b'{"end":true,"id":6,"ok":true}')
+    plain = split_reply(b'{"ok":true,"result":null,"id":7}')
+    assert (item.request_id, item.kind, item.result_start) == (5, ITEM, -1)
+    assert (end.request_id, end.kind) == (6, END)
+    assert (plain.request_id, plain.kind) == (7, RESULT)
+
+
+def test_a_batch_lead_names_the_batch_size_and_keeps_its_result_sliceable() -> None:
+    result = encode_result([0.25, {"k": "v"}])
+    body = encode_ok_reply(3, result, batch=17)
+    head = split_reply(body)
+    assert (head.request_id, head.ok, head.kind, head.batch) == (3, True, RESULT, 17)
+    assert body[head.result_start : -1] == result
+    assert orjson.loads(body) == {"id": 3, "ok": True, "batch": 17, "result": orjson.loads(result)}
+    assert split_reply(encode_ok_reply(4, result)).batch == 0, "not a lead: no batch"
+
+
+def test_an_error_reply_may_say_the_handler_still_runs() -> None:
+    running = encode_error_reply(8, "GatewayTimeoutError", "past 1s", running=True)
+    done = encode_error_reply(9, "GatewayTimeoutError", "past 1s")
+    assert error_running(running) and not error_running(done)
+    assert split_reply(running).ok is False
+    assert orjson.loads(running)["error"] == {
+        "type": "GatewayTimeoutError", "message": "past 1s", "running": True,
+    }
+    assert "running" not in orjson.loads(done)["error"]
+    # a message that merely mentions it is escaped and does not count
+    assert not error_running(encode_error_reply(10, "ValueError", '"running":true'))
+
+
+def test_a_call_request_may_carry_its_deadline_and_a_cancel_names_its_call() -> None:
+    payload = b'{"inputs": {"x": 1}}'
+    body = encode_raw_call_request(11, payload, timeout_s=2.5)
+    assert orjson.loads(body) == {
+        "id": 11, "op": "call", "timeout": 2.5, "body": {"inputs": {"x": 1}},
+    }
+    assert recover_request_id(body) == 11
+    assert "timeout" not in orjson.loads(encode_raw_call_request(11, payload))
+    # a deadline already passed still reaches the worker as a positive one
+    assert orjson.loads(encode_raw_call_request(12, payload, timeout_s=-3))["timeout"] > 0
+    assert orjson.loads(encode_cancel_request(11)) == {"id": 0, "op": "cancel", "call": 11}

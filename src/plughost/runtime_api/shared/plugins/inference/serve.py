@@ -41,6 +41,9 @@ class ServeDeploymentConfig:
         num_cpus: float | None = None,
         num_gpus: float | None = None,
         memory_gb: float | None = None,
+        max_batch_size: int | None = None,
+        batch_wait_timeout_s: float | None = None,
+        request_timeout_s: float | None = None,
         **extra: Any,
     ) -> None:
         self.enabled = enabled
@@ -51,6 +54,9 @@ class ServeDeploymentConfig:
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.memory_gb = memory_gb
+        self.max_batch_size = max_batch_size
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+        self.request_timeout_s = request_timeout_s
         self.extra: dict[str, Any] = dict(extra)
 
     def to_dict(self) -> dict[str, Any]:
