@@ -18,6 +18,7 @@ subclass them, so nothing in between translates again.
     ├── UnsupportedMediaTypeError  UnsupportedMediaTypeError (415)
     ├── ServiceUnavailableError    ServiceUnavailableError (503)
     │   └── StorageUnavailableError  the archive store (S3) cannot be used now
+    ├── GatewayTimeoutError        GatewayTimeoutError (504): a call past its deadline
     └── PluginRuntimeError         PluginError (500)
 
     BackendError                   replicas, never on the wire as such
@@ -27,6 +28,9 @@ subclass them, so nothing in between translates again.
     │                              reaches the client as a request problem, never as the
     │                              plugin's                           (ReplicaRequestRefused)
     ├── CallFailed                 the plugin raised during a call    (ReplicaCallError)
+    ├── DeadlineExceeded           the call passed its deadline and was cancelled in the
+    │                              replica: also a GatewayTimeoutError (504)
+    ├── CallCancelled              the call was cancelled (its caller went away)
     └── Unavailable                no replica could answer            (ReplicaUnavailable)
         └── CallTimedOut           no reply in time; replica killed   (ReplicaCallTimeout)
 
@@ -126,6 +130,14 @@ class StorageUnavailableError(ServiceUnavailableError):
         super().__init__(message, details, retry_after_s=5)
 
 
+class GatewayTimeoutError(PlughostError):
+    """A call passed its deadline (serve_config.request_timeout_s, or the request's
+    X-Request-Timeout); its work was cancelled."""
+
+    status_code = 504
+    error_type = "GatewayTimeoutError"
+
+
 class PluginRuntimeError(PlughostError):
     """The plugin's own code raised while serving a request."""
 
@@ -153,6 +165,17 @@ class CallFailed(BackendError):
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.message = message
+
+
+class DeadlineExceeded(BackendError, GatewayTimeoutError):
+    """The replica stopped a call at its deadline (cancelled in the replica)."""
+
+    def __init__(self, message: str) -> None:
+        GatewayTimeoutError.__init__(self, message)
+
+
+class CallCancelled(BackendError):
+    """The replica cancelled a call because its caller went away."""
 
 
 class Unavailable(BackendError):

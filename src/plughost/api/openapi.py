@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Header
 from fastapi.openapi.utils import get_openapi
 
 from plughost.api.extractor_schemas import EXTRACTOR_ERRORS
 from plughost.api.model_schemas import MODEL_ERRORS, MODEL_REQUEST_BODIES
+from plughost.api.openapi_inference import INFERENCE_RESPONSES, TIMEOUT_HEADER_TEXT
 from plughost.api.paths import BATCH_ID_PATTERN
 from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.domain.ids import NAME_PATTERN, PLUGIN_ID_PATTERN, VERSION_PATTERN
@@ -53,6 +54,8 @@ _DESCRIPTIONS = {
     500: "PluginError: the plugin's own code raised while answering (its type and message).",
     503: "The server is starting, no replica of the plugin could answer, or the archive store "
     "(S3) cannot be used now (its message names the bucket and the endpoint).",
+    504: "GatewayTimeoutError: the call passed its deadline (serve_config.request_timeout_s, "
+    "or a lower X-Request-Timeout) and was cancelled in the replica.",
 }
 
 DEFAULT_ERRORS = [400, 401, 404, 422]
@@ -73,8 +76,8 @@ ERRORS: dict[tuple[str, str], list[int]] = {
     ("post", PID + "/undeploy"): [401, 404],
     ("post", PID + "/realtime/test"): [401, 404, 422, 503],
     ("post", NS + "/by-name/{name}/rollback"): [401, 404, 409, 422, 503],
-    ("post", "/v1/inference"): [400, 401, 404, 413, 415, 422, 500, 503],
-    ("post", INFER): [400, 401, 404, 413, 415, 500, 503],
+    ("post", "/v1/inference"): [400, 401, 404, 413, 415, 422, 500, 503, 504],
+    ("post", INFER): [400, 401, 404, 413, 415, 500, 503, 504],
     ("post", ORG + "/uploads"): [401, 409, 422, 503],
     ("post", ORG + "/uploads/{upload_id}/confirm"): [401, 404, 409, 413, 422, 503],
     ("get", ORG): [401],
@@ -319,11 +322,12 @@ _SINCE = {"anyOf": [
 ]}
 
 
-@fastpath_docs.post(INFER, responses={200: {
-    "description": "What the plugin returned, as JSON.",
-    "content": {"application/json": {"schema": {}}},
-}})
-def inference(namespace_id: str, route: str) -> None:
+@fastpath_docs.post(INFER, responses=INFERENCE_RESPONSES)
+def inference(
+    namespace_id: str,
+    route: str,
+    x_request_timeout: float | None = Header(default=None, gt=0, description=TIMEOUT_HEADER_TEXT),
+) -> None:
     """Call a deployed plugin: `route` is its deployment name (`custom_plugin_{plugin_id}`,
     the `route_prefix` of deploy and status) or its name, the alias that follows the newest
     healthy deployed version. Served by the ASGI fast path, never by this function."""

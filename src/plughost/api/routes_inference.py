@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import RuntimeDep
+from plughost.api.openapi_inference import INFERENCE_RESPONSES, TIMEOUT_HEADER_TEXT
 from plughost.api.streams import check_declared_length, limited_stream
+from plughost.backends.stream import CallStream
 from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.dataplane.request import (
     Flights,
@@ -23,18 +26,29 @@ from plughost.dataplane.request import (
     check_content_type,
     check_namespace,
 )
+from plughost.dataplane.streaming import (
+    EVENT_STREAM,
+    NDJSON,
+    ClientGone,
+    stream_chunks,
+    unless_gone,
+    wants_events,
+)
 from plughost.domain.ids import parse_feature_uri
 from plughost.errors import BadRequestError
 
 router = APIRouter(tags=["inference"])
 
 
-@router.post("/v1/inference")
+@router.post("/v1/inference", responses=INFERENCE_RESPONSES)
 async def infer_by_name(
     request: Request,
     rt: RuntimeDep,
     authorization: str | None = Header(default=None, include_in_schema=False),
     x_namespace: str | None = Header(default=None),
+    x_request_timeout: float | None = Header(
+        default=None, gt=0, description=TIMEOUT_HEADER_TEXT,
+    ),
 ) -> Response:
     flights: Flights = request.app.state.flights
     principal = await caller(rt.accounts, authorization, flights)
@@ -50,7 +64,20 @@ async def infer_by_name(
         namespace_id, _opt_str(body, "inference_name"), feature_uri
     )
     inputs, parameters = body.get("inputs") or {}, body.get("parameters") or {}
-    out = await rt.inference.infer_json(namespace_id, name, inputs, parameters)
+    try:
+        out = await unless_gone(
+            request.receive,
+            rt.inference.infer_json(namespace_id, name, inputs, parameters, x_request_timeout),
+        )
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it: the client has gone
+    if isinstance(out, CallStream):
+        events = wants_events(request.headers.get("accept"))
+        return StreamingResponse(
+            stream_chunks(out, events),
+            media_type=EVENT_STREAM if events else NDJSON,
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
     return Response(content=out, media_type="application/json")
 
 

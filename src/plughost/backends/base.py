@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from plughost.backends.stream import CallStream
+from plughost.domain.serve_config import request_timeout_of
 from plughost.errors import BackendError, CallFailed, CallTimedOut, StartFailed, Unavailable
 
 if TYPE_CHECKING:  # the Ray session module is loaded only with the Ray backend
@@ -88,10 +90,17 @@ class ReplicaGroup(ABC):
     spec: GroupSpec
 
     @abstractmethod
-    async def call_body(self, body: bytes) -> bytes:
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes | CallStream:
         """Run one inference on the least busy replica: ``body`` is one JSON object
         ``{"inputs": ..., "parameters": ...}`` (checked by the caller); returns the result's
-        JSON bytes as the replica encoded them. Raises CallFailed or Unavailable."""
+        JSON bytes as the replica encoded them, or a CallStream when the plugin streams.
+        ``deadline_s``: seconds from now until the call's deadline, which the replica
+        enforces (DeadlineExceeded). Raises CallFailed or Unavailable."""
+
+    def request_timeout(self, default: float) -> float | None:
+        """The release's call deadline in seconds (serve_config.request_timeout_s, else
+        ``default``); None when another server decides it (a forwarded call)."""
+        return request_timeout_of(self.spec.serve_config, default)
 
     @abstractmethod
     async def health(self) -> bool:

@@ -7,6 +7,14 @@ Deadlines are checked by one timer per connection while calls are waiting, inste
 timer per call. Profiles of the request path showed the stream reader, a write per request
 and per-call timeout scopes as a large part of the server's own cost per request.
 
+A call the caller gives up on (its task is cancelled: a deadline, a client that hung up) is
+cancelled in the replica with a ``cancel`` request; the replica must answer it (the call's own
+error reply) within CANCEL_ACK_S, or it is taken for hung (its loop blocked) and ended like a
+call past the channel's own timeout. A reply streamed in items (:mod:`plughost.replica.
+protocol`) is handed over as its first item with a :class:`ReplyStream` in ``head.stream``.
+A call the replica stopped while its plain handler still runs leaves the replica busy
+(:attr:`ReplicaChannel.busy`) until the replica says the thread is free.
+
 The replica may also send requests of its own: container calls of plugin code
 (:mod:`plughost.domain.container`), in ``cid`` frames. With a ``container`` handler (bound to
 the release's scope by whoever opens the channel) each is answered in a task of its own;
@@ -16,8 +24,10 @@ without one they get an error reply.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,18 +35,23 @@ from typing import Any, cast
 from plughost.domain.container import UNAVAILABLE, error_reply
 from plughost.replica.protocol import (
     CONTAINER_PREFIX,
+    END,
+    ITEM,
     FrameBuffer,
     FrameError,
     FrameOutbox,
     ReplyHead,
     decode_container_frame,
+    encode_cancel_request,
     encode_container_frame,
+    error_running,
     split_reply,
 )
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.05  # how often waiting calls are checked against their deadlines
+CANCEL_ACK_S = 5.0  # a replica that does not answer a cancel in this long is hung
 MAX_CONTAINER_CALLS = 256  # container calls of one connection in flight; more are refused
 ContainerHandler = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -47,6 +62,53 @@ class _Waiting:
     deadline: float
     timeout_s: float
     is_call: bool
+    stream: ReplyStream | None = None
+
+
+class ReplyStream:
+    """The frames of a streamed reply after its first item, in order: items, then an end
+    frame or an error reply (:meth:`next` gives each as ``(head, body)``). Closing it before
+    the end cancels the call in the replica."""
+
+    def __init__(self, channel: ReplicaChannel, request_id: int) -> None:
+        self._channel = channel
+        self.request_id = request_id
+        self._frames: deque[tuple[ReplyHead, bytes] | BaseException] = deque()
+        self._ready: asyncio.Future[None] | None = None
+        self.finished = False
+
+    def put(self, frame: tuple[ReplyHead, bytes] | BaseException) -> None:
+        self._frames.append(frame)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    async def next(self) -> tuple[ReplyHead, bytes]:
+        """The next frame (an ITEM, the END, or an error reply); raises ChannelClosed or
+        the timeout error when the connection ends or the call runs past the channel's own
+        timeout first."""
+        while not self._frames:
+            self._ready = self._channel._loop.create_future()
+            try:
+                await self._ready
+            except asyncio.CancelledError:
+                self.close()
+                raise
+            finally:
+                self._ready = None
+        frame = self._frames.popleft()
+        if isinstance(frame, BaseException):
+            self.finished = True
+            raise frame
+        if frame[0].kind != ITEM:
+            self.finished = True
+            self._channel._stream_done(self.request_id)
+        return frame
+
+    def close(self) -> None:
+        """Stop waiting for the rest; cancels the call in the replica if it still streams."""
+        if not self.finished:
+            self.finished = True
+            self._channel._stream_done(self.request_id, cancel=True)
 
 
 class ChannelClosed(Exception):
@@ -80,6 +142,15 @@ class ReplicaChannel(asyncio.Protocol):
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
         self.closed_reason: str | None = None
+        self._acks: dict[int, float] = {}  # cancelled calls: by when the replica must answer
+        self.stuck: set[int] = set()  # stopped calls whose plain handler still runs
+        self.streams = 0  # streamed replies under way
+
+    @property
+    def busy(self) -> int:
+        """How much routing should avoid this replica beyond its calls in flight: its open
+        streams, and a large weight per plugin thread still held by a stopped call."""
+        return self.streams + 1000 * len(self.stuck)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,10 +173,34 @@ class ReplicaChannel(asyncio.Protocol):
             except FrameError as exc:
                 self._close(f"connection to the replica failed: {exc}")
                 return
-            waiting = self._waiting.pop(head.request_id, None) if head.request_id is not None else None
+            request_id = head.request_id
+            if request_id is None:
+                logger.debug("reply without a request id")
+                continue
+            if self._acks and request_id in self._acks:
+                del self._acks[request_id]
+            if not head.ok:
+                if error_running(body):
+                    self.stuck.add(request_id)
+            elif head.kind == END and request_id in self.stuck:
+                self.stuck.discard(request_id)  # the plugin thread is free again
+            if head.kind == ITEM:
+                waiting = self._waiting.get(request_id)
+            else:
+                waiting = self._waiting.pop(request_id, None)
             if waiting is None:
-                logger.debug("reply for unknown request %s", head.request_id)
-            elif not waiting.future.done():
+                logger.debug("reply for unknown request %s", request_id)
+            elif waiting.stream is not None:
+                if head.kind != ITEM:  # the stream's last frame: it was popped above
+                    self.streams -= 1
+                waiting.stream.put((head, body))
+            elif waiting.future.done():
+                pass
+            elif head.kind == ITEM:  # the first item: the rest comes through the stream
+                waiting.stream = ReplyStream(self, request_id)
+                self.streams += 1
+                waiting.future.set_result((dataclasses.replace(head, stream=waiting.stream), body))
+            else:
                 waiting.future.set_result((head, body))
 
     def eof_received(self) -> bool:
@@ -188,8 +283,35 @@ class ReplicaChannel(asyncio.Protocol):
             if self._paused:
                 await self._wait_drained()
             return await future
+        except asyncio.CancelledError:
+            # the await cancelled the future itself; one holding a reply already arrived in
+            # the same loop turn (a stream's first item: close that stream)
+            if is_call and (not future.done() or future.cancelled()):
+                self._cancel(request_id)
+            elif is_call and future.exception() is None and future.result()[0].stream is not None:
+                future.result()[0].stream.close()
+            raise
         finally:
-            self._waiting.pop(request_id, None)
+            waiting = self._waiting.get(request_id)
+            if waiting is not None and waiting.stream is None:
+                del self._waiting[request_id]
+
+    def _cancel(self, request_id: int) -> None:
+        """Ask the replica to cancel a call; it must answer within CANCEL_ACK_S."""
+        if self.closed_reason is not None or self._transport is None:
+            return
+        self._outbox.put(encode_cancel_request(request_id))
+        self._acks[request_id] = self._loop.time() + CANCEL_ACK_S
+        if self._sweep_handle is None:
+            self._sweep_handle = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _stream_done(self, request_id: int, cancel: bool = False) -> None:
+        """A streamed reply ended (or its reader stopped: ``cancel`` it in the replica)."""
+        waiting = self._waiting.pop(request_id, None)
+        if waiting is not None and waiting.stream is not None:
+            self.streams -= 1
+            if cancel:
+                self._cancel(request_id)
 
     async def _wait_drained(self) -> None:
         if self._drained is None:
@@ -199,10 +321,21 @@ class ReplicaChannel(asyncio.Protocol):
     def _sweep(self) -> None:
         self._sweep_handle = None
         now = self._loop.time()
-        for waiting in list(self._waiting.values()):
-            if waiting.deadline <= now and not waiting.future.done():
+        for request_id, waiting in list(self._waiting.items()):
+            if waiting.deadline > now:
+                continue
+            if waiting.stream is not None:
+                self._waiting.pop(request_id, None)
+                self.streams -= 1
+                waiting.stream.put(self._timed_out(waiting.timeout_s, waiting.is_call))
+            elif not waiting.future.done():
                 waiting.future.set_exception(self._timed_out(waiting.timeout_s, waiting.is_call))
-        if self._waiting and self.closed_reason is None:
+        for request_id, due in list(self._acks.items()):
+            if due <= now:  # no answer to a cancel: the replica's loop is stuck
+                del self._acks[request_id]
+                logger.warning("replica did not answer the cancel of call %d", request_id)
+                self._timed_out(CANCEL_ACK_S, True)
+        if (self._waiting or self._acks) and self.closed_reason is None:
             self._sweep_handle = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- closing ----------------------------------------------------------------------------
@@ -211,8 +344,11 @@ class ReplicaChannel(asyncio.Protocol):
         if self.closed_reason is None:
             self.closed_reason = reason
         for waiting in self._waiting.values():
-            if not waiting.future.done():
+            if waiting.stream is not None:
+                waiting.stream.put(ChannelClosed(self.closed_reason))
+            elif not waiting.future.done():
                 waiting.future.set_exception(ChannelClosed(self.closed_reason))
+        self._acks.clear()
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(ChannelClosed(self.closed_reason))
 

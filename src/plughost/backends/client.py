@@ -16,6 +16,7 @@ channel and still speak through here. Exceptions from ``send`` pass through unch
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -25,9 +26,15 @@ from plughost.backends.errors import (
     ReplicaRequestRefused,
     ReplicaUnavailable,
 )
+from plughost.backends.stream import CallStream, ChannelStream
+from plughost.errors import CallCancelled, DeadlineExceeded
 from plughost.replica.auth import HELLO_OP, new_nonce, proof_ok, server_token
 from plughost.replica.protocol import (
+    CANCELLED_ERROR,
     CONTAINER_OFFER_OP,
+    END,
+    ITEM,
+    TIMEOUT_ERROR,
     WORKER_ORIGIN,
     FrameError,
     ReplyHead,
@@ -35,7 +42,13 @@ from plughost.replica.protocol import (
     encode_raw_call_request,
     encode_request,
 )
+from plughost.replica.protocol import (
+    RESULT as RESULT_KIND,
+)
 
+# told the size of each micro-batch a call of this context led (the data plane's metrics)
+BATCH_SINK: ContextVar[Callable[[int], None] | None] = ContextVar("batch_sink", default=None)
+DEADLINE_GRACE_S = 5.0  # past the replica's own deadline, the channel gives up on a reply
 BodyFor = Callable[[int], bytes]
 Send = Callable[[BodyFor, float, bool], Awaitable[tuple[ReplyHead, bytes]]]
 
@@ -65,13 +78,34 @@ async def hello(send: Send, secret: str, timeout_s: float) -> bool:
 
 
 async def call(
-    send: Send, payload: bytes, timeout_s: float, *, refusal_is_failure: bool = False
-) -> bytes:
+    send: Send,
+    payload: bytes,
+    timeout_s: float,
+    *,
+    refusal_is_failure: bool = False,
+    deadline_s: float | None = None,
+) -> bytes | CallStream:
     """Run the plugin on a JSON body ``{"inputs": ..., "parameters": ...}``; the result's
-    JSON bytes as the replica encoded them (see :func:`result_json`)."""
-    head, body = await send(
-        lambda request_id: encode_raw_call_request(request_id, payload), timeout_s, True
-    )
+    JSON bytes as the replica encoded them (see :func:`result_json`), or a CallStream when
+    the handler streams.
+
+    ``deadline_s``: the call's deadline in seconds from now, sent to the replica (which stops
+    the call there and answers DeadlineExceeded); the channel then waits that long plus
+    DEADLINE_GRACE_S instead of ``timeout_s``."""
+    if deadline_s is not None:
+        budget = deadline_s
+        timeout_s = deadline_s + DEADLINE_GRACE_S
+        head, body = await send(
+            lambda request_id: encode_raw_call_request(request_id, payload, budget), timeout_s, True
+        )
+    else:
+        head, body = await send(
+            lambda request_id: encode_raw_call_request(request_id, payload), timeout_s, True
+        )
+    if head.batch:
+        sink = BATCH_SINK.get()
+        if sink is not None:
+            sink(head.batch)
     return result_json(head, body, refusal_is_failure=refusal_is_failure)
 
 
@@ -100,11 +134,22 @@ def require_json_object(payload: bytes) -> None:
         raise ReplicaRequestRefused(f"request body: {exc}") from exc
 
 
-def result_json(head: ReplyHead, body: bytes, *, refusal_is_failure: bool = False) -> bytes:
+def result_json(
+    head: ReplyHead, body: bytes, *, refusal_is_failure: bool = False
+) -> bytes | CallStream:
     """A call reply's result as JSON bytes: sliced out of the reply without decoding when
-    the head locates it, else decoded (and its error raised, see :func:`result_or_raise`)."""
-    if head.ok and head.result_start >= 0:
+    the head locates it, else decoded (and its error raised, see :func:`result_or_raise`).
+    A streamed reply (its first item, or its end when it yields nothing) is a CallStream."""
+    if head.ok and head.kind == RESULT_KIND and head.result_start >= 0:
         return body[head.result_start : -1]
+    if head.ok and head.kind in (ITEM, END):
+        first = body[head.result_start : -1] if head.kind == ITEM and head.result_start >= 0 else (
+            orjson.dumps(decode_object(body).get("item")) if head.kind == ITEM else None)
+
+        def error_of(error_body: bytes) -> None:
+            result_or_raise(error_body, refusal_is_failure=refusal_is_failure)
+
+        return ChannelStream(first, head.stream if head.kind == ITEM else None, error_of)
     return orjson.dumps(result_or_raise(body, refusal_is_failure=refusal_is_failure))
 
 
@@ -125,6 +170,12 @@ def result_or_raise(body: bytes, *, refusal_is_failure: bool = False) -> Any:
     error = reply.get("error")
     if not isinstance(error, dict):
         error = {}
+    if error.get("origin") == WORKER_ORIGIN:
+        message = str(error.get("message") or "")
+        if error.get("type") == TIMEOUT_ERROR:
+            raise DeadlineExceeded(message)
+        if error.get("type") == CANCELLED_ERROR:
+            raise CallCancelled(message)
     if error.get("origin") == WORKER_ORIGIN and not refusal_is_failure:
         raise ReplicaRequestRefused(str(error.get("message") or "request refused"))
     raise ReplicaCallError(str(error.get("type") or "Error"), str(error.get("message") or ""))

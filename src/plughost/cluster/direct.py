@@ -26,6 +26,7 @@ from plughost.backends import client
 from plughost.backends.channel import ChannelClosed, ReplicaChannel
 from plughost.backends.errors import ReplicaCallTimeout, ReplicaUnavailable
 from plughost.backends.local.registry import ReplicaRecord, ReplicaRegistry
+from plughost.backends.stream import CallStream
 
 log = logging.getLogger("plughost.direct")
 
@@ -61,11 +62,13 @@ class DirectReplica:
     def _lost(self, _reason: str) -> None:
         self.closed = True
 
-    async def call(self, body: bytes) -> bytes:
+    async def call(self, body: bytes, deadline_s: float | None = None) -> bytes | CallStream:
         if self.channel is None or self.closed:
             raise ReplicaUnavailable("not connected")
         try:
-            return await client.call(self.channel.request, body, self.call_timeout_s)
+            return await client.call(
+                self.channel.request, body, self.call_timeout_s, deadline_s=deadline_s
+            )
         except ChannelClosed as exc:
             self.closed = True
             raise ReplicaUnavailable(str(exc)) from None
@@ -89,7 +92,9 @@ class DirectReplicas:
         self._scan: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def call(self, release_id: int, body: bytes) -> bytes | None:
+    async def call(
+        self, release_id: int, body: bytes, deadline_s: float | None = None
+    ) -> bytes | CallStream | None:
         """The reply of one of the release's replicas, or None when none is connected (the
         caller forwards then). A replica that goes away under a call is tried once more on
         another; a plugin error or a timeout is the caller's."""
@@ -101,7 +106,7 @@ class DirectReplicas:
                 return None
             replica = live[next(self._rr) % len(live)]
             try:
-                return await replica.call(body)
+                return await replica.call(body, deadline_s)
             except ReplicaCallTimeout:
                 raise
             except ReplicaUnavailable:

@@ -24,6 +24,7 @@ from typing import Any
 from plughost.backends.ray.direct import DirectSet, DirectTimeout
 from plughost.backends.ray.directory import NAMESPACE, directory_name
 from plughost.backends.ray.options import release_of_app
+from plughost.backends.stream import CallStream
 from plughost.errors import Unavailable
 
 log = logging.getLogger("plughost.ray_follow")
@@ -84,7 +85,9 @@ class RayFollower:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def call(self, release_id: int, body: bytes) -> bytes | None:
+    async def call(
+        self, release_id: int, body: bytes, deadline_s: float | None = None
+    ) -> bytes | CallStream | None:
         """A worker's reply, or None when no worker of the release is connected (the caller
         forwards then). A worker that went away under the call was tried once more."""
         self._ensure_started()
@@ -92,7 +95,7 @@ class RayFollower:
         if direct is None or direct.ready == 0:
             return None
         try:
-            return await direct.call_body(body)
+            return await direct.call_body(body, deadline_s)
         except Unavailable:
             if direct.ready:
                 raise

@@ -33,6 +33,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plughost.backends.stream import CallStream
 from plughost.dataplane.body import read_capped
 from plughost.dataplane.request import (
     Flights,
@@ -40,6 +41,13 @@ from plughost.dataplane.request import (
     check_call_body,
     check_content_type,
     check_namespace,
+)
+from plughost.dataplane.streaming import (
+    ClientGone,
+    header_timeout,
+    send_stream,
+    unless_gone,
+    wants_events,
 )
 from plughost.domain.scope import PluginScope
 from plughost.errors import NotFoundError, ServiceUnavailableError, wire_error
@@ -84,20 +92,29 @@ class FastPath:
         try:
             if kind == "inference":
                 out = await self._inference(scope, receive, namespace_id, name)
+                if isinstance(out, CallStream):
+                    events = wants_events(_header(scope, b"accept"))
+                    await send_stream(send, receive, out, events)
+                    return
             else:
                 out = await self._status(scope, namespace_id, name)
+        except ClientGone:
+            return  # the call was cancelled; nobody is left to answer
         except Exception as exc:  # noqa: BLE001 - the error body, never a dropped connection
             status, body = wire_error(exc)
             await _send(send, status, orjson.dumps(body), getattr(exc, "headers", None))
             return
         await _send(send, 200, out)
 
-    async def _inference(self, scope: Scope, receive: Receive, namespace_id: str, route: str) -> bytes:
+    async def _inference(
+        self, scope: Scope, receive: Receive, namespace_id: str, route: str
+    ) -> bytes | CallStream:
         rt, _ = await _authorized(self.state, scope, namespace_id, self.flights)
         check_content_type(_header(scope, b"content-type"))
+        timeout = header_timeout(_header(scope, b"x-request-timeout"))
         body = await read_capped(receive)
         check_call_body(body)
-        return bytes(await rt.inference.infer_body(namespace_id, route, body))
+        return await unless_gone(receive, rt.inference.infer_body(namespace_id, route, body, timeout))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
         rt, principal = await _authorized(self.state, scope, namespace_id, self.flights)

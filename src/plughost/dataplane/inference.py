@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 from plughost.backends.base import CallFailed, Unavailable
+from plughost.backends.client import BATCH_SINK
+from plughost.backends.stream import CallStream
 from plughost.config import Settings
 from plughost.control.restore import Restores
 from plughost.dataplane.routes import Route, RouteTable
@@ -21,11 +23,13 @@ from plughost.domain.ids import deployment_name_for, parse_feature_uri, plugin_i
 from plughost.domain.scope import PluginScope
 from plughost.errors import (
     BadRequestError,
+    DeadlineExceeded,
+    GatewayTimeoutError,
     NotFoundError,
     PluginRuntimeError,
     ServiceUnavailableError,
 )
-from plughost.metrics.requests import RequestMetrics
+from plughost.metrics.requests import RequestMetrics, RequestStats
 from plughost.services.lookup import PluginLookup
 
 
@@ -50,9 +54,15 @@ class Inference:
         self.clock = clock  # times each call for the latency figures
 
     async def infer_json(
-        self, namespace_id: str, route_name: str, inputs: dict[str, Any], parameters: dict[str, Any]
-    ) -> bytes:
-        """Call the plugin behind a route; returns the plugin's result as JSON bytes."""
+        self,
+        namespace_id: str,
+        route_name: str,
+        inputs: dict[str, Any],
+        parameters: dict[str, Any],
+        timeout_s: float | None = None,
+    ) -> bytes | CallStream:
+        """Call the plugin behind a route; returns the plugin's result as JSON bytes (a
+        CallStream when it streams)."""
         payload = {"inputs": inputs, "parameters": parameters}
         try:
             body = orjson.dumps(payload)
@@ -63,14 +73,20 @@ class Inference:
                 body = json.dumps(payload, allow_nan=False).encode()
             except ValueError as exc:
                 raise BadRequestError(f"inputs and parameters must be plain JSON: {exc}") from exc
-        return await self.infer_body(namespace_id, route_name, body)
+        return await self.infer_body(namespace_id, route_name, body, timeout_s)
 
-    async def infer_body(self, namespace_id: str, route_name: str, body: bytes) -> bytes:
+    async def infer_body(
+        self, namespace_id: str, route_name: str, body: bytes, timeout_s: float | None = None
+    ) -> bytes | CallStream:
         """The fast path: a checked `{"inputs", "parameters"}` body straight to a replica.
 
-        Replica failures come out as our errors: PluginRuntimeError (the plugin raised),
-        ServiceUnavailableError (with Retry-After while a start from zero runs); NotFoundError
-        when no deployed plugin answers the route."""
+        ``timeout_s``: the caller's deadline (X-Request-Timeout), which may only lower the
+        release's (serve_config.request_timeout_s). Returns the result's JSON, or a
+        CallStream when the plugin streams. Replica failures come out as our errors:
+        PluginRuntimeError (the plugin raised), GatewayTimeoutError (past the deadline; the
+        call was cancelled), ServiceUnavailableError (with Retry-After while a start from zero
+        runs); NotFoundError when no deployed plugin answers the route. A cancelled call
+        (its client went away) is counted and cancelled in the replica."""
         route = self.routes.lookup(namespace_id, route_name)
         if route is None:
             route = await self._held_route(namespace_id, route_name)
@@ -80,15 +96,32 @@ class Inference:
                 {"namespace_id": namespace_id, "route": route_name})
         route = route.pick()  # a canary step's weighted choice
         stats = self.request_metrics.for_route(route)
+        limit = route.group.request_timeout(self.settings.replica_call_timeout_s)
+        if timeout_s is not None:
+            limit = timeout_s if limit is None else min(limit, timeout_s)
         stats.in_flight += 1
         started = self.clock()
+        sink = BATCH_SINK.set(stats.observe_batch)
         try:
-            return await route.group.call_body(body)
+            if limit is None:
+                result = await route.group.call_body(body)
+            else:
+                async with asyncio.timeout(limit):
+                    result = await route.group.call_body(body, limit)
+        except TimeoutError as exc:
+            stats.errors += 1
+            stats.timeouts += 1
+            raise _past_deadline(route, limit) from exc
+        except DeadlineExceeded as exc:
+            stats.errors += 1
+            stats.timeouts += 1
+            raise _past_deadline(route, limit) from exc
+        except asyncio.CancelledError:
+            stats.cancellations += 1
+            raise
         except CallFailed as exc:
             stats.errors += 1
-            raise PluginRuntimeError(
-                f"plugin raised {exc.type_name}: {exc.message}",
-                {"plugin_id": route.plugin_id, "exception_type": exc.type_name}) from exc
+            raise _plugin_error(route, exc) from exc
         except Unavailable as exc:
             stats.errors += 1
             raise ServiceUnavailableError(
@@ -97,8 +130,22 @@ class Inference:
                 exc.retry_after_s,  # a start from zero under way: Retry-After
             ) from exc
         finally:
+            BATCH_SINK.reset(sink)
             stats.in_flight -= 1
             stats.observe(self.clock() - started)
+        if isinstance(result, CallStream):
+            return _MeteredStream(result, route, stats, limit)
+        return result
+
+    async def infer_whole(
+        self, namespace_id: str, route_name: str, body: bytes, timeout_s: float | None = None
+    ) -> bytes:
+        """:meth:`infer_body` for a caller that cannot stream: a stream's items as one JSON
+        array."""
+        result = await self.infer_body(namespace_id, route_name, body, timeout_s)
+        if isinstance(result, CallStream):
+            return await result.collect()
+        return result
 
     async def _held_route(self, namespace_id: str, route_name: str) -> Route | None:
         """The route once its release is restored after a server start: the call waits up to
@@ -139,6 +186,8 @@ class Inference:
             )
         try:
             raw = await self.infer_json(scope.namespace_id, dname, inputs, parameters)
+            if isinstance(raw, CallStream):
+                raw = await raw.collect()
         except PluginRuntimeError as exc:
             return {
                 "status": "error",
@@ -155,3 +204,70 @@ class Inference:
             "response_keys": list(value.keys()) if isinstance(value, dict) else None,
             "message": "realtime inference succeeded",
         }
+
+
+def _past_deadline(route: Route, limit: float | None) -> GatewayTimeoutError:
+    within = "its deadline" if limit is None else f"the call's deadline of {limit:g} s"
+    return GatewayTimeoutError(
+        f"plugin {route.plugin_id} did not answer within {within}; the call was cancelled",
+        {"plugin_id": route.plugin_id, "timeout_s": limit})
+
+
+def _plugin_error(route: Route, exc: CallFailed) -> PluginRuntimeError:
+    return PluginRuntimeError(
+        f"plugin raised {exc.type_name}: {exc.message}",
+        {"plugin_id": route.plugin_id, "exception_type": exc.type_name})
+
+
+class _MeteredStream(CallStream):
+    """A plugin's stream on its way to the client: counted in flight until it ends, its
+    errors turned into ours (and counted) as in :meth:`Inference.infer_body`."""
+
+    def __init__(
+        self, inner: CallStream, route: Route, stats: RequestStats, limit: float | None
+    ) -> None:
+        self._inner = inner
+        self._route = route
+        self._stats = stats
+        self._limit = limit
+        self._open = True
+        stats.in_flight += 1
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._stats.in_flight -= 1
+
+    async def next_item(self) -> bytes | None:
+        stats = self._stats
+        try:
+            item = await self._inner.next_item()
+        except DeadlineExceeded as exc:
+            self._close()
+            stats.errors += 1
+            stats.timeouts += 1
+            raise _past_deadline(self._route, self._limit) from exc
+        except CallFailed as exc:
+            self._close()
+            stats.errors += 1
+            raise _plugin_error(self._route, exc) from exc
+        except Unavailable as exc:
+            self._close()
+            stats.errors += 1
+            raise ServiceUnavailableError(
+                f"plugin {self._route.plugin_id} went away mid-stream: {exc}",
+                {"plugin_id": self._route.plugin_id}) from exc
+        except asyncio.CancelledError:
+            if self._open:
+                stats.cancellations += 1
+            self._close()
+            raise
+        if item is None:
+            self._close()
+        return item
+
+    async def aclose(self) -> None:
+        if self._open:  # closed before its end: the client went away
+            self._stats.cancellations += 1
+        self._close()
+        await self._inner.aclose()

@@ -79,7 +79,7 @@ def test_every_group_class_implements_the_whole_interface() -> None:
 
 def test_a_group_missing_snapshot_cannot_be_built() -> None:
     class Partial(ReplicaGroup):
-        async def call_body(self, body: bytes) -> bytes:
+        async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes:
             return body
 
         async def health(self) -> bool:

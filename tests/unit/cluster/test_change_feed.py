@@ -73,7 +73,7 @@ class FakeGroup(ReplicaGroup):
         self.spec = forward_spec("custom_plugin_emb", 1, "ns")
         self.calls: list[bytes] = []
 
-    async def call_body(self, body: bytes) -> bytes:
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes:
         self.calls.append(body)
         return b'{"ok": true}'
 

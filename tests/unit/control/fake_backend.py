@@ -63,7 +63,7 @@ class FakeGroup(ReplicaGroup):
     def crash(self, error: str = "replicas crashed 5 times in a row; giving up") -> None:
         self._crash = error
 
-    async def call_body(self, body: bytes) -> bytes:
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes:
         if self.stopped is not None or self._crash is not None:
             raise Unavailable("no replica is ready")
         orjson.loads(body)

@@ -183,7 +183,7 @@ class FakeGroup:
         self.bodies: list[bytes] = []
         self.fail = fail
 
-    async def call_body(self, body: bytes) -> bytes:
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes:
         self.bodies.append(body)
         if self.fail is not None:
             raise self.fail

@@ -42,8 +42,10 @@ from plughost.backends.local.exit_reason import (
 from plughost.backends.local.registry import ReplicaRecord
 from plughost.backends.local.replica import ReplicaProcess, ReplicaSpec, ReplicaStartError
 from plughost.backends.local.spare import SPARE_HOLD_S
+from plughost.backends.stream import CallStream
 from plughost.config import Settings
 from plughost.domain.container import ContainerCalls, ContainerScope
+from plughost.domain.serve_config import serving_option
 from plughost.replica.auth import new_secret
 from plughost.sandbox.host import Sandbox, models_of
 
@@ -58,8 +60,8 @@ def pick_least_busy(replicas: list[ReplicaProcess], turn: int) -> ReplicaProcess
     ``turn``-th (modulo their count), so a caller that counts turns takes them in turn."""
     if len(replicas) == 1:  # one replica, the usual case: nothing to compare
         return replicas[0]
-    least = min(r.in_flight for r in replicas)
-    idle = [r for r in replicas if r.in_flight == least]
+    least = min(r.load for r in replicas)
+    idle = [r for r in replicas if r.load == least]
     return idle[turn % len(idle)]
 
 
@@ -137,6 +139,7 @@ class LocalReplicaGroup(ReplicaGroup):
             requirements=() if self.spec.env_path else self.spec.requirements,
             env_path=self.spec.env_path,
             kill_on_call_timeout=True,
+            serving=serving_option(self.spec.serve_config),
             secret=new_secret(),
             output_path=output,
             detached=detached,
@@ -293,9 +296,10 @@ class LocalReplicaGroup(ReplicaGroup):
         self._turn += 1
         return pick_least_busy(candidates, self._turn)
 
-    async def call_body(self, body: bytes) -> bytes:
-        """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out.
-        Callers pass a body already checked to be one JSON object.
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes | CallStream:
+        """The fast path: a raw `{"inputs", "parameters"}` body in, the result's JSON out
+        (a CallStream when the plugin streams). Callers pass a body already checked to be one
+        JSON object; ``deadline_s``: the call's deadline in seconds from now.
 
         A call whose replica died under it is retried once on another live replica; with
         none left the caller gets Unavailable (never a hang). A group scaled to zero starts
@@ -306,7 +310,7 @@ class LocalReplicaGroup(ReplicaGroup):
                 await self.autoscaler.wake()
         replica = self._pick()
         try:
-            return await replica.call_raw(body, checked=True)
+            return await replica.call_raw(body, checked=True, deadline_s=deadline_s)
         except CallFailed as exc:
             if exc.type_name == "MemoryError":  # say which limit it ran into
                 raise explain_call(exc, self.memory_limit_mib) from exc
@@ -316,7 +320,7 @@ class LocalReplicaGroup(ReplicaGroup):
         except Unavailable:
             if replica.alive:
                 raise  # the plugin may still be running the call
-            return await self._pick(avoid=replica).call_raw(body, checked=True)
+            return await self._pick(avoid=replica).call_raw(body, checked=True, deadline_s=deadline_s)
 
     async def health(self) -> bool:
         if not self.replicas:

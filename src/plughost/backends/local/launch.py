@@ -82,6 +82,9 @@ class ReplicaSpec:
     output_path: Path | None = None
     detached: bool = False
     orphan_timeout_s: float = 0.0
+    # micro-batching and the request deadline (the replica's --serving JSON,
+    # plughost.domain.serve_config); None: neither
+    serving: str | None = None
     # answers the plugin's container calls (plughost.domain.container), offered to the
     # replica on the server's connection; None offers none
     container: Callable[[Any], Awaitable[dict[str, Any]]] | None = field(
@@ -129,6 +132,8 @@ def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> li
         command += ["--auth", "stdin"]
     if spec.detached:
         command += ["--orphan-timeout", repr(float(spec.orphan_timeout_s))]
+    if spec.serving is not None:
+        command += ["--serving", spec.serving]
     return command
 
 

@@ -47,20 +47,14 @@ from plughost.backends.local.signals import (
     returncode_within,
     signal_leader,
 )
+from plughost.backends.stream import CallStream
 from plughost.replica.preload import clean as clean_preload
 from plughost.replica.protocol import FrameError, ReplyHead, decode_object
 
 __all__ = [
-    "ReplicaCallError",
-    "ReplicaCallTimeout",
-    "ReplicaError",
-    "ReplicaProcess",
-    "ReplicaRequestRefused",
-    "ReplicaSpec",
-    "ReplicaStartError",
-    "ReplicaUnavailable",
-    "build_replica_command",
-    "build_replica_env",
+    "ReplicaCallError", "ReplicaCallTimeout", "ReplicaError", "ReplicaProcess",
+    "ReplicaRequestRefused", "ReplicaSpec", "ReplicaStartError", "ReplicaUnavailable",
+    "build_replica_command", "build_replica_env",
 ]
 
 logger = logging.getLogger(__name__)
@@ -338,20 +332,20 @@ class ReplicaProcess:
     # -- calls ----------------------------------------------------------------------------
 
     async def call_raw(
-        self, payload: bytes, timeout_s: float | None = None, checked: bool = False
-    ) -> bytes:
-        """Run the plugin on a JSON request body ``{"inputs": ..., "parameters": ...}``.
-
-        Returns the result's JSON bytes exactly as the replica encoded them, so a proxy can
-        forward them without decoding. Raises ReplicaCallError (type ``ValidationError``)
-        when ``payload`` is not one JSON object or the plugin raised, ReplicaUnavailable when
-        the replica cannot answer.
-        ``checked``: the caller already made sure of that (the replica checks again anyway).
-        """
+        self,
+        payload: bytes,
+        timeout_s: float | None = None,
+        checked: bool = False,
+        deadline_s: float | None = None,
+    ) -> bytes | CallStream:
+        """Run the plugin on a JSON request body ``{"inputs": ..., "parameters": ...}``: the
+        result's JSON bytes as the replica encoded them (a proxy forwards them undecoded), or
+        a CallStream; :func:`plughost.backends.client.call` says what it raises and what
+        ``deadline_s`` does. ``checked``: the body is known to be one JSON object."""
         if not checked:
             client.require_json_object(payload)
         timeout = self._spec.call_timeout_s if timeout_s is None else timeout_s
-        return await client.call(self._counted_request, payload, timeout)
+        return await client.call(self._counted_request, payload, timeout, deadline_s=deadline_s)
 
     async def _counted_request(
         self, body_for: Callable[[int], bytes], timeout_s: float, is_call: bool = True
@@ -379,8 +373,14 @@ class ReplicaProcess:
 
     @property
     def in_flight(self) -> int:
-        """Calls sent and not yet answered (health pings excluded)."""
-        return self._calls_in_flight
+        """Calls sent and not yet answered, streams included (health pings excluded)."""
+        return self._calls_in_flight + (self._channel.streams if self._channel else 0)
+
+    @property
+    def load(self) -> int:
+        """What routing compares: calls, streams, and a large weight per stopped call still
+        holding the plugin thread (:attr:`ReplicaChannel.busy`)."""
+        return self._calls_in_flight + (self._channel.busy if self._channel else 0)
 
     @property
     def alive(self) -> bool:

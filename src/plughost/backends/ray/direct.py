@@ -35,6 +35,7 @@ from plughost.backends.ray.relay import (
     NONCE_BYTES,
     answer,
 )
+from plughost.backends.stream import CallStream
 from plughost.errors import CallTimedOut, Unavailable
 from plughost.logs.capture import REPLICA_OUTPUT
 
@@ -59,6 +60,11 @@ class DirectWorker:
         self.channel = channel
         self.via = via  # "unix" or "tcp"
         self.in_flight = 0
+
+    @property
+    def load(self) -> int:
+        """Calls in flight plus the channel's streams and stopped calls still running."""
+        return self.in_flight + self.channel.busy
 
     @property
     def alive(self) -> bool:
@@ -252,32 +258,35 @@ class DirectSet:
             worker = workers[(self._turn + i) % count]
             if worker is avoid or not worker.alive:
                 continue
-            if best is None or worker.in_flight < best.in_flight:
+            if best is None or worker.load < best.load:
                 best = worker
         return best
 
-    async def call(self, worker: DirectWorker, body: bytes) -> bytes:
+    async def call(
+        self, worker: DirectWorker, body: bytes, deadline_s: float | None = None
+    ) -> bytes | CallStream:
         """One call on ``worker``; ChannelClosed when it went away."""
         worker.in_flight += 1
         try:
             return await client.call(
-                worker.channel.request, body, self.call_timeout_s, refusal_is_failure=True
+                worker.channel.request, body, self.call_timeout_s, refusal_is_failure=True,
+                deadline_s=deadline_s,
             )
         finally:
             worker.in_flight -= 1
 
-    async def call_body(self, body: bytes) -> bytes:
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes | CallStream:
         worker = self.pick()
         if worker is None:
             raise Unavailable("no worker connected")
         try:
-            return await self.call(worker, body)
+            return await self.call(worker, body, deadline_s)
         except ChannelClosed as exc:
             other = self.pick(avoid=worker)
             if other is None:
                 raise Unavailable(f"replica went away during the call: {exc}") from None
             try:
-                return await self.call(other, body)
+                return await self.call(other, body, deadline_s)
             except ChannelClosed as again:
                 raise Unavailable(f"replica went away during the call: {again}") from None
 

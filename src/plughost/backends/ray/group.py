@@ -21,9 +21,12 @@ from plughost.backends.base import (
     Unavailable,
     plain_snapshot,
 )
+from plughost.backends.client import DEADLINE_GRACE_S
 from plughost.backends.ray.direct import DirectSet
 from plughost.backends.ray.options import AppState
 from plughost.backends.ray.session import ServeSession
+from plughost.backends.stream import CallStream, ListStream
+from plughost.errors import DeadlineExceeded
 
 if TYPE_CHECKING:
     from plughost.backends.ray.serve import RayBackend
@@ -84,25 +87,27 @@ class RayReplicaGroup(ReplicaGroup):
         self.direct: DirectSet = backend.direct_set(app)
 
     # -- calls ------------------------------------------------------------------------------
-    async def call_body(self, body: bytes) -> bytes:
-        """A raw ``{"inputs", "parameters"}`` body in, the result's JSON out.
+    async def call_body(self, body: bytes, deadline_s: float | None = None) -> bytes | CallStream:
+        """A raw ``{"inputs", "parameters"}`` body in, the result's JSON out (a CallStream
+        when the plugin streams).
 
         A call whose replica died under it is sent once more (Serve routes it to a live
-        replica); a second death, a timeout or no replica at all is Unavailable."""
+        replica); a second death, a timeout or no replica at all is Unavailable. Through
+        Serve's handle (no direct channel yet) a stream arrives whole."""
         if self._stopping:
             raise Unavailable(f"{self.spec.deployment_name} is stopping")
         self._in_flight += 1
         self._idle.clear()
         try:
             if self.direct.workers:
-                return await self.direct.call_body(body)
+                return await self.direct.call_body(body, deadline_s)
             # no worker reachable directly (yet): through Serve's handle, the actor passes it on
             try:
-                reply = await self._request(self._handle, body)
+                reply = await self._request(self._handle, body, deadline_s)
             except _ReplicaDied as exc:
                 log.warning("a replica of %s died during a call; retrying: %s", self.app, exc)
                 try:
-                    reply = await self._request(self._handle, body)
+                    reply = await self._request(self._handle, body, deadline_s)
                 except _ReplicaDied as again:
                     raise Unavailable(f"replica died during the call: {again}") from again
         finally:
@@ -111,16 +116,23 @@ class RayReplicaGroup(ReplicaGroup):
                 self._idle.set()
         if reply[0] is True:
             return bytes(reply[1])
+        if reply[0] == "stream":
+            return ListStream([bytes(item) for item in reply[1]])
+        if reply[1] == DeadlineExceeded.error_type:
+            raise DeadlineExceeded(str(reply[2]))
         raise CallFailed(str(reply[1]), str(reply[2]))
 
     async def _request(self, handle: Any, *args: Any) -> Any:
         response = handle.remote(*args)
+        timeout = self._timeout
+        if len(args) > 1 and args[1] is not None:  # a call with a deadline: the actor enforces it
+            timeout = float(args[1]) + DEADLINE_GRACE_S
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 return await response
         except TimeoutError:
             response.cancel()
-            raise Unavailable(f"no reply within {self._timeout:g} s") from None
+            raise Unavailable(f"no reply within {timeout:g} s") from None
         except RayActorError as exc:
             raise _ReplicaDied(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__

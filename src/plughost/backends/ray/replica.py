@@ -19,6 +19,7 @@ Nothing here imports ray: Serve wraps the class, the backend talks to it through
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -39,7 +40,8 @@ VALIDATION_ERROR = "ValidationError"
 MAX_ERROR_CHARS = 8000
 
 # A reply is (True, result JSON bytes) or (False, exception type name, message).
-Reply = tuple[bool, bytes] | tuple[bool, str, str]
+# (True, result JSON) | (False, error type, message) | ("stream", [item JSON, ...])
+Reply = tuple[bool, bytes] | tuple[bool, str, str] | tuple[str, list[bytes]]
 
 
 class PluginStartError(RuntimeError):
@@ -182,10 +184,11 @@ class PluginReplica:
             raise PluginStartError(message) from None
         self._registration = register_worker(self._host, app, directory)
 
-    async def __call__(self, body: bytes) -> Reply:
-        """Run the plugin on a raw ``{"inputs", "parameters"}`` body."""
+    async def __call__(self, body: bytes, deadline_s: float | None = None) -> Reply:
+        """Run the plugin on a raw ``{"inputs", "parameters"}`` body; a streamed answer is
+        ``("stream", [item JSON, ...])``, whole."""
         if self._host is not None:
-            return await self._through_worker(body)
+            return await self._through_worker(body, deadline_s)
         try:
             inputs, parameters = call_arguments(body)
         except TypeError as exc:
@@ -197,21 +200,32 @@ class PluginReplica:
             logger.warning("plugin raised %s", type(exc).__name__, exc_info=True)
             return (False, type(exc).__name__, str(exc))
         try:
+            if inspect.isgenerator(result):
+                return ("stream", [encode_result(item) for item in result])
+            if inspect.isasyncgen(result):
+                return ("stream", [encode_result(item) async for item in result])
             return (True, encode_result(result))
         except ResultEncodingError as exc:
             return (False, type(exc).__name__, str(exc))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - raised mid-stream, a reply
+            return (False, type(exc).__name__, str(exc))
 
-    async def _through_worker(self, body: bytes) -> Reply:
-        from plughost.errors import CallFailed
+    async def _through_worker(self, body: bytes, deadline_s: float | None = None) -> Reply:
+        from plughost.errors import CallFailed, DeadlineExceeded
 
         try:
             call_arguments(body)
         except TypeError as exc:
             return (False, VALIDATION_ERROR, str(exc))
         try:
-            return (True, await self._host.call_raw(body))
+            result = await self._host.call_raw(body, deadline_s)
         except CallFailed as exc:
             return (False, exc.type_name, exc.message)
+        except DeadlineExceeded as exc:
+            return (False, DeadlineExceeded.error_type, exc.message)
+        if isinstance(result, list):
+            return ("stream", result)
+        return (True, result)
 
     async def health(self) -> bool:
         """The service's own verdict; a raising health method means unhealthy."""

@@ -50,6 +50,7 @@ from plughost.backends.ray.relay import (
     Relay,
     install_capture,
 )
+from plughost.domain.serve_config import serving_option
 from plughost.sandbox.host import Sandbox
 
 log = logging.getLogger("plughost.ray.worker")
@@ -133,6 +134,7 @@ class WorkerHost:
             requirements=() if env_path else requirements,
             env_path=env_path,
             kill_on_call_timeout=True,
+            serving=serving_option(config.serve_config),
         )
         launched = time.monotonic()
         from plughost.logs.capture import REPLICA_OUTPUT
@@ -177,11 +179,13 @@ class WorkerHost:
             return False
         return bool(self._run(self.replica.health(timeout_s), timeout_s + 1))
 
-    async def call_raw(self, body: bytes) -> bytes:
-        """A call through the actor (the handle fallback), run on the host's loop."""
+    async def call_raw(self, body: bytes, deadline_s: float | None = None) -> bytes | list[bytes]:
+        """A call through the actor (the handle fallback), run on the host's loop; a
+        streamed answer comes back whole, as the list of its items (Ray's handle returns
+        one value)."""
         assert self.replica is not None
         future = asyncio.run_coroutine_threadsafe(
-            self.replica.call_raw(body, checked=True), self._loop
+            _whole(self.replica.call_raw(body, checked=True, deadline_s=deadline_s)), self._loop
         )
         return await asyncio.wrap_future(future)
 
@@ -206,6 +210,16 @@ class WorkerHost:
             self.sandbox.release(self._launch)
         self._loop.call_soon_threadsafe(self._loop.stop)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+async def _whole(call: Any) -> bytes | list[bytes]:
+    """A call's result bytes, or every item of its stream."""
+    from plughost.backends.stream import CallStream
+
+    result = await call
+    if isinstance(result, CallStream):
+        return [item async for item in result]
+    return bytes(result)
 
 
 def _node_address() -> str:

@@ -13,6 +13,11 @@ from plughost.backends.local.group import pick_least_busy
 class FakeReplica:
     name: str
     in_flight: int = 0
+    busy: int = 0  # a call stopped at its deadline still holds the plugin thread
+
+    @property
+    def load(self) -> int:
+        return self.in_flight + self.busy
 
 
 def _pick(replicas: list[FakeReplica], turn: int) -> str:
@@ -33,3 +38,8 @@ def test_least_busy_wins_over_the_turn() -> None:
 def test_ties_among_the_least_busy_only() -> None:
     replicas = [FakeReplica("a", 1), FakeReplica("b", 0), FakeReplica("c", 0)]
     assert {_pick(replicas, turn) for turn in range(10)} == {"b", "c"}
+
+
+def test_a_replica_whose_thread_a_stopped_call_holds_is_avoided() -> None:
+    replicas = [FakeReplica("a", in_flight=0, busy=1000), FakeReplica("b", in_flight=3)]
+    assert {_pick(replicas, turn) for turn in range(6)} == {"b"}
