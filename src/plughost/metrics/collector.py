@@ -24,7 +24,12 @@ from prometheus_client.registry import Collector
 from plughost.domain.release import ReleaseView
 from plughost.domain.states import Status
 from plughost.metrics.model_loads import ModelLoadMetrics
-from plughost.metrics.requests import LATENCY_BUCKETS_MS, RequestMetrics, RequestStats
+from plughost.metrics.requests import (
+    BATCH_SIZE_BUCKETS,
+    LATENCY_BUCKETS_MS,
+    RequestMetrics,
+    RequestStats,
+)
 
 LABELS = ["namespace", "plugin", "version", "deployment"]
 DEPLOY_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
@@ -108,6 +113,15 @@ class PlughostCollector(Collector):
         latency = HistogramMetricFamily(
             "plughost_deployment_processing_latency_ms",
             "Inference latency at the server, replica call included (ms)", labels=LABELS)
+        timeouts = CounterMetricFamily(
+            "plughost_deployment_request_timeouts",
+            "Inference calls past their deadline (504), cancelled in the replica", labels=LABELS)
+        cancellations = CounterMetricFamily(
+            "plughost_deployment_request_cancellations",
+            "Inference calls cancelled because their client disconnected", labels=LABELS)
+        batch_sizes = HistogramMetricFamily(
+            "plughost_deployment_batch_size",
+            "Calls per micro-batch (serve_config.max_batch_size above 1)", labels=LABELS)
         for stats in all_stats:
             lab = stats.labels
             values = [lab.namespace, lab.plugin, lab.version, lab.deployment]
@@ -120,7 +134,16 @@ class PlughostCollector(Collector):
                 total += count
                 cumulative.append((_bound(bound), total))
             latency.add_metric(values, cumulative, stats.latency_sum_ms)
-        yield from (requests, errors, in_flight, latency)
+            timeouts.add_metric(values, stats.timeouts)
+            cancellations.add_metric(values, stats.cancellations)
+            if stats.batches:
+                sizes, total = [], 0
+                for bound, count in zip((*BATCH_SIZE_BUCKETS, float("inf")), stats.batch_buckets,
+                                        strict=True):
+                    total += count
+                    sizes.append((_bound(bound), total))
+                batch_sizes.add_metric(values, sizes, stats.batch_size_sum)
+        yield from (requests, errors, in_flight, latency, timeouts, cancellations, batch_sizes)
 
     @staticmethod
     def _replicas(figures: list[ReplicaFigures]) -> Iterator[Metric]:

@@ -19,6 +19,8 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000,
 )
 
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
 
 @dataclass(frozen=True)
 class DeploymentLabels:
@@ -38,12 +40,27 @@ class RequestStats:
     latency_sum_ms: float = 0.0
     # counts per bucket (not cumulative); the last one is +Inf
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    timeouts: int = 0  # calls past their deadline (504)
+    cancellations: int = 0  # calls cancelled because their client went away
+    batches: int = 0  # micro-batches that answered calls of this release
+    batch_size_sum: int = 0
+    batch_buckets: list[int] = field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
 
     def observe(self, seconds: float) -> None:
         ms = seconds * 1000.0
         self.requests += 1
         self.latency_sum_ms += ms
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
+
+    def observe_batch(self, size: int) -> None:
+        """One micro-batch of ``size`` calls answered."""
+        self.batches += 1
+        self.batch_size_sum += size
+        self.batch_buckets[bisect.bisect_left(BATCH_SIZE_BUCKETS, size)] += 1
+
+    @property
+    def mean_batch_size(self) -> float | None:
+        return self.batch_size_sum / self.batches if self.batches else None
 
 
 class RequestMetrics:

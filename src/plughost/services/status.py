@@ -161,6 +161,7 @@ class DeploymentStatus:
         if latest.status is Status.QUEUED:
             body["queue_position"] = self.queue_position(latest.id, cached_only)
         body["traffic"] = self._traffic(latest.id)
+        body["batching"] = self._batching(latest.id)
         group_id, snap = self._snapshot(latest.id, *(r.id for r in reversed(serving)))
         if snap is not None:
             body["replicas"] = {"ready": snap.ready, "starting": snap.starting, "target": snap.target}
@@ -185,6 +186,15 @@ class DeploymentStatus:
         """True while the plugin, deployed in the table, has no route on this server yet:
         after a server start, until its replicas are back and answer."""
         return self.routes.lookup(namespace_id, deployment_name_for(plugin_id)) is None
+
+    def _batching(self, release_id: int) -> dict[str, Any] | None:
+        """The release's micro-batches so far (ours): how many, and their mean size; None
+        before its first batch."""
+        stats = self.request_metrics.of_release(release_id)
+        mean = None if stats is None else stats.mean_batch_size
+        if stats is None or mean is None:
+            return None
+        return {"batches": stats.batches, "mean_batch_size": round(mean, 2)}
 
     def _traffic(self, release_id: int) -> dict[str, Any] | None:
         """The release's calls, failed calls and p50/p99 over the last minute (ours)."""
