@@ -16,6 +16,8 @@ from plughost.cli.author.errors import CliError
 
 TIMEOUT_S = 60.0
 SSE_TYPE = "text/event-stream"
+NDJSON_TYPE = "application/x-ndjson"
+STREAM_TYPES = (NDJSON_TYPE, SSE_TYPE)
 SECRETS_PATH = "/v1/organizations/secrets"
 
 
@@ -157,8 +159,32 @@ class AuthorClient:
         path = f"{self.target.plugins_path}/by-name/{quote(name, safe='')}/rollback"
         return dict(self.request("POST", path, json={"version": version}))
 
-    def infer(self, route_prefix: str, body: dict[str, Any]) -> Any:
-        return self.request("POST", route_prefix, json=body)
+    @contextmanager
+    def infer(self, route_prefix: str, body: dict[str, Any]) -> Iterator[InferAnswer]:
+        """Call a plugin: its JSON answer, or (a streamed answer) its items as they arrive.
+        Errors before the answer become CliError; an error mid-stream is StreamFailed."""
+        with ExitStack() as stack:
+            try:
+                # no read limit of ours: the server ends a call at its deadline (504), and a
+                # stream's items may be far apart
+                response = stack.enter_context(self._http.stream(
+                    "POST", route_prefix, json=body, timeout=httpx.Timeout(TIMEOUT_S, read=None)
+                ))
+                media = stream_media(response)
+                if response.status_code >= 400 or media is None:
+                    response.read()
+            except httpx.HTTPError as exc:
+                raise CliError(f"cannot reach {self.target.url}: {exc}") from exc
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            if media is None:
+                try:
+                    value = response.json()
+                except ValueError as exc:
+                    raise CliError(f"the server answered {route_prefix} with no JSON: {exc}") from exc
+                yield InferAnswer(value=value)
+            else:
+                yield InferAnswer(items=stream_items(response, media == SSE_TYPE))
 
     def set_secret(self, name: str, value: str) -> bool:
         """Store an organization secret: create it, else (409) replace its value; True when
@@ -199,6 +225,76 @@ class AuthorClient:
         if etag:
             body["etag"] = etag
         return dict(self.request("POST", path, json=body))
+
+
+@dataclass
+class InferAnswer:
+    """A plugin's answer: ``value`` (its JSON) when not streamed, else ``items`` (each
+    item's JSON value, as it arrives)."""
+
+    value: Any = None
+    items: Iterator[Any] | None = None
+
+
+class StreamFailed(CliError):
+    """A streamed answer ended with an error (the contract's error body, as ``line``)."""
+
+    def __init__(self, body: dict[str, Any], line: str) -> None:
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        kind = str(error.get("type") or "Error")
+        super().__init__(f"{kind}: {error.get('message') or 'the stream failed'}",
+                         payload=body, error_type=kind)
+        self.line = line
+
+
+def stream_media(response: httpx.Response) -> str | None:
+    """The streamed media type of a response (NDJSON or server-sent events), else None."""
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media if media in STREAM_TYPES else None
+
+
+def _is_error(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("success") is False and "error" in value
+
+
+def _sse_frames(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """``(event name, data)`` of each server-sent event (the name "message" when unnamed)."""
+    name, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+    if data:
+        yield name, "\n".join(data)
+
+
+def stream_items(response: httpx.Response, events: bool) -> Iterator[Any]:
+    """The items of a streamed answer, decoded, as they arrive: NDJSON lines, or the data of
+    server-sent events up to ``event: end``. An error line or ``event: error`` raises
+    StreamFailed; a broken connection or a line that is not JSON, CliError."""
+    try:
+        if events:
+            frames: Iterator[tuple[str, str]] = _sse_frames(response.iter_lines())
+        else:
+            frames = (("message", line) for line in response.iter_lines() if line.strip())
+        for name, data in frames:
+            if name == "end":
+                return
+            try:
+                value = json.loads(data)
+            except ValueError as exc:
+                raise CliError(f"the stream held a line that is not JSON: {data[:200]!r}") from exc
+            if name == "error" or _is_error(value):
+                body = value if isinstance(value, dict) else {"error": {"message": str(value)}}
+                raise StreamFailed(body, data)
+            yield value
+    except httpx.HTTPError as exc:
+        raise CliError(f"the stream broke off: {exc}") from exc
 
 
 def decode_event(data: str) -> dict[str, Any] | None:

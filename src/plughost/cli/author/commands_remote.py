@@ -3,7 +3,9 @@ rollback, infer."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plughost.cli.author.client import AuthorClient
+from plughost.cli.author.client import AuthorClient, StreamFailed
 from plughost.cli.author.errors import CliError
 from plughost.cli.author.options import (
     DEFAULT_NAMESPACE,
@@ -23,7 +25,7 @@ from plughost.cli.author.options import (
     SecretOpt,
     UrlOpt,
 )
-from plughost.cli.author.output import compact, console, emit_json, say
+from plughost.cli.author.output import compact, console, emit_json, fail, say
 from plughost.cli.author.packing import pack_folder, validated
 from plughost.cli.author.resolve import parse_json_object, parse_secrets
 from plughost.cli.author.session import (
@@ -275,18 +277,45 @@ def infer(
     namespace: NamespaceOpt = DEFAULT_NAMESPACE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Call the deployed plugin once; print its answer and the round trip's time."""
+    """Call the deployed plugin once; print its answer and the round trip's time. A
+    streamed answer is printed item by item as it arrives, one JSON per line."""
     with connected(url, api_key, namespace, as_json) as client:
         inputs = parse_json_object(input_json, "--input") or {}
         params = parse_json_object(params_json, "--params") or {}
         plugin_id = str(resolve(client, plugin)["plugin_id"])
         began = time.perf_counter()
-        answer = client.infer(
-            route_prefix_for(namespace, plugin_id), {"inputs": inputs, "parameters": params}
-        )
+        route = route_prefix_for(namespace, plugin_id)
+        with client.infer(route, {"inputs": inputs, "parameters": params}) as reply:
+            if reply.items is not None:
+                _print_stream(plugin_id, reply.items, began, as_json)
+                return
+            answer = reply.value
         elapsed_ms = (time.perf_counter() - began) * 1000
     if as_json:
         emit_json(answer)
         return
     say(f"{escape(plugin_id)} answered in [bold]{elapsed_ms:.1f} ms[/bold]:")
     say(escape(compact(answer)))
+
+
+def _print_stream(plugin_id: str, items: Iterator[Any], began: float, as_json: bool) -> None:
+    """Each item of a streamed answer on its own line as it arrives; an error line ends the
+    command: printed on stderr, exit code 1."""
+    count, first_ms = 0, 0.0
+    try:
+        for item in items:
+            if count == 0:
+                first_ms = (time.perf_counter() - began) * 1000
+            count += 1
+            typer.echo(json.dumps(item, default=str))  # echo flushes: the line shows now
+    except StreamFailed as exc:
+        typer.echo(exc.line, err=True)
+        if as_json:
+            raise typer.Exit(code=1) from None
+        fail(exc, as_json=False)
+    if not as_json:
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        say(
+            f"{escape(plugin_id)} streamed {count} item{'s' if count != 1 else ''} in "
+            f"[bold]{elapsed_ms:.1f} ms[/bold] (first after {first_ms:.1f} ms)"
+        )
