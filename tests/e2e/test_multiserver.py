@@ -254,3 +254,48 @@ def test_a_batch_job_submitted_through_the_follower_runs_once_on_the_leader(
             (r.json()["batch_id"],),
         ).fetchone()
     assert moves is not None and moves[0] == 1  # claimed once
+
+
+def test_streams_and_deadlines_cross_the_forward_to_the_leader(
+    pair: tuple[LiveServer, LiveServer],
+) -> None:
+    """Issue 26 through the peer forwarding: the follower streams the leader's items as they
+    come, and a deadline or a hang-up at the follower cancels the call in the leader's
+    replica."""
+    from serving_support import (
+        DEADLINE_ASYNC,
+        STREAMING,
+        check_a_hung_up_client_cancels_its_call,
+        check_a_slow_call_ends_in_504_and_is_cancelled,
+        check_an_error_mid_stream_ends_it,
+        check_ndjson_arrives_item_by_item,
+        check_sse_arrives_event_by_event,
+        deploy_plugin,
+    )
+
+    a, b = pair
+    leader, follower = (a, b) if _forwarded(b) is not None else (b, a)
+    stream = deploy_plugin(leader, STREAMING, {"num_replicas": 1}, "fstream")
+    slow = deploy_plugin(leader, DEADLINE_ASYNC, {"request_timeout_s": 1.5}, "fdeadline")
+    for route in (stream, slow):  # the follower routes them too
+        deadline = time.monotonic() + 5
+        with follower.client() as c:
+            while infer(c, route, {"mode": "plain", "sleep": 0}).status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    before = _forwarded(follower)
+    check_ndjson_arrives_item_by_item(follower, stream, "async")
+    check_sse_arrives_event_by_event(follower, stream)
+    check_an_error_mid_stream_ends_it(follower, stream)
+    check_a_slow_call_ends_in_504_and_is_cancelled(follower, slow, 1.5)
+    check_a_hung_up_client_cancels_its_call(follower, slow)
+    assert (_forwarded(follower) or 0) > (before or 0)  # they went through the forward
+
+
+def _forwarded(server: LiveServer) -> int | None:
+    """Calls the server forwarded to the leader (None when it leads)."""
+    with server.client() as c:
+        health = c.get("/healthz").json()
+    if health["role"] == "leader":
+        return None
+    return int(health["peer_calls"]["forwarded"])
