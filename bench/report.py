@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench import batching as batching_goals
 from bench import models as models_goals
 from bench import multiserver as multiserver_goals
 from bench import ray_goals
@@ -443,6 +444,14 @@ GOALS: tuple[GoalRow, ...] = (
         "private copies",
         models_goals.judge,
     ),
+    # issue 26: micro-batching, batched against unbatched in one run (bench/batching.py)
+    GoalRow(
+        "batching",
+        "reported (ratio batched / unbatched)",
+        lambda r: "calls/s at concurrency 16, max_batch_size 16 vs unbatched: a plugin "
+        "sleeping 20 ms per batch, and MiniLM (one encode per batch)",
+        batching_goals.judge,
+    ),
     # issue 15: plughost on Ray against Ray Serve tuned, same run (bench/ray_goals.py)
     GoalRow(
         "ray_rps",
@@ -757,6 +766,7 @@ def render_markdown(res: dict[str, Any], goals: list[Goal]) -> str:
             "",
         ]
 
+    lines += batching_goals.markdown(res)
     lines += cpu_table(summary, res.get("idle_cpu"))
     lines += profile_section(res.get("profile", {}))
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    batching,
     controlplane,
     dataplane,
     elastic,
@@ -232,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         # namespace models: cold and warm first answers, shared weights (its own server)
         res.update(
             models.run(work / "models", rounds=5 if full else 1, size_mb=100 if full else 20)
+        )
+        # issue 26: micro-batching, batched against unbatched at c=16 (its own server)
+        res.update(
+            batching.run(
+                work / "batching",
+                seconds=profile.batching_s,
+                rounds=profile.batching_rounds,
+                prefer_wrk=prefer_wrk,
+                warmup_s=profile.batching_warmup_s,
+            )
         )
         completed = True
     finally:

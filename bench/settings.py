@@ -30,6 +30,10 @@ class Profile:
     queue_n: int
     profile_s: float  # py-spy window on plughost at c=32 (0 = skip)
     upload_workers: int = 4
+    # micro-batching (bench/batching.py): seconds of load per leg and round, rounds, warm-up
+    batching_s: float = 5.0
+    batching_rounds: int = 3
+    batching_warmup_s: float = 1.0
     notes: tuple[str, ...] = field(default=())
 
 
@@ -77,6 +81,9 @@ TINY = Profile(
     status_duration_s=1.0,
     queue_n=3,
     profile_s=1.0,
+    batching_s=2.0,
+    batching_rounds=1,
+    batching_warmup_s=0.5,
     notes=("tiny profile: a smoke setting, not a measurement",),
 )
 

@@ -64,6 +64,7 @@ def test_tiny_run_writes_markdown_plot_and_json(tiny_run: Path) -> None:
         "## Status endpoint under deployments",
         "## Deployments queued at once",
         "## CPU per request",
+        "## Micro-batching (issue 26)",
     ):
         assert section in md
     png = (tiny_run / "latest.png").read_bytes()
@@ -140,3 +141,33 @@ def test_every_goal_is_reported_with_a_verdict(tiny_run: Path) -> None:
         assert goal["measured"]
     md = (tiny_run / "latest.md").read_text()
     assert all(goal["figure"] in md for goal in goals)
+
+
+def test_batching_run_on_the_tiny_profile(tmp_path: Path) -> None:
+    """bench.batching alone (its own server, a few seconds a leg): every leg answered, with
+    numbers, and the ratios computed. No timing is asserted, not even batched > unbatched."""
+    out = tmp_path / "batching.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGHOST_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.batching", "--profile", "tiny", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = json.loads(out.read_text())["batching"]
+    legs = ["sleep_b", "sleep_u"]
+    if "minilm_skipped" not in table:
+        legs += ["minilm_b", "minilm_u"]
+    for leg in legs:
+        cell = table[leg]
+        for key in ("rps", "p50_us", "p99_us"):
+            assert _is_number(cell[key]) and cell[key] > 0, (leg, key, cell)
+        assert cell["failed"] == 0, (leg, cell)
+    for plugin in {leg[:-2] for leg in legs}:
+        assert _is_number(table[f"{plugin}_ratio"]), table
+        # batches really formed on the batched deployment (its size is not a timing)
+        assert table[f"{plugin}_b"]["batching"]["batches"] > 0, table[f"{plugin}_b"]
