@@ -102,6 +102,12 @@ def test_an_exception_mid_stream_ends_it_with_an_error(
     check_a_plain_answer_is_still_json(serving, streaming)
 
 
+def test_a_stream_through_the_version_route(serving: LiveServer, streaming: str) -> None:
+    name = streaming.rsplit("/", 1)[1]
+    check_ndjson_arrives_item_by_item(serving, f"/inference/{NS}/custom_plugin_{name}_1_0_0",
+                                      "async")
+
+
 def test_a_stream_through_v1_inference(serving: LiveServer, streaming: str) -> None:
     name = streaming.rsplit("/", 1)[1]
     with serving.client() as c:

@@ -228,3 +228,19 @@ def test_openapi_document_describes_fast_path_auth_errors_and_limits(
     assert fields["file"]["maxLength"] == 524_288_000
     assert "/ui" not in paths and "/ui/static/{name}" not in paths
     assert srv.anonymous().get("/ui").status_code == 200
+
+
+def test_openapi_document_describes_streams_deadlines_and_504(
+    live: tuple[InProcessServer, str],
+) -> None:
+    srv, _ = live
+    paths = srv.anonymous().get("/openapi.json").json()["paths"]
+    for path in ("/inference/{namespace_id}/{route}", "/v1/inference"):
+        op = paths[path]["post"]
+        ok = op["responses"]["200"]
+        assert set(ok["content"]) == {"application/json", "application/x-ndjson", "text/event-stream"}
+        assert "event: end" in ok["description"]
+        assert op["responses"]["504"]["description"].startswith("GatewayTimeoutError")
+        header = [p for p in op["parameters"] if p["name"].lower() == "x-request-timeout"]
+        assert len(header) == 1 and header[0]["in"] == "header"
+        assert "only lower" in header[0]["description"]

@@ -65,26 +65,34 @@ async def _disconnect(receive: Receive) -> None:
             return
 
 
-async def unless_gone(receive: Receive, call: Awaitable[T], on_gone: Callable[[], Any] | None = None) -> T:
+async def unless_gone(
+    receive: Receive, call: Awaitable[T], on_gone: Callable[[], Any] | None = None
+) -> T:
     """``call``'s result, unless the client disconnects first: then the call is cancelled
-    (``on_gone`` runs) and ClientGone raised."""
-    task = asyncio.ensure_future(call)
+    (``on_gone`` runs) and ClientGone raised.
+
+    The call runs in the calling task (no task of its own on the hot path); a watcher task
+    reads ``receive`` and cancels the caller when the client goes."""
+    caller = asyncio.current_task()
     watch = asyncio.ensure_future(_disconnect(receive))
+    waiting = [True]  # false once the call is over (a late callback then cancels nothing)
 
     def gone(done: asyncio.Future[None]) -> None:
-        if not done.cancelled() and not task.done():
-            task.cancel()
+        if waiting[0] and not done.cancelled() and caller is not None and not caller.done():
+            caller.cancel()
 
     watch.add_done_callback(gone)
     try:
-        return await task
+        return await call
     except asyncio.CancelledError:
-        if watch.done() and not watch.cancelled():
+        if watch.done() and not watch.cancelled() and caller is not None:
+            caller.uncancel()  # the cancel was ours: the task goes on to end normally
             if on_gone is not None:
                 on_gone()
             raise ClientGone() from None
         raise
     finally:
+        waiting[0] = False
         watch.remove_done_callback(gone)
         watch.cancel()
 
@@ -117,9 +125,10 @@ async def send_stream(send: Send, receive: Receive, stream: CallStream, events: 
     await send({"type": "http.response.start", "status": 200, "headers": stream_headers(events)})
     watch = asyncio.ensure_future(_disconnect(receive))
     reader = asyncio.current_task()
+    reading = [True]  # false once the stream is over (a late callback then cancels nothing)
 
     def gone(done: asyncio.Future[None]) -> None:
-        if not done.cancelled() and reader is not None:
+        if reading[0] and not done.cancelled() and reader is not None:
             reader.cancel()
 
     watch.add_done_callback(gone)
@@ -130,13 +139,17 @@ async def send_stream(send: Send, receive: Receive, stream: CallStream, events: 
                             "more_body": True})
             tail = END_EVENT if events else b""
         except asyncio.CancelledError:
-            if watch.done() and not watch.cancelled():
+            if watch.done() and not watch.cancelled() and reader is not None:
+                reading[0] = False
+                reader.uncancel()
                 return  # the client went away: nobody to write to
             raise
         except Exception as exc:  # noqa: BLE001 - the error ends the stream, in the stream
             tail = error_chunk(exc, events)
+        reading[0] = False
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     finally:
+        reading[0] = False
         watch.remove_done_callback(gone)
         watch.cancel()
         with contextlib.suppress(Exception):
