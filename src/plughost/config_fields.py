@@ -139,7 +139,11 @@ class CoreFields(BaseSettings):
     replica_start_timeout_s: float = Field(
         default=120.0, description="a replica not ready by then fails the deployment"
     )
-    replica_call_timeout_s: float = Field(default=60.0, description="limit of one inference call")
+    replica_call_timeout_s: float = Field(
+        default=60.0,
+        description="a call's deadline when serve_config sets no request_timeout_s; also how "
+        "long a stopped call's thread may still run before its replica is replaced",
+    )
     drain_timeout_s: float = Field(
         default=30.0, description="how long old replicas may finish their calls in flight"
     )

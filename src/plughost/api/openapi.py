@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Header
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from plughost.api.extractor_schemas import EXTRACTOR_ERRORS
 from plughost.api.model_schemas import MODEL_ERRORS, MODEL_REQUEST_BODIES
-from plughost.api.openapi_inference import INFERENCE_RESPONSES, TIMEOUT_HEADER_TEXT
+from plughost.api.openapi_inference import INFERENCE_EXTRA, INFERENCE_RESPONSES
 from plughost.api.paths import BATCH_ID_PATTERN
 from plughost.dataplane.body import MAX_BODY_BYTES
 from plughost.domain.ids import NAME_PATTERN, PLUGIN_ID_PATTERN, VERSION_PATTERN
@@ -322,12 +322,8 @@ _SINCE = {"anyOf": [
 ]}
 
 
-@fastpath_docs.post(INFER, responses=INFERENCE_RESPONSES)
-def inference(
-    namespace_id: str,
-    route: str,
-    x_request_timeout: float | None = Header(default=None, gt=0, description=TIMEOUT_HEADER_TEXT),
-) -> None:
+@fastpath_docs.post(INFER, responses=INFERENCE_RESPONSES, openapi_extra=INFERENCE_EXTRA)
+def inference(namespace_id: str, route: str) -> None:
     """Call a deployed plugin: `route` is its deployment name (`custom_plugin_{plugin_id}`,
     the `route_prefix` of deploy and status) or its name, the alias that follows the newest
     healthy deployed version. Served by the ASGI fast path, never by this function."""

@@ -35,3 +35,14 @@ INFERENCE_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
 }
+
+# declared by hand: FastAPI would write an optional header as "number or null", and a null
+# is no header at all on the wire
+TIMEOUT_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-Timeout",
+    "in": "header",
+    "required": False,
+    "description": TIMEOUT_HEADER_TEXT,
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+}
+INFERENCE_EXTRA: dict[str, Any] = {"parameters": [TIMEOUT_PARAMETER]}

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import RuntimeDep
-from plughost.api.openapi_inference import INFERENCE_RESPONSES, TIMEOUT_HEADER_TEXT
+from plughost.api.openapi_inference import INFERENCE_EXTRA, INFERENCE_RESPONSES
 from plughost.api.streams import check_declared_length, limited_stream
 from plughost.backends.stream import CallStream
 from plughost.dataplane.body import MAX_BODY_BYTES
@@ -30,6 +30,7 @@ from plughost.dataplane.streaming import (
     EVENT_STREAM,
     NDJSON,
     ClientGone,
+    header_timeout,
     stream_chunks,
     unless_gone,
     wants_events,
@@ -40,19 +41,17 @@ from plughost.errors import BadRequestError
 router = APIRouter(tags=["inference"])
 
 
-@router.post("/v1/inference", responses=INFERENCE_RESPONSES)
+@router.post("/v1/inference", responses=INFERENCE_RESPONSES, openapi_extra=INFERENCE_EXTRA)
 async def infer_by_name(
     request: Request,
     rt: RuntimeDep,
     authorization: str | None = Header(default=None, include_in_schema=False),
     x_namespace: str | None = Header(default=None),
-    x_request_timeout: float | None = Header(
-        default=None, gt=0, description=TIMEOUT_HEADER_TEXT,
-    ),
 ) -> Response:
     flights: Flights = request.app.state.flights
     principal = await caller(rt.accounts, authorization, flights)
     check_content_type(request.headers.get("content-type"))
+    timeout = header_timeout(request.headers.get("x-request-timeout"))
     check_declared_length(request, MAX_BODY_BYTES)
     body = check_call_body(b"".join([c async for c in limited_stream(request, MAX_BODY_BYTES)]))
     namespace_id = x_namespace or await run_in_threadpool(rt.accounts.only_namespace, principal)
@@ -67,7 +66,7 @@ async def infer_by_name(
     try:
         out = await unless_gone(
             request.receive,
-            rt.inference.infer_json(namespace_id, name, inputs, parameters, x_request_timeout),
+            rt.inference.infer_json(namespace_id, name, inputs, parameters, timeout),
         )
     except ClientGone:
         return Response(status_code=499)  # nobody reads it: the client has gone

@@ -13,7 +13,8 @@ error reply) within CANCEL_ACK_S, or it is taken for hung (its loop blocked) and
 call past the channel's own timeout. A reply streamed in items (:mod:`plughost.replica.
 protocol`) is handed over as its first item with a :class:`ReplyStream` in ``head.stream``.
 A call the replica stopped while its plain handler still runs leaves the replica busy
-(:attr:`ReplicaChannel.busy`) until the replica says the thread is free.
+(:attr:`ReplicaChannel.busy`) until the replica says the thread is free; one that still runs
+``stuck_limit_s`` later (a runaway loop burning a CPU) ends the replica like a hung call.
 
 The replica may also send requests of its own: container calls of plugin code
 (:mod:`plughost.domain.container`), in ``cid`` frames. With a ``container`` handler (bound to
@@ -127,8 +128,10 @@ class ReplicaChannel(asyncio.Protocol):
         timed_out: Callable[[float, bool], BaseException],
         lost: Callable[[str], None],
         container: ContainerHandler | None = None,
+        stuck_limit_s: float | None = None,
     ) -> None:
         self._timed_out = timed_out
+        self._stuck_limit_s = stuck_limit_s
         self._lost = lost
         self.container = container  # answers the replica's container calls (None: refused)
         self._container_tasks: set[asyncio.Task[None]] = set()
@@ -143,7 +146,8 @@ class ReplicaChannel(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self.closed_reason: str | None = None
         self._acks: dict[int, float] = {}  # cancelled calls: by when the replica must answer
-        self.stuck: set[int] = set()  # stopped calls whose plain handler still runs
+        # stopped calls whose plain handler still runs: by when it must have returned
+        self.stuck: dict[int, float] = {}
         self.streams = 0  # streamed replies under way
 
     @property
@@ -181,9 +185,9 @@ class ReplicaChannel(asyncio.Protocol):
                 del self._acks[request_id]
             if not head.ok:
                 if error_running(body):
-                    self.stuck.add(request_id)
+                    self._note_stuck(request_id)
             elif head.kind == END and request_id in self.stuck:
-                self.stuck.discard(request_id)  # the plugin thread is free again
+                del self.stuck[request_id]  # the plugin thread is free again
             if head.kind == ITEM:
                 waiting = self._waiting.get(request_id)
             else:
@@ -296,6 +300,12 @@ class ReplicaChannel(asyncio.Protocol):
             if waiting is not None and waiting.stream is None:
                 del self._waiting[request_id]
 
+    def _note_stuck(self, request_id: int) -> None:
+        limit = self._stuck_limit_s
+        self.stuck[request_id] = self._loop.time() + (limit if limit is not None else float("inf"))
+        if limit is not None and self._sweep_handle is None:
+            self._sweep_handle = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
     def _cancel(self, request_id: int) -> None:
         """Ask the replica to cancel a call; it must answer within CANCEL_ACK_S."""
         if self.closed_reason is not None or self._transport is None:
@@ -335,7 +345,14 @@ class ReplicaChannel(asyncio.Protocol):
                 del self._acks[request_id]
                 logger.warning("replica did not answer the cancel of call %d", request_id)
                 self._timed_out(CANCEL_ACK_S, True)
-        if (self._waiting or self._acks) and self.closed_reason is None:
+        for request_id, due in list(self.stuck.items()):
+            if due <= now:  # a stopped call's thread still runs: a runaway
+                del self.stuck[request_id]
+                logger.warning("call %d still runs %g s after it was stopped", request_id,
+                               self._stuck_limit_s or 0)
+                self._timed_out(self._stuck_limit_s or 0.0, True)
+        stuck_due = self._stuck_limit_s is not None and bool(self.stuck)
+        if (self._waiting or self._acks or stuck_due) and self.closed_reason is None:
             self._sweep_handle = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
     # -- closing ----------------------------------------------------------------------------

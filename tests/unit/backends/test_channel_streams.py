@@ -268,12 +268,12 @@ def test_a_call_stopped_while_its_thread_runs_keeps_the_replica_busy_until_its_e
         )
         heads = [(await c)[0] for c in calls]
         assert [h.ok for h in heads] == [False, False]
-        assert peer.channel.stuck == {1}, "only the call whose thread still runs is stuck"
+        assert set(peer.channel.stuck) == {1}, "only the call whose thread still runs is stuck"
         assert peer.channel.busy == 1000
         peer.reply(encode_end_reply(2))  # an end for a call that is not stuck changes nothing
-        assert peer.channel.stuck == {1}
+        assert set(peer.channel.stuck) == {1}
         peer.reply(encode_end_reply(1))  # the plugin thread is free again
-        assert peer.channel.stuck == set() and peer.channel.busy == 0
+        assert not peer.channel.stuck and peer.channel.busy == 0
 
     run(scenario)
 
@@ -287,5 +287,20 @@ def test_plain_replies_still_answer_their_callers_beside_streams() -> None:
         assert (head.kind, body[head.result_start : -1]) == ("result", b'"done"')
         first, _ = await streamed
         assert first.kind == ITEM and peer.channel.streams == 1
+
+    run(scenario)
+
+
+def test_a_stopped_call_whose_thread_outlives_the_limit_ends_the_replica() -> None:
+    async def scenario(peer: Peer) -> None:
+        peer.channel._stuck_limit_s = 0.2  # what ReplicaProcess passes: its call timeout
+        call = peer.call()
+        await _turn()
+        peer.reply(encode_error_reply(1, "GatewayTimeoutError", "past 1s", running=True))
+        await call
+        assert peer.timeouts == []
+        await asyncio.sleep(0.5)  # a runaway: no end frame came
+        assert peer.timeouts == [(0.2, True)]  # taken for a hung call: the replica is ended
+        assert not peer.channel.stuck
 
     run(scenario)

@@ -200,7 +200,8 @@ class ReplicaProcess:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, channel = await loop.create_unix_connection(
                     lambda: ReplicaChannel(
-                        self._timeout_error, self._connection_lost, self._spec.container
+                        self._timeout_error, self._connection_lost, self._spec.container,
+                        self._spec.call_timeout_s,  # a stopped call's runaway thread
                     ),
                     str(self._spec.socket_path),
                 )

@@ -152,6 +152,7 @@ class DirectSet:
                 lambda timeout_s, is_call: self._timed_out(rid, timeout_s, is_call),
                 lambda reason: self._lost(rid, reason),
                 self.container,
+                self.call_timeout_s,  # a stopped call's runaway thread ends the replica
             )
 
         try:
