@@ -319,8 +319,15 @@ class ReplicaServer:
         """Cancel a running call of this connection (its task replies); a call that is not
         running (answered already) is answered once more, so the client hears back."""
         task = conn.calls.get(call_id) if isinstance(call_id, int) else None
-        if task is not None:
+        if task is not None and not task.done():  # a done one is forgotten a turn later
             task.cancel()
+
+            def unstarted(done: asyncio.Future[None]) -> None:
+                # a task cancelled before its first step never ran its reply: answer here
+                if done.cancelled():
+                    conn.send(_refused(call_id, CANCELLED_ERROR, "the call was cancelled"))
+
+            task.add_done_callback(unstarted)
         elif isinstance(call_id, int):
             conn.send(_refused(call_id, CANCELLED_ERROR, "no such call is running"))
 

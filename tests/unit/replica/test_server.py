@@ -13,7 +13,12 @@ import orjson
 import pytest
 
 from plughost.replica.invoke import ServiceInvoker
-from plughost.replica.protocol import encode_frame, encode_request, read_frame
+from plughost.replica.protocol import (
+    encode_cancel_request,
+    encode_frame,
+    encode_request,
+    read_frame,
+)
 from plughost.replica.server import ReplicaServer
 
 Scenario = Callable[[ReplicaServer, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Any]]
@@ -206,3 +211,29 @@ def test_stop_drains_in_flight_calls_then_closes_and_removes_the_socket(
     assert reply == {"id": 1, "ok": True, "result": {"slept": 0.3}}
     assert after is None
     assert not socket_exists
+
+
+def test_every_cancel_is_answered_even_one_that_arrives_with_its_call(socket_path: Path) -> None:
+    """A cancel read in the same chunk as its call finds the call's task not yet started; the
+    host waits for an answer to each cancel (else it takes the replica for hung), so one
+    comes: the call's cancelled reply. A cancel of a running call and of an unknown one too."""
+
+    async def scenario(
+        _: ReplicaServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> list[dict[str, Any]]:
+        call = encode_frame(encode_request(1, "call", {"action": "sleep", "seconds": 5}))
+        writer.write(call + encode_frame(encode_cancel_request(1)))  # one write, one read
+        await writer.drain()
+        first = await receive(reader)
+        await send(writer, encode_request(2, "call", {"action": "sleep", "seconds": 5}))
+        await asyncio.sleep(0.2)
+        await send(writer, encode_cancel_request(2))
+        second = await receive(reader)
+        await send(writer, encode_cancel_request(99))
+        return [first, second, await receive(reader)]
+
+    replies = run_scenario(socket_path, scenario)
+    assert [r["id"] for r in replies] == [1, 2, 99]
+    assert all(r["ok"] is False for r in replies)
+    assert [r["error"]["type"] for r in replies] == ["CancelledError"] * 3
+    assert [r["error"]["origin"] for r in replies] == ["worker"] * 3
