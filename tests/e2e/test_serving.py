@@ -166,3 +166,44 @@ def test_a_queued_call_past_its_deadline_is_dropped_unrun(serving: LiveServer) -
     assert queued.status_code == 504
     ran = post(serving, route, {"op": "ran"}).json()["ran"]
     assert "first" in ran and "queued" not in ran
+
+
+def test_batched_calls_count_one_by_one_for_the_autoscaler(serving: LiveServer) -> None:
+    """24 callers in batches of up to 8: the autoscaler (aiming at 8 calls in flight per
+    replica) sees 24 calls, not 3 batches, and adds replicas; every answer stays the caller's."""
+    import threading
+
+    route = deploy_plugin(serving, BATCHING, {
+        "max_batch_size": 8, "batch_wait_timeout_s": 0.02, "min_replicas": 1,
+        "max_replicas": 3, "target_ongoing_requests": 8, "upscale_delay_s": 0,
+        "downscale_delay_s": 60,
+    }, "scalebatch")
+    name = route.rsplit("/", 1)[1]
+    stop = threading.Event()
+    wrong: list[tuple[int, object]] = []
+
+    def caller(i: int) -> None:
+        with serving.client() as c:
+            while not stop.is_set():
+                r = c.post(route, json={"inputs": {"id": i}, "parameters": {"echo": i}})
+                if r.status_code != 200 or r.json()["id"] != i or r.json()["echo"] != i:
+                    wrong.append((i, r.text))
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 20
+        target = 1
+        with serving.client() as c:
+            while time.monotonic() < deadline and target < 2:
+                body = c.get(f"/v1/namespaces/{NS}/plugins/{name}_1_0_0/status").json()
+                target = body.get("replicas", {}).get("target", 1)
+                time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert target >= 2, body
+    assert wrong == []
+    assert body["batching"]["mean_batch_size"] > 1
