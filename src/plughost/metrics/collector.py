@@ -128,21 +128,13 @@ class PlughostCollector(Collector):
             requests.add_metric(values, stats.requests)
             errors.add_metric(values, stats.errors)
             in_flight.add_metric(values, stats.in_flight)
-            cumulative, total = [], 0
-            for bound, count in zip((*LATENCY_BUCKETS_MS, float("inf")), stats.buckets,
-                                    strict=True):
-                total += count
-                cumulative.append((_bound(bound), total))
-            latency.add_metric(values, cumulative, stats.latency_sum_ms)
+            latency.add_metric(values, _cumulative(LATENCY_BUCKETS_MS, stats.buckets),
+                               stats.latency_sum_ms)
             timeouts.add_metric(values, stats.timeouts)
             cancellations.add_metric(values, stats.cancellations)
             if stats.batches:
-                sizes, total = [], 0
-                for bound, count in zip((*BATCH_SIZE_BUCKETS, float("inf")), stats.batch_buckets,
-                                        strict=True):
-                    total += count
-                    sizes.append((_bound(bound), total))
-                batch_sizes.add_metric(values, sizes, stats.batch_size_sum)
+                batch_sizes.add_metric(values, _cumulative(BATCH_SIZE_BUCKETS, stats.batch_buckets),
+                                       stats.batch_size_sum)
         yield from (requests, errors, in_flight, latency, timeouts, cancellations, batch_sizes)
 
     @staticmethod
@@ -200,3 +192,12 @@ def content_type() -> str:
 
     return str(CONTENT_TYPE_LATEST)
 
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, int]]:
+    """Prometheus histogram buckets (upper bound, cumulative count) from per-bucket counts
+    whose last one is +Inf."""
+    out, total = [], 0
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        total += count
+        out.append((_bound(bound), total))
+    return out
