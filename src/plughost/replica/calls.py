@@ -158,7 +158,10 @@ class CallRunner:
             loop = asyncio.get_running_loop()
 
             def freed(_future: Future[Any]) -> None:
-                loop.call_soon_threadsafe(conn.send, encode_end_reply(request_id))
+                try:
+                    loop.call_soon_threadsafe(conn.send, encode_end_reply(request_id))
+                except RuntimeError:  # the loop is closed: the replica is stopping
+                    pass
 
             running[-1].add_done_callback(freed)
 
