@@ -26,6 +26,7 @@ from plughost.errors import (
     DeadlineExceeded,
     GatewayTimeoutError,
     NotFoundError,
+    PlughostError,
     PluginRuntimeError,
     ServiceUnavailableError,
 )
@@ -108,27 +109,11 @@ class Inference:
             else:
                 async with asyncio.timeout(limit):
                     result = await route.group.call_body(body, limit)
-        except TimeoutError as exc:
-            stats.errors += 1
-            stats.timeouts += 1
-            raise _past_deadline(route, limit) from exc
-        except DeadlineExceeded as exc:
-            stats.errors += 1
-            stats.timeouts += 1
-            raise _past_deadline(route, limit) from exc
         except asyncio.CancelledError:
             stats.cancellations += 1
             raise
-        except CallFailed as exc:
-            stats.errors += 1
-            raise _plugin_error(route, exc) from exc
-        except Unavailable as exc:
-            stats.errors += 1
-            raise ServiceUnavailableError(
-                f"plugin {route.plugin_id} is unavailable: {exc}",
-                {"plugin_id": route.plugin_id},
-                exc.retry_after_s,  # a start from zero under way: Retry-After
-            ) from exc
+        except (TimeoutError, DeadlineExceeded, CallFailed, Unavailable) as exc:
+            raise _counted_error(exc, route, stats, limit, "is unavailable") from exc
         finally:
             BATCH_SINK.reset(sink)
             stats.in_flight -= 1
@@ -213,6 +198,24 @@ def _past_deadline(route: Route, limit: float | None) -> GatewayTimeoutError:
         {"plugin_id": route.plugin_id, "timeout_s": limit})
 
 
+def _counted_error(
+    exc: BaseException, route: Route, stats: RequestStats, limit: float | None, gone: str
+) -> PlughostError:
+    """The client's error for a failed call (a timeout of ours or the replica's, the plugin's
+    exception, no replica), counted in the release's figures; ``gone``: how an unavailable
+    replica is said ("is unavailable", "went away mid-stream")."""
+    stats.errors += 1
+    if isinstance(exc, (TimeoutError, DeadlineExceeded)):
+        stats.timeouts += 1
+        return _past_deadline(route, limit)
+    if isinstance(exc, CallFailed):
+        return _plugin_error(route, exc)
+    retry_after = exc.retry_after_s if isinstance(exc, Unavailable) else None
+    # a start from zero under way: Retry-After
+    return ServiceUnavailableError(
+        f"plugin {route.plugin_id} {gone}: {exc}", {"plugin_id": route.plugin_id}, retry_after)
+
+
 def _plugin_error(route: Route, exc: CallFailed) -> PluginRuntimeError:
     return PluginRuntimeError(
         f"plugin raised {exc.type_name}: {exc.message}",
@@ -242,21 +245,10 @@ class _MeteredStream(CallStream):
         stats = self._stats
         try:
             item = await self._inner.next_item()
-        except DeadlineExceeded as exc:
+        except (DeadlineExceeded, CallFailed, Unavailable) as exc:
             self._close()
-            stats.errors += 1
-            stats.timeouts += 1
-            raise _past_deadline(self._route, self._limit) from exc
-        except CallFailed as exc:
-            self._close()
-            stats.errors += 1
-            raise _plugin_error(self._route, exc) from exc
-        except Unavailable as exc:
-            self._close()
-            stats.errors += 1
-            raise ServiceUnavailableError(
-                f"plugin {self._route.plugin_id} went away mid-stream: {exc}",
-                {"plugin_id": self._route.plugin_id}) from exc
+            raise _counted_error(
+                exc, self._route, stats, self._limit, "went away mid-stream") from exc
         except asyncio.CancelledError:
             if self._open:
                 stats.cancellations += 1
