@@ -1,3 +1,3 @@
-from plughost.cli.main import main
+from plughost.cli.entry import main
 
 main()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated
 
 import typer
@@ -14,6 +13,7 @@ from plughost.cli.author import register as register_author_commands
 from plughost.cli.batch import batch_app
 from plughost.cli.models import models_app
 from plughost.cli.secrets import secrets_app
+from plughost.cli.serve import serve
 from plughost.config import Settings
 from plughost.errors import PlughostError
 from plughost.persistence.db import Database
@@ -49,66 +49,7 @@ def _fail(exc: PlughostError) -> None:
     raise typer.Exit(code=1)
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8080,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-    workers: Annotated[
-        int | None,
-        typer.Option(help="server processes sharing the port (PLUGHOST_WORKERS, default 1)"),
-    ] = None,
-) -> None:
-    """Run the server on the configured (by default embedded) database and store.
-
-    A server already running on the same home and port is taken over without downtime
-    (plughost.server.handover); SIGHUP or `plughost restart` makes a running server do that to
-    itself."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = Settings(host=host, port=port)
-    if settings.fd_check:  # before the server's modules: uvloop binds os.close at its import
-        from plughost.server import fdcheck
-
-        fdcheck.install()
-    from plughost.api.app import create_app
-    from plughost.cluster.member import lock_sqlite_home
-    from plughost.server import port_keeper as keeper
-    from plughost.server import takeover
-    from plughost.server.handover import ask_predecessor
-
-    if workers is not None:
-        settings.workers = workers
-    if settings.workers > 1:  # no takeover: each worker would need its own (plughost.server.supervisor)
-        from plughost.server.supervisor import run_parent
-
-        try:
-            code = run_parent(settings, log_level)
-        except RuntimeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=1) from None
-        raise typer.Exit(code=code)
-    handoff = None
-    try:
-        handoff = ask_predecessor(settings)
-        lock_sqlite_home(settings)
-        # a server that died left its port with the keeper: take it (its queued connections)
-        kept = None if handoff else keeper.take(settings)
-        # fail here, before migrations, when the port is taken
-        if handoff is not None:
-            listener = handoff.listener
-        elif kept is not None:
-            listener = kept[0]
-        else:
-            listener = takeover.bind_listener(host, port)
-    except RuntimeError as exc:
-        if handoff is not None:
-            handoff.abandon()
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
-    link = kept[1] if kept is not None else keeper.attach(settings, listener)
-    takeover.run(settings, create_app(settings), listener, handoff, log_level, link)
+app.command()(serve)
 
 
 @app.command()
@@ -249,4 +190,5 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id (see keys
 
 
 def main() -> None:
+    """The whole command (``plughost.cli.entry`` runs ``serve`` without importing this)."""
     app()

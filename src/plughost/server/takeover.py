@@ -18,16 +18,18 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from plughost.backends.base import ReplicaGroup
 from plughost.backends.local.registry import ReplicaRecord, ReplicaRegistry
 from plughost.config import Settings
 from plughost.server.handover import ControlServer, Handoff
 from plughost.server.port_keeper import KeeperLink
-from plughost.server.wiring import Runtime
+
+if TYPE_CHECKING:  # the server's modules come after the port and the migration's start
+    from plughost.backends.base import ReplicaGroup
+    from plughost.server.wiring import Runtime
 
 log = logging.getLogger("plughost.server.handover")
 

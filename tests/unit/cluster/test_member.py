@@ -15,13 +15,9 @@ from sqlalchemy.engine import make_url
 from test_controller import Harness
 from test_election import FakeLeases, elector
 
-from plughost.cluster.member import (
-    Cluster,
-    lock_sqlite_home,
-    sqlite_home_locked,
-    unlock_sqlite_home,
-)
+from plughost.cluster.member import Cluster
 from plughost.config import Settings
+from plughost.server.home_lock import lock_sqlite_home, sqlite_home_locked, unlock_sqlite_home
 from plughost.services.accounts import Accounts
 
 
