@@ -60,7 +60,9 @@ def prepare_database(settings: Settings) -> None:
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     try:
-        db.migrate()
+        migration = db.start_migration()  # alembic in a child: the parent stays small
+        if migration is not None:
+            migration.wait()
         boot = Accounts(db).bootstrap(settings.bootstrap_key)
         if boot.created_key:
             write_admin_key(settings, boot.created_key)

@@ -178,7 +178,12 @@ def build_runtime(settings: Settings) -> Runtime:
     home = settings.resolved_home
     home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
-    db.migrate()
+    # a new (or older) schema is migrated by a child process, so alembic never stays in
+    # this one; the sandbox's self-test runs meanwhile
+    migration = db.start_migration()
+    sandbox = build_sandbox(settings)
+    if migration is not None:
+        migration.wait()
     accounts = Accounts(db)
     _bootstrap(settings, accounts)
     store = open_archive_store(settings)
@@ -186,7 +191,6 @@ def build_runtime(settings: Settings) -> Runtime:
     secrets, mask = build_secrets(settings, db)
     routes = RouteTable()  # before the container: plugins call plugins through it
     container = ContainerService(settings, secrets, namespace_owner(db), plugins=routes)
-    sandbox = build_sandbox(settings)
     # what the observation side counts and stores, before those who report to it
     logs = build_logs(settings, mask.mask)  # replicas' lines, secret values masked
     validation = ValidationFailures()
