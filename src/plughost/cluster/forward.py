@@ -18,9 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from plughost.backends.base import (
@@ -39,6 +38,9 @@ from plughost.errors import (
     RequestRefused,
     Unavailable,
 )
+
+if TYPE_CHECKING:  # httpx (and the rich it imports) only once a call is forwarded
+    import httpx
 
 PEER_PREFIX = "/_peer/call/"
 TIME_HEADER = "x-plughost-peer-time"
@@ -140,6 +142,8 @@ class PeerCalls:
         }
         if deadline_s is not None:
             headers[DEADLINE_HEADER] = f"{deadline_s:.3f}"
+        import httpx
+
         url = f"{address.rstrip('/')}{PEER_PREFIX}{release_id}"
         self.forwarded += 1
         http = self.client()
@@ -175,6 +179,8 @@ class PeerCalls:
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.call_timeout_s, connect=2.0), limits=limits
@@ -219,6 +225,8 @@ class _PeerStream(CallStream):
         self._done = False
 
     async def next_item(self) -> bytes | None:
+        import httpx
+
         if self._done:
             return None
         try:

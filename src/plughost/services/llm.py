@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from plughost.config import Settings
+
+if TYPE_CHECKING:  # httpx (and the rich it imports) on the first LLM call, not at start-up
+    import httpx
 
 NOT_CONFIGURED = "LLMNotConfigured"
 # what a plugin may tune; anything else it passes is dropped, never forwarded
@@ -129,9 +130,18 @@ class LlmClient:
         self._base = settings.llm_base_url.strip().rstrip("/")
         self._key = settings.llm_api_key
         self._models = settings.llm_models
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.llm_timeout_s), transport=transport
-        )
+        self._timeout_s = settings.llm_timeout_s
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout_s), transport=self._transport
+            )
+        return self._client
 
     @property
     def configured(self) -> bool:
@@ -150,8 +160,10 @@ class LlmClient:
         key = self._key or org_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = f"{self._base}/chat/completions"
+        import httpx
+
         try:
-            response = await self._http.post(url, json=body, headers=headers)
+            response = await self._http().post(url, json=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise LlmFailure(
                 "LLMTimeout", f"no answer from the LLM endpoint in time ({exc})"
@@ -175,4 +187,6 @@ class LlmClient:
         return parse_answer(answer, "response_format" in body, args.get("provider"))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

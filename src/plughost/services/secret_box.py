@@ -14,10 +14,11 @@ database; an operator who wants the key elsewhere sets ``PLUGHOST_SECRETS_KEY``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from plughost.config import Settings
 from plughost.errors import ServiceUnavailableError
@@ -25,7 +26,25 @@ from plughost.persistence.db import Database
 from plughost.persistence.idempotent import ensure_row
 from plughost.persistence.tables import ServerSecret
 
+if TYPE_CHECKING:  # cryptography (8 MiB resident) is imported when a secret is first used
+    from cryptography.fernet import MultiFernet
+
 SECRETS_KEY_ROW = "organization_secrets"  # the server_secrets row of a generated key
+
+
+def generate_key() -> bytes:
+    """A new Fernet key: 32 random bytes, urlsafe base64 (the format Fernet reads)."""
+    return base64.urlsafe_b64encode(os.urandom(32))
+
+
+def check_key(key: bytes) -> None:
+    """ValueError unless ``key`` is a Fernet key, the check Fernet itself makes."""
+    try:
+        raw = base64.urlsafe_b64decode(key)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not urlsafe base64") from exc
+    if len(raw) != 32 or base64.urlsafe_b64encode(raw) != key:  # 32 bytes, nothing after
+        raise ValueError("a Fernet key is 32 bytes")
 
 
 class SecretKeyError(ServiceUnavailableError):
@@ -38,16 +57,28 @@ class SecretBox:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise ValueError("a SecretBox needs at least one key")
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        for key in keys:
+            check_key(key)
+        self._keys = list(keys)
+        self._cipher: MultiFernet | None = None
+
+    def _fernet(self) -> MultiFernet:
+        if self._cipher is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._cipher = MultiFernet([Fernet(k) for k in self._keys])
+        return self._cipher
 
     def seal(self, value: str) -> str:
         """The value as a Fernet token (text). The value must be encodable as UTF-8."""
-        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+        return self._fernet().encrypt(value.encode("utf-8")).decode("ascii")
 
     def open(self, token: str) -> str:
         """The clear value; SecretKeyError when no key of this box opens it."""
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+            return self._fernet().decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError) as exc:
             raise SecretKeyError(
                 "a stored secret cannot be decrypted with this server's key "
@@ -60,7 +91,7 @@ def parse_keys(text: str) -> list[bytes]:
     keys = [k.strip().encode("ascii") for k in text.split(",") if k.strip()]
     for position, key in enumerate(keys, 1):
         try:
-            Fernet(key)
+            check_key(key)
         except ValueError as exc:
             raise ValueError(
                 f"PLUGHOST_SECRETS_KEY: key {position} is not a Fernet key (32 bytes, urlsafe "
@@ -77,7 +108,7 @@ def open_secret_box(settings: Settings, db: Database) -> SecretBox:
     if db.is_sqlite:
         return SecretBox([key_file(settings.secrets_key_path)])
     with db.session() as s:
-        candidate = {"name": SECRETS_KEY_ROW, "value": Fernet.generate_key().decode("ascii")}
+        candidate = {"name": SECRETS_KEY_ROW, "value": generate_key().decode("ascii")}
         row = ensure_row(s, ServerSecret, candidate, ["name"])
         return SecretBox([row.value.encode("ascii")])
 
@@ -89,7 +120,7 @@ def key_file(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return _read_key(path)
-    key = Fernet.generate_key()
+    key = generate_key()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -109,7 +140,7 @@ def key_file(path: Path) -> bytes:
 def _read_key(path: Path) -> bytes:
     key = path.read_bytes().strip()
     try:
-        Fernet(key)
+        check_key(key)
     except ValueError as exc:
         raise ValueError(
             f"{path} does not hold a Fernet key; delete it only if no secret was ever stored"

@@ -20,6 +20,8 @@ from plughost.services.accounts import Principal
 from plughost.services.secret_box import (
     SecretBox,
     SecretKeyError,
+    check_key,
+    generate_key,
     key_file,
     open_secret_box,
     parse_keys,
@@ -228,6 +230,32 @@ def test_the_configured_keys_rotate(tmp_path: Path, db: Database) -> None:
 def test_a_bad_configured_key_names_the_setting() -> None:
     with pytest.raises(ValueError, match="PLUGHOST_SECRETS_KEY: key 2"):
         parse_keys(f"{Fernet.generate_key().decode()},not-a-key")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"not-a-key",
+        b"",
+        b"c2hvcnQ=",
+        b"!" * 44,
+        Fernet.generate_key()[:-4],
+        Fernet.generate_key() * 2,
+    ],
+)
+def test_the_key_check_without_cryptography_refuses_what_fernet_refuses(key: bytes) -> None:
+    with pytest.raises(ValueError):
+        Fernet(key)
+    with pytest.raises(ValueError):
+        check_key(key)
+
+
+def test_a_key_made_without_cryptography_is_a_fernet_key() -> None:
+    keys = {generate_key() for _ in range(20)}
+    assert len(keys) == 20
+    for key in keys:
+        check_key(key)
+        assert Fernet(key).decrypt(Fernet(key).encrypt(b"x")) == b"x"
 
 
 def test_the_key_never_shows_in_a_printed_settings(tmp_path: Path) -> None:

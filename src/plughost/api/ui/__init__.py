@@ -9,11 +9,12 @@ build step: the script and the style sheet are files beside this module.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from plughost import __version__
 from plughost.errors import NotFoundError
@@ -24,15 +25,25 @@ STATIC = {
     "dashboard.css": "text/css; charset=utf-8",
 }
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
-_env = Environment(
-    loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
-)
+
+
+@functools.cache
+def _env() -> Environment:
+    """Jinja2 on the first page asked for: a server nobody looks at does not hold it."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+    )
 
 
 @router.get("/ui", response_class=HTMLResponse)
 def dashboard() -> HTMLResponse:
-    html = _env.get_template("dashboard.html").render(version=__version__)
+    html = _env().get_template("dashboard.html").render(version=__version__)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
