@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Iterable
 from typing import Any
 
 MIME_COLUMN = "mime_type"
@@ -33,3 +34,14 @@ def mime_of(value: Any) -> str | None:
         path = value.split("?", 1)[0].split("#", 1)[0]
         return mimetypes.guess_type(path)[0] or "application/octet-stream"
     return "text/plain"
+
+
+def mimes_of(values: Iterable[Any]) -> list[str | None]:
+    """:func:`mime_of` of each value; a string that can be neither a URL (no ``://``) nor a
+    data: URI is ``text/plain`` without the regular expressions (most rows are plain text)."""
+    return [
+        "text/plain"
+        if type(v) is str and "://" not in v and not v.startswith("data:")
+        else mime_of(v)
+        for v in values
+    ]

@@ -1,8 +1,11 @@
-"""A job's results on disk: one Parquet part and one JSON marker per finished chunk.
+"""A job's results on disk: one part and one JSON marker per finished chunk.
 
 A chunk counts as done only once its marker exists (written after the part, both by
 rename), so a job interrupted anywhere resumes with exactly the chunks it finished: no row is
-written twice. :meth:`PartStore.merge` streams the parts, in chunk order, into one file.
+written twice. :meth:`PartStore.merge` streams the parts, in chunk order, into one Parquet
+file. A part is an Arrow IPC file (written and read back at memory speed: the
+rows are encoded as Parquet once, in the merge); parts written as Parquet by an earlier
+version are read too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from plughost.batch.protocol import ROW_ID
+
+PART_SUFFIX = ".arrow"
+PART_SUFFIXES = (PART_SUFFIX, ".parquet")
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,14 @@ class PartStore:
         folder.mkdir(parents=True, exist_ok=True)
 
     def _part(self, chunk: int) -> Path:
-        return self.folder / f"part-{chunk:08d}.parquet"
+        return self.folder / f"part-{chunk:08d}{PART_SUFFIX}"
+
+    def _parts(self) -> list[Path]:
+        """Every part file, in chunk order."""
+        return sorted(
+            (p for p in self.folder.glob("part-*") if p.suffix in PART_SUFFIXES),
+            key=lambda p: p.stem,
+        )
 
     def _marker(self, chunk: int) -> Path:
         return self.folder / f"chunk-{chunk:08d}.json"
@@ -61,7 +74,7 @@ class PartStore:
         for marker in self.folder.glob("chunk-*.json"):
             raw = orjson.loads(marker.read_bytes())
             done[int(raw["chunk"])] = ChunkRecord(**raw)
-        for part in self.folder.glob("part-*.parquet"):
+        for part in self._parts():
             if int(part.stem.split("-")[1]) not in done:
                 part.unlink()
         for tmp in self.folder.glob(".tmp-*"):
@@ -73,7 +86,8 @@ class PartStore:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
             os.close(fd)
             try:
-                pq.write_table(table, tmp)
+                with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                    out.write_table(table)
                 os.replace(tmp, self._part(record.chunk))
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -85,8 +99,8 @@ class PartStore:
 
         Column types are unified across parts (a column that is all null in one part takes
         the type it has elsewhere); the row-id column is dropped; ``limit`` caps the rows."""
-        parts = sorted(self.folder.glob("part-*.parquet"))
-        schemas = [pq.read_schema(p) for p in parts]
+        parts = self._parts()
+        schemas = [_read_schema(p) for p in parts]
         schema = _output_schema(schemas)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
@@ -97,7 +111,7 @@ class PartStore:
                 for part in parts:
                     if limit is not None and written >= limit:
                         break
-                    table = _conform(pq.read_table(part), schema)
+                    table = _conform(_read_part(part), schema)
                     if limit is not None:
                         table = table.slice(0, limit - written)
                     writer.write_table(table)
@@ -110,6 +124,20 @@ class PartStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _read_schema(part: Path) -> pa.Schema:
+    if part.suffix == ".parquet":
+        return pq.read_schema(part)
+    with pa.OSFile(str(part)) as source:
+        return pa.ipc.open_file(source).schema
+
+
+def _read_part(part: Path) -> pa.Table:
+    if part.suffix == ".parquet":
+        return pq.read_table(part)
+    with pa.OSFile(str(part)) as source:  # the table owns its buffers: the file closes here
+        return pa.ipc.open_file(source).read_all()
 
 
 def _output_schema(schemas: list[pa.Schema]) -> pa.Schema:

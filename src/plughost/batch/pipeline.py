@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from plughost.batch.dataset import LocalDataset
@@ -300,14 +301,21 @@ def run_chunk(pipeline: LoadedPipeline, chunk: pd.DataFrame) -> ChunkResult:
     except Exception as exc:  # noqa: BLE001 - plugin code may raise anything: it becomes the error entry
         return ChunkResult(_empty(), [_error(frame.index, exc, "prepare")], limit)
     outputs: list[pd.DataFrame] = []
+    ids: list[np.ndarray] = []
     errors: list[dict[str, Any]] = []
     for start in range(0, len(kept), pipeline.batch_size):
         batch = kept.iloc[start : start + pipeline.batch_size]
         try:
-            outputs.append(run_steps(pipeline.steps, batch))
+            outputs.append(_steps_output(pipeline.steps, batch))
         except Exception as exc:  # noqa: BLE001 - plugin code may raise anything: it becomes the error entry
             errors.append(_error(batch.index, exc, "step"))
-    frame_out = pd.concat(outputs, ignore_index=True) if outputs else _empty()
+        else:
+            ids.append(batch.index.to_numpy())
+    if not outputs:
+        return ChunkResult(_empty(), errors, limit)
+    # the row ids go in once per chunk, not once per batch
+    frame_out = pd.concat(outputs, ignore_index=True)
+    frame_out[ROW_ID] = np.concatenate(ids)
     return ChunkResult(frame_out, errors, limit)
 
 
@@ -322,22 +330,33 @@ def _as_frame(dataset: Any) -> pd.DataFrame:
 def run_steps(steps: list[Step], batch: pd.DataFrame) -> pd.DataFrame:
     """The steps over one batch; the result has the batch's input columns plus what the steps
     added, one row per batch row, and the row ids in the row-id column."""
-    ids = list(batch.index)
+    out = _steps_output(steps, batch)
+    # a frame of our own (the step may hold on to the one it returned), indexed 0..n-1
+    out = out.copy(deep=False) if _plain_index(out.index) else out.reset_index(drop=True)
+    out[ROW_ID] = batch.index.to_numpy()
+    return out
+
+
+def _steps_output(steps: list[Step], batch: pd.DataFrame) -> pd.DataFrame:
+    """What :func:`run_steps` returns, without the row-id column. The result may be the very
+    frame the last step returned (callers that add columns copy it first)."""
     frame: Any = batch.reset_index(drop=True)
     for step in steps:
         frame = step(frame)
         if frame is None:
             raise TypeError(f"step {getattr(step, '__name__', step)!r} returned None")
     out = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
-    if len(out) != len(ids):
-        raise ValueError(f"the steps returned {len(out)} rows for a batch of {len(ids)}")
-    out = out.reset_index(drop=True)
-    source = batch.reset_index(drop=True)
-    missing = [c for c in source.columns if c not in out.columns]
+    if len(out) != len(batch):
+        raise ValueError(f"the steps returned {len(out)} rows for a batch of {len(batch)}")
+    missing = [c for c in batch.columns if c not in out.columns]
     if missing:
-        out = pd.concat([source[missing], out], axis=1)
-    out[ROW_ID] = ids
+        plain = out if _plain_index(out.index) else out.reset_index(drop=True)
+        out = pd.concat([batch[missing].reset_index(drop=True), plain], axis=1)
     return out
+
+
+def _plain_index(index: pd.Index) -> bool:
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
 def _empty() -> pd.DataFrame:

@@ -4,10 +4,14 @@ A frame is ``!II`` (JSON length, body length), a JSON header, then a body: an Ar
 stream (the rows) or nothing. Arrow both ways, never pickle: the server must not
 deserialise objects made by plugin code.
 
-Server -> worker: ``{"type": "chunk", "chunk": k}`` + rows (with the row-id column).
+Server -> worker: ``{"type": "chunk", "chunk": k}`` + rows (with the row-id column), or
+``{"type": "block", "chunks": [[k, rows], ...]}`` + the rows of consecutive chunks as one
+table (a frame's fixed costs shared by several chunks of a fast plugin).
 Worker -> server: ``{"type": "ready"}`` once the pipeline is loaded, ``{"type": "fatal",
-"message": ...}`` when it cannot be, and per chunk ``{"type": "result", "chunk": k,
-"errors": [...], "limit": n | null}`` + the output rows.
+"message": ...}`` when it cannot be, per chunk ``{"type": "result", "chunk": k,
+"errors": [...], "limit": n | null}`` + the output rows, and per block ``{"type":
+"results", "chunks": [{"chunk": k, "errors", "limit", "bytes": n}, ...]}`` + each chunk's
+output rows as its own Arrow stream of ``bytes`` bytes (none when empty), in order.
 
 Container calls of plugin code (:mod:`plughost.domain.container`) may interleave with those,
 while the worker runs ``init`` or a chunk: worker -> server ``{"type": "container", "cid": k,

@@ -24,7 +24,7 @@ from plughost.batch.parts import ChunkRecord
 from plughost.batch.pipeline import actor_memory_gb_of, max_concurrency_of
 from plughost.batch.protocol import ROW_ID, ipc_to_table
 from plughost.batch.ray_steps import RayBatchConfig
-from plughost.batch.reader import iter_chunks
+from plughost.batch.reader import iter_tables
 from plughost.batch.runner import ChunkFeed, Counters, JobFailed, JobPlan, error_message
 from plughost.config import Settings
 from plughost.persistence.batches import BatchView
@@ -118,7 +118,7 @@ class RayDataJobs:
         options = await asyncio.to_thread(_actor_options, manifest, plan.workers)
         options["batch_rows"] = plan.chunk_rows  # one chunk per call, as a local worker gets
         feed = ChunkFeed(
-            iter_chunks(plan.input_path, plan.input_format, plan.chunk_rows),
+            iter_tables(plan.input_path, plan.input_format, plan.chunk_rows),
             plan.chunk_rows,
             set(done),
         )

@@ -36,6 +36,14 @@ def iter_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
     raise InputFormatError(f"unknown input format {fmt!r}")
 
 
+def iter_tables(path: Path, fmt: str, rows: int) -> Iterator[pa.Table]:
+    """The chunks of :func:`iter_chunks` as the workers get them: Arrow tables (a JSONL chunk
+    goes from its records to Arrow once, by the type check it passes anyway)."""
+    if fmt == "jsonl":
+        return (_table(records, first, last) for records, first, last in _jsonl_records(path, rows))
+    return (pa.Table.from_pandas(c, preserve_index=False) for c in iter_chunks(path, fmt, rows))
+
+
 def scan(path: Path, fmt: str) -> int:
     """Read the whole input once (Parquet: its footer only) and return its row count.
 
@@ -114,6 +122,12 @@ def _csv_problem(path: Path, message: str, done: int) -> str:
 
 # -- JSONL ------------------------------------------------------------------------------------
 def _jsonl_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    for records, first, last in _jsonl_records(path, rows):
+        yield _frame(records, first, last)
+
+
+def _jsonl_records(path: Path, rows: int) -> Iterator[tuple[list[dict[str, Any]], int, int]]:
+    """Records of ``rows`` lines (the last may hold fewer) with their first and last line."""
     records: list[dict[str, Any]] = []
     first_line = 1
     with path.open("rb") as src:
@@ -124,10 +138,10 @@ def _jsonl_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
                 first_line = number
             records.append(_jsonl_record(line, number))
             if len(records) == rows:
-                yield _frame(records, first_line, number)
+                yield records, first_line, number
                 records = []
     if records:
-        yield _frame(records, first_line, number)
+        yield records, first_line, number
 
 
 def _jsonl_record(line: bytes, number: int) -> dict[str, Any]:
@@ -149,15 +163,31 @@ def _jsonl_record(line: bytes, number: int) -> dict[str, Any]:
 
 def _frame(records: list[dict[str, Any]], first: int, last: int) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records)
+    _checked(frame, first, last)
+    return frame
+
+
+def _table(records: list[dict[str, Any]], first: int, last: int) -> pa.Table:
+    """The records as Arrow, one column per key (in the order keys first appear, a row without
+    one holds null); records Arrow cannot type that way go through pandas, whose check names
+    the offending column."""
+    names = dict.fromkeys(key for record in records for key in record)
     try:
-        pa.Table.from_pandas(frame, preserve_index=False)
+        return pa.table({name: pa.array([r.get(name) for r in records]) for name in names})
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return _checked(pd.DataFrame.from_records(records), first, last)
+
+
+def _checked(frame: pd.DataFrame, first: int, last: int) -> pa.Table:
+    """``frame`` as Arrow; InputFormatError naming the column whose values mix types."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         column = _bad_column(frame)
         raise InputFormatError(
             f"JSONL lines {first}-{last}: column {column!r} mixes value types ({exc})",
             {"column": column, "lines": [first, last]},
         ) from exc
-    return frame
 
 
 def _bad_column(frame: pd.DataFrame) -> str:

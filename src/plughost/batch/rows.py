@@ -26,9 +26,10 @@ import base64
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from plughost.batch.mime import DATA_COLUMN, MIME_COLUMN, mime_of
+from plughost.batch.mime import DATA_COLUMN, MIME_COLUMN, mime_of, mimes_of
 from plughost.batch.protocol import ROW_ID
 
 DOCUMENT_ID = "document_id"
@@ -61,12 +62,17 @@ def supply_columns(
     supplied: Supplied = {}
     _supply_data(out, frame, sources, supplied)
     _supply_mime(out, frame, supplied)
-    rows = out[ROW_ID] if ROW_ID in out.columns else pd.Series(range(len(out)), index=out.index)
+    rows = out[ROW_ID].tolist() if ROW_ID in out.columns else range(len(out))
     for column, prefix in ((DOCUMENT_ID, "doc"), (OBJECT_ID, "obj")):
         if column not in out.columns:
             out[column] = [f"{prefix}_{int(r)}" for r in rows]
             supplied[column] = None
     return out, supplied
+
+
+def _whole_strings(column: pd.Series) -> bool:
+    """Whether ``column`` is a string column without nulls (then it is its own data)."""
+    return isinstance(column.dtype, pd.StringDtype) and not column.isna().any()
 
 
 def _supply_data(
@@ -84,22 +90,46 @@ def _supply_data(
         if len(own) != 1 or not _holds_content(frame[own[0]]):
             return
         present = own
-    out[DATA_COLUMN] = [_as_url(_first_value(row)) for row in zip(*(frame[c] for c in present))]
+    if _whole_strings(frame[present[0]]):
+        out[DATA_COLUMN] = frame[present[0]]  # every row's first source holds its text
+    else:
+        out[DATA_COLUMN] = _first_values([frame[c].tolist() for c in present])
     supplied[DATA_COLUMN] = None
+
+
+def _first_values(columns: list[list[Any]]) -> list[Any]:
+    """Per row, the first value of ``columns`` that is not null, bytes as a data: URI; a
+    string in the first column is taken as it is (the common row, without the null checks)."""
+    return [row[0] if type(row[0]) is str else _as_url(_first_value(row)) for row in zip(*columns)]
 
 
 def _supply_mime(out: pd.DataFrame, frame: pd.DataFrame, supplied: Supplied) -> None:
     if DATA_COLUMN not in out.columns:
         return
-    data = list(out[DATA_COLUMN])
+    column = out[DATA_COLUMN]
     if MIME_COLUMN not in frame.columns:
-        out[MIME_COLUMN] = [mime_of(v) for v in data]
+        if _whole_strings(column) and not _maybe_links(column):
+            out[MIME_COLUMN] = ["text/plain"] * len(out)  # what mime_of says of plain text
+        else:
+            out[MIME_COLUMN] = mimes_of(column.tolist())
         supplied[MIME_COLUMN] = None
         return
+    data = column.tolist()
     given = list(frame[MIME_COLUMN])
     if any(_missing(m) for m in given):
         out[MIME_COLUMN] = [mime_of(v) if _missing(m) else m for m, v in zip(given, data)]
         supplied[MIME_COLUMN] = frame[MIME_COLUMN]
+
+
+def _maybe_links(column: pd.Series) -> bool:
+    """Whether a row of a string column may be a URL or a data: URI (see :func:`mimes_of`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pa.Array.from_pandas(column)
+    return bool(
+        pc.any(pc.or_(pc.match_substring(values, "://"), pc.starts_with(values, "data:"))).as_py()
+    )
 
 
 def _holds_content(column: pd.Series) -> bool:
@@ -140,21 +170,36 @@ def restore_input_columns(
         return output.drop(columns=[c for c in supplied if c in output.columns])
     if not supplied or ROW_ID not in output.columns:
         return output
-    by_row = given.set_index(ROW_ID)
-    ids = list(output[ROW_ID])
-    result = output
+    ids = output[ROW_ID].tolist()
+    # the steps kept every row in order (the usual case): the input's values line up as they are
+    in_order = ids == given[ROW_ID].tolist()
+    by_row = None if in_order else given.set_index(ROW_ID)
+    dropped: list[str] = []
+    restored: dict[str, list[Any]] = {}
     for column, original in supplied.items():
-        if column not in result.columns or column not in by_row.columns:
+        if column not in output.columns or column == ROW_ID or column not in given.columns:
             continue
-        as_given = list(by_row[column].reindex(ids))
-        if not all(_same(a, b) for a, b in zip(result[column], as_given)):
+        as_given = given[column] if by_row is None else by_row[column].reindex(ids)
+        if not _unchanged(output[column], as_given):
             continue  # a step wrote its own values: they are part of the output
         if original is None:
-            result = result.drop(columns=[column])
+            dropped.append(column)
+        elif by_row is None:
+            restored[column] = list(original)
         else:
-            restored = pd.Series(list(original), index=list(given[ROW_ID]))
-            result = result.assign(**{column: list(restored.reindex(ids))})
-    return result
+            by_id = pd.Series(list(original), index=list(given[ROW_ID]))
+            restored[column] = list(by_id.reindex(ids))
+    result = output.drop(columns=dropped) if dropped else output
+    return result.assign(**restored) if restored else result
+
+
+def _unchanged(current: pd.Series, as_given: pd.Series) -> bool:
+    """Whether ``current`` holds, row by row, the values of ``as_given`` (nulls match nulls)."""
+    if isinstance(current.dtype, pd.StringDtype) and isinstance(as_given.dtype, pd.StringDtype):
+        # string columns compare in Arrow, without a Python object per value
+        left, right = current.array, as_given.array
+        return bool(np.all(np.asarray(left == right, dtype=bool) | (left.isna() & right.isna())))
+    return all(a is b or _same(a, b) for a, b in zip(current.tolist(), as_given.tolist()))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -4,6 +4,7 @@ without the ones the steps left alone; the worker's answer to a chunk, end to en
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pyarrow as pa
 from plughost.batch.pipeline import LoadedPipeline
 from plughost.batch.protocol import ROW_ID, ipc_to_table, table_to_ipc
 from plughost.batch.rows import data_sources, restore_input_columns, supply_columns
-from plughost.batch.worker.main import answer_chunk
+from plughost.batch.worker.main import answer_block, answer_chunk
 
 
 def chunk(start: int = 0, **columns: list[object]) -> pd.DataFrame:
@@ -126,3 +127,33 @@ def test_a_step_reading_a_missing_column_fails_with_its_keyerror_and_the_columns
     (error,) = header["errors"]
     assert error["message"].startswith("KeyError: 'text'")
     assert "columns: body, data, mime_type, document_id, object_id" in error["message"]
+
+
+def test_a_worker_answers_a_block_chunk_by_chunk_as_separate_chunk_frames() -> None:
+    seen: list[int] = []
+
+    def prepare(ds: Any) -> Any:
+        seen.append(ds.count())  # prepare sees one chunk at a time, never the block
+        return ds
+
+    def fails_on_row_4(batch: pd.DataFrame) -> pd.DataFrame:
+        if "row 4" in list(batch["text"]):
+            raise ValueError("bad row")
+        return _quickstart_step(batch)
+
+    pipeline = LoadedPipeline([fails_on_row_4], prepare, 2)
+    block = pd.concat(
+        [chunk(0, text=["row 0", "row 1", "row 2"]), chunk(3, text=["row 3", "row 4"])]
+    )
+    header, payload = answer_block(
+        pipeline, {"type": "block", "chunks": [[0, 3], [1, 2]]}, _body(block), ["text"]
+    )
+    assert seen == [3, 2]
+    first, second = header["chunks"]
+    assert (first["chunk"], first["errors"], second["chunk"]) == (0, [], 1)
+    assert [(e["first_row"], e["last_row"]) for e in second["errors"]] == [(3, 4)]
+    assert first["bytes"] + second["bytes"] == len(payload)
+    assert ipc_to_table(payload[first["bytes"] :]).num_rows == 0
+    out = ipc_to_table(payload[: first["bytes"]]).to_pandas()
+    assert list(out["seen_ids"]) == ["doc_0", "doc_1", "doc_2"]
+    assert "data" not in out.columns

@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import pandas as pd
 import pyarrow as pa
 
 from plughost.batch.pipeline import LoadedPipeline, load_pipeline, run_chunk
-from plughost.batch.protocol import ipc_to_table, table_to_ipc, write_frame
+from plughost.batch.protocol import ROW_ID, ipc_to_table, table_to_ipc, write_frame
 from plughost.batch.rows import (
     FALLBACK_SOURCES,
+    Supplied,
     data_sources,
     name_the_columns,
     restore_input_columns,
@@ -69,13 +71,56 @@ def answer_chunk(
     :mod:`plughost.batch.rows`); the output keeps them only where the steps changed them."""
     chunk = ipc_to_table(body).to_pandas()
     given, supplied = supply_columns(chunk, sources)
+    entry, payload = _run_one(pipeline, given, supplied)
+    reply = {
+        "type": "result",
+        "chunk": header.get("chunk"),
+        "errors": entry["errors"],
+        "limit": entry["limit"],
+    }
+    return reply, payload
+
+
+def answer_block(
+    pipeline: LoadedPipeline,
+    header: dict[str, Any],
+    body: bytes,
+    sources: Sequence[str] = FALLBACK_SOURCES,
+) -> tuple[dict[str, Any], bytes]:
+    """The ``results`` frame for one ``block`` frame: consecutive chunks as one table.
+
+    Each chunk runs exactly as its own ``chunk`` frame would (``prepare`` and the steps see
+    that chunk alone); only the Arrow decoding and Mixpeek's columns run once for the block.
+    The reply lists, in order, each chunk's errors, limit and output size in bytes; the body
+    is each chunk's output Arrow stream, one after the other."""
+    block = ipc_to_table(body).to_pandas()
+    given, supplied = supply_columns(block, sources)
+    entries: list[dict[str, Any]] = []
+    payloads: list[bytes] = []
+    offset = 0
+    for index, rows in header.get("chunks") or []:
+        part = slice(offset, offset + int(rows))
+        offset += int(rows)
+        mine = {c: None if o is None else o.iloc[part] for c, o in supplied.items()}
+        entry, payload = _run_one(pipeline, given.iloc[part], mine)
+        entries.append({"chunk": index, **entry, "bytes": len(payload)})
+        payloads.append(payload)
+    return {"type": "results", "chunks": entries}, b"".join(payloads)
+
+
+def _run_one(
+    pipeline: LoadedPipeline, given: pd.DataFrame, supplied: Supplied
+) -> tuple[dict[str, Any], bytes]:
+    """One chunk (with Mixpeek's columns) through the pipeline: its errors and limit, and
+    its output rows as an Arrow stream (empty when there are none, or they cannot be
+    stored: then an ``output`` error says why)."""
     result = run_chunk(pipeline, given)
     errors = name_the_columns(list(result.errors), given)
     frame = restore_input_columns(result.frame, given, supplied)
     try:
         payload = table_to_ipc(pa.Table.from_pandas(frame, preserve_index=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        ids = [int(i) for i in chunk["__plughost_row__"]] if len(chunk) else [0]
+        ids = [int(i) for i in given[ROW_ID]] if len(given) else [0]
         errors.append(
             {
                 "first_row": min(ids),
@@ -86,13 +131,7 @@ def answer_chunk(
             }
         )
         payload = b""
-    reply = {
-        "type": "result",
-        "chunk": header.get("chunk"),
-        "errors": errors,
-        "limit": result.limit,
-    }
-    return reply, payload
+    return {"errors": errors, "limit": result.limit}, payload
 
 
 def serve(stdin: IO[bytes], out: IO[bytes], plugin_dir: Path) -> int:
@@ -125,6 +164,8 @@ def serve(stdin: IO[bytes], out: IO[bytes], plugin_dir: Path) -> int:
         header, body = frame
         if header.get("type") == "chunk":
             link.write(*answer_chunk(pipeline, header, body, sources))
+        elif header.get("type") == "block":
+            link.write(*answer_block(pipeline, header, body, sources))
     return 0
 
 
