@@ -56,7 +56,7 @@ log = logging.getLogger("plughost.api")
 
 PREFIX = "/inference/"
 STATUS_PREFIX = "/v1/namespaces/"
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
 
 
 class FastPath:
@@ -109,15 +109,28 @@ class FastPath:
     async def _inference(
         self, scope: Scope, receive: Receive, namespace_id: str, route: str
     ) -> bytes | CallStream:
-        rt, _ = await _authorized(self.state, scope, namespace_id, self.flights)
-        check_content_type(_header(scope, b"content-type"))
-        timeout = header_timeout(_header(scope, b"x-request-timeout"))
+        authorization: str | None = None
+        content_type: str | None = None
+        timeout_header: str | None = None
+        for key, value in scope["headers"]:  # one pass over the headers; the first of each
+            if key == b"authorization":
+                if authorization is None:
+                    authorization = value.decode("latin-1")
+            elif key == b"content-type":
+                if content_type is None:
+                    content_type = value.decode("latin-1")
+            elif key == b"x-request-timeout" and timeout_header is None:
+                timeout_header = value.decode("latin-1")
+        rt, _ = await _authorized(self.state, authorization, namespace_id, self.flights)
+        check_content_type(content_type)
+        timeout = header_timeout(timeout_header)
         body = await read_capped(receive)
         check_call_body(body)
         return await unless_gone(receive, rt.inference.infer_body(namespace_id, route, body, timeout))
 
     async def _status(self, scope: Scope, namespace_id: str, plugin_id: str) -> bytes:
-        rt, principal = await _authorized(self.state, scope, namespace_id, self.flights)
+        authorization = _header(scope, b"authorization")
+        rt, principal = await _authorized(self.state, authorization, namespace_id, self.flights)
         where = PluginScope(organization_id=principal.organization_id, namespace_id=namespace_id)
         body = rt.deploy_status.cached_status(where, plugin_id)
         if body is None:
@@ -153,13 +166,13 @@ def _route(scope: Scope) -> tuple[str, str, str] | None:
 
 
 async def _authorized(
-    app_state: Any, scope: Scope, namespace_id: str, flights: Flights
+    app_state: Any, authorization: str | None, namespace_id: str, flights: Flights
 ) -> tuple[Any, Any]:
-    """The runtime and the caller, once the caller's key may see the namespace (else 401/404)."""
+    """The runtime and the caller, once the caller's key (the Authorization header) may see
+    the namespace (else 401/404)."""
     if not app_state.ready:  # set False by create_app, True once the lifespan started
         raise ServiceUnavailableError("starting")
     rt: Any = app_state.runtime
-    authorization = _header(scope, b"authorization")
     principal = rt.accounts.fresh_caller(authorization, namespace_id)
     if principal is None:  # a miss, or an entry to refresh
         principal = await caller(rt.accounts, authorization, flights)
@@ -174,12 +187,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+_HEADERS_BY_LENGTH: dict[int, tuple[tuple[bytes, bytes], ...]] = {}
+_HEADERS_KEPT = 4096  # body lengths whose headers are kept (a plugin's answers vary little)
+
+
+def _json_headers(length: int) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers of a JSON answer of ``length`` bytes, built once per length (immutable:
+    every answer of that length shares them)."""
+    headers = _HEADERS_BY_LENGTH.get(length)
+    if headers is None:
+        headers = (*_JSON_HEADERS, (b"content-length", b"%d" % length))
+        if len(_HEADERS_BY_LENGTH) < _HEADERS_KEPT:
+            _HEADERS_BY_LENGTH[length] = headers
+    return headers
+
+
 async def _send(
     send: Send, status: int, body: bytes, extra: dict[str, str] | None = None
 ) -> None:
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    headers: Any = _json_headers(len(body))
     if extra:  # an error's own headers (Retry-After of a restore hold)
-        headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        headers = [*headers, *((k.lower().encode(), v.encode()) for k, v in extra.items())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

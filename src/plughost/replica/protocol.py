@@ -143,21 +143,27 @@ class FrameOutbox:
     the replica socket send through one of these.
     """
 
-    __slots__ = ("_frames", "_handle", "_transport")
+    __slots__ = ("_frames", "_handle", "_loop", "_transport")
 
     def __init__(self) -> None:
         self._frames: list[bytes] = []
         self._handle: asyncio.Handle | None = None
         self._transport: asyncio.WriteTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, transport: asyncio.WriteTransport) -> None:
+        """Write to ``transport`` from now on; called on its event loop (a protocol's
+        ``connection_made``), which is kept: asking for the running loop on every frame costs
+        a ``getpid`` system call on Python 3.11."""
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
 
     def put(self, body: bytes) -> None:
         """Queue ``body`` as one frame; raises FrameError (queuing nothing) when oversized."""
         self._frames.append(encode_frame(body))
         if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop or asyncio.get_running_loop()
+            self._handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what is queued now (a closing transport drops it)."""

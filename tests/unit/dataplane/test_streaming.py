@@ -11,8 +11,10 @@ import orjson
 import pytest
 
 from plughost.backends.stream import CallStream, ListStream
+from plughost.dataplane.inference import _within
 from plughost.dataplane.streaming import (
     END_EVENT,
+    WATCH_AFTER_S,
     ClientGone,
     error_chunk,
     header_timeout,
@@ -148,6 +150,97 @@ def test_a_cancel_from_elsewhere_is_not_taken_for_a_client_that_left() -> None:
         with pytest.raises(asyncio.CancelledError):
             await runner
         assert gone == []
+
+    asyncio.run(main())
+
+
+def test_a_quick_call_never_reads_from_the_client() -> None:
+    """A call answered within WATCH_AFTER_S starts no watcher: ``receive`` is never called
+    (the watcher's task and its cancellation are what the quick path saves)."""
+
+    async def main() -> tuple[str, int]:
+        reads: list[bool] = []
+
+        async def receive() -> dict[str, Any]:
+            reads.append(True)
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        async def call() -> str:
+            await asyncio.sleep(0)
+            return "answer"
+
+        result = await unless_gone(receive, call())
+        await asyncio.sleep(WATCH_AFTER_S * 4)  # a leftover timer would start a watcher now
+        return result, len(reads)
+
+    assert asyncio.run(main()) == ("answer", 0)
+
+
+def test_a_slow_call_watches_its_client_once_it_has_run_a_while() -> None:
+    async def main() -> list[float]:
+        reads: list[float] = []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def receive() -> dict[str, Any]:
+            reads.append(loop.time() - started)
+            await asyncio.sleep(30)
+            return {"type": "http.disconnect"}
+
+        await unless_gone(receive, asyncio.sleep(WATCH_AFTER_S * 6))
+        return reads
+
+    reads = asyncio.run(main())
+    assert len(reads) == 1 and reads[0] >= WATCH_AFTER_S * 0.9
+
+
+# -- the call's deadline (plughost.dataplane.inference._within) ---------------------------------
+
+
+def test_a_call_past_its_deadline_is_cancelled_and_times_out() -> None:
+    async def main() -> list[str]:
+        seen: list[str] = []
+
+        async def call() -> str:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                seen.append("call cancelled")
+                raise
+            return "late"
+
+        with pytest.raises(TimeoutError):
+            await _within(0.02, call())
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # our cancel was withdrawn
+        await asyncio.sleep(0)  # the task goes on: no cancel is left pending
+        seen.append("went on")
+        return seen
+
+    assert asyncio.run(main()) == ["call cancelled", "went on"]
+
+
+def test_a_call_within_its_deadline_gives_its_result() -> None:
+    async def main() -> str:
+        async def call() -> str:
+            await asyncio.sleep(0.001)
+            return "answer"
+
+        result = await _within(5, call())
+        await asyncio.sleep(0.01)
+        return result
+
+    assert asyncio.run(main()) == "answer"
+
+
+def test_a_cancel_from_elsewhere_is_not_a_timeout() -> None:
+    async def main() -> None:
+        runner = asyncio.ensure_future(_within(5, asyncio.sleep(30)))
+        await asyncio.sleep(0.01)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
 
     asyncio.run(main())
 
