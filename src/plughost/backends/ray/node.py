@@ -115,6 +115,16 @@ def create_sandbox(config: SandboxConfig, cache: Path | None = None) -> Sandbox:
     return Sandbox.from_probe(config, result)  # SandboxUnavailable in strict mode
 
 
+def warm_probe(fields: dict[str, Any], cache: Path | None = None) -> None:
+    """Fill this node's probe cache for the sandbox ``fields`` (what :func:`create_sandbox`
+    of a replica on this node reads), so the first replica a fresh cluster starts here does
+    not run the self-test inside its start. Run by the server once it is connected to Ray
+    (in the background); a no-op while a fresh result is cached or with the sandbox off."""
+    config = WorkerConfig(sandbox=fields).sandbox_config()
+    if config.mode != "off":
+        create_sandbox(config, cache)
+
+
 def drop_hidden_import_paths(path: list[str], hidden: tuple[Path, ...]) -> None:
     """Remove import-path entries that are, or hold, a hidden folder.
 

@@ -23,8 +23,10 @@ import inspect
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +117,16 @@ class PluginReplica:
     Serve's health checks from the worker and passes handle calls on to it. Without
     ``worker`` the plugin is loaded in this process (kept for tests and old callers).
 
-    Constructor failures raise PluginStartError (Serve marks the deployment failed and keeps
-    the message); a plugin exception during a call is a reply, never a replica crash.
+    Start failures raise PluginStartError (Serve marks the deployment failed and keeps the
+    message): from the constructor in process, from Serve's first health check with a worker
+    (its start runs in a thread meanwhile, see :meth:`_start_worker`); a plugin exception
+    during a call is a reply, never a replica crash.
     """
 
     # what __del__ cleans up, unset until the constructor gets that far
     _host: Any = None
     _registration: Any = None
+    _start: Future[None] | None = None  # the worker's start (worker mode only)
     _invoker: ServiceInvoker | None = None
 
     def __init__(
@@ -163,31 +168,67 @@ class PluginReplica:
         app: str,
         directory: tuple[str, str] | None,
     ) -> None:
+        """Start the worker in a thread and return: Serve's own steps after the constructor
+        (its GC pass, the replica's metadata) run meanwhile, and Serve's first health check,
+        which it makes before it counts the replica as started, waits for the worker
+        (:meth:`_ready`); a failed start fails that check, which Serve takes for a failed
+        constructor (the same message, the same retry count)."""
+        started: Future[None] = Future()
+        self._start = started
+
+        def run() -> None:
+            try:
+                self._launch(plugin_dir, init_kwargs, requirements, worker, app, directory)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                started.set_exception(exc)
+            else:
+                started.set_result(None)
+
+        threading.Thread(target=run, name="plughost-replica-start", daemon=True).start()
+
+    def _launch(
+        self,
+        plugin_dir: Path,
+        init_kwargs: dict[str, Any],
+        requirements: Sequence[str],
+        worker: dict[str, Any],
+        app: str,
+        directory: tuple[str, str] | None,
+    ) -> None:
         from plughost.backends.ray.node import WorkerConfig, fetch_package
         from plughost.backends.ray.worker import WorkerHost, register_worker
 
         config = WorkerConfig(**worker)
         began = time.monotonic()
+        began_at = time.time()  # the server reads the start against its deploy call
         try:
             if config.plugin_package:
                 plugin_dir = fetch_package(config.plugin_package)
                 os.environ["HOME"] = str(plugin_dir)
             env_path = fetch_package(config.env_package) if config.env_package else None
             fetched = time.monotonic() - began
-            self._host = WorkerHost(plugin_dir, init_kwargs, config, tuple(requirements), env_path)
-            self._host.timings["fetch"] = round(fetched, 3)
+            host = WorkerHost(plugin_dir, init_kwargs, config, tuple(requirements), env_path)
+            host.timings["fetch"] = round(fetched, 3)
+            host.timings["began_at"] = round(began_at, 3)
         except Exception as exc:  # noqa: BLE001 - the plugin's (or the sandbox's) failure
             tail = getattr(exc, "output_tail", None)
             if tail is not None:
                 logger.warning("the worker failed to start: %s\n%s", exc, "\n".join(tail))
             message = str(exc) if tail is not None else describe_error(exc)
             raise PluginStartError(message) from None
-        self._registration = register_worker(self._host, app, directory)
+        self._host = host
+        self._registration = register_worker(host, app, directory)
+
+    async def _ready(self) -> None:
+        """Until the worker has started; PluginStartError when it could not."""
+        if self._start is not None:
+            await asyncio.wrap_future(self._start)
 
     async def __call__(self, body: bytes, deadline_s: float | None = None) -> Reply:
         """Run the plugin on a raw ``{"inputs", "parameters"}`` body; a streamed answer is
         ``("stream", [item JSON, ...])``, whole."""
-        if self._host is not None:
+        if self._start is not None:
+            await self._ready()
             return await self._through_worker(body, deadline_s)
         try:
             inputs, parameters = call_arguments(body)
@@ -229,7 +270,8 @@ class PluginReplica:
 
     async def health(self) -> bool:
         """The service's own verdict; a raising health method means unhealthy."""
-        if self._host is not None:
+        if self._start is not None:
+            await self._ready()
             return bool(await asyncio.to_thread(self._host.health))
         assert self._invoker is not None
         try:
@@ -241,6 +283,7 @@ class PluginReplica:
     async def check_health(self) -> None:
         """Serve's periodic replica check: an unhealthy plugin (or a worker that is gone)
         gets its replica replaced."""
+        await self._ready()  # Serve's first check: the worker's start, or its failure
         if self._host is not None and not self._host.alive():
             # the worker is gone (its exit also ends this process shortly): end the replica
             # now, so Serve records a dead replica rather than a failed health check, and a
@@ -250,6 +293,13 @@ class PluginReplica:
             raise RuntimeError("the plugin's health() reported unhealthy")
 
     def __del__(self) -> None:
+        if self._start is not None and not self._start.done():
+            # still starting: end the worker once it is up
+            self._start.add_done_callback(lambda _f: self._release())
+            return
+        self._release()
+
+    def _release(self) -> None:
         if self._host is not None:
             if self._registration is not None:
                 self._registration.unregister()

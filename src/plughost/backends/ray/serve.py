@@ -34,13 +34,14 @@ from plughost.backends.ray.direct import DirectSet
 from plughost.backends.ray.directory import NAMESPACE, directory_name
 from plughost.backends.ray.group import RayReplicaGroup, StatusBoard
 from plughost.backends.ray.listing import ReplicaListing
-from plughost.backends.ray.node import WorkerConfig, sandbox_fields
+from plughost.backends.ray.node import WorkerConfig, sandbox_fields, warm_probe
 from plughost.backends.ray.options import (
     app_name,
     deployment_options,
     pip_list,
     release_of_app,
 )
+from plughost.backends.ray.readiness import START_POLL_S, log_start, wait_running
 from plughost.backends.ray.replica import HARDEN_FLAG
 from plughost.backends.ray.session import RAY_CLIENT_REFUSED, ServeSession
 from plughost.config import Settings
@@ -51,8 +52,7 @@ from plughost.sandbox.host import config_from_settings
 log = logging.getLogger("plughost.backend.ray")
 
 POLL_S = 1.0  # background refresh of Serve's status (what observe() reads)
-START_POLL_S = 0.25
-READY_POLL_S = 0.05  # Serve's status, once the workers answer
+GONE = "NOT_STARTED"  # Serve's status of an application it does not have (deleted)
 DELETE_WAIT_S = 10.0
 GC_INTERVAL_S = 30.0
 PIN_INTERVAL_S = 300.0
@@ -133,6 +133,8 @@ class RayBackend(Backend):
             if self.session.connected:
                 return
             began = time.monotonic()
+            # meanwhile (Ray's own start takes seconds): the sandbox probe of this node
+            self._spawn(asyncio.create_task(self._warm_node(), name="plughost-ray-warm"))
             try:
                 await self._blocking(self.session.connect)
             except Exception as exc:
@@ -147,6 +149,15 @@ class RayBackend(Backend):
             self._listener = asyncio.create_task(
                 self.replicas.listen(self._pause_s), name="plughost-ray-directory"
             )
+
+    async def _warm_node(self) -> None:
+        """Run the sandbox probe on this node ahead of the first replica (its start would
+        otherwise include it: up to three interpreter starts, 0.1-0.6 s on this machine),
+        while Ray starts. Once per connection attempt; a fresh cached result is reused."""
+        try:
+            await self._blocking(warm_probe, self.sandbox)
+        except Exception:  # only a head start: the replica probes itself
+            log.info("probing the sandbox ahead of the first replica failed", exc_info=True)
 
     def _settling(self) -> bool:
         """Whether a group is short of connected workers (then Serve's status is read often)."""
@@ -251,21 +262,15 @@ class RayBackend(Backend):
                 (directory_name(self.owner), NAMESPACE),
             )
             await self._blocking(self.session.deploy, name, options, init_args)
-        deployed = time.monotonic()
+        deployed, deployed_at = time.monotonic(), time.time()
         direct = self.direct_set(name, spec)
-        await self._wait_running(name, direct, deployment_options(spec, self.settings))
-        handle = await self._blocking(self.session.handle, name)
-        steps = [info.get("start_s", {}) for info in direct.infos.values()]
-        log.info(
-            "%s up in %.2f s: packages %.2f s, Serve deploy call %.2f s, workers ready %.2f s "
-            "later (in the replicas: %s)",
-            name,
-            time.monotonic() - began,
-            uploaded - began,
-            deployed - uploaded,
-            time.monotonic() - deployed,
-            steps,
+        workers_at = await wait_running(
+            self, name, direct, deployment_options(spec, self.settings)
         )
+        running = time.monotonic()
+        handle = await self._blocking(self.session.handle, name)
+        log_start(name, direct.infos.values(), began, uploaded, deployed, deployed_at,
+                  workers_at, running)
         return RayReplicaGroup(spec, name, self, handle, packages)
 
     def _worker_config(self, spec: GroupSpec, packages: list[str]) -> dict[str, Any]:
@@ -300,33 +305,6 @@ class RayBackend(Backend):
             env = {"pip": pip, "env_vars": {**BASE_ENV, **spec.env, HARDEN_FLAG: "1"}}
         return packages, env
 
-    async def _wait_running(self, name: str, direct: DirectSet, options: dict[str, Any]) -> None:
-        """Until every initial replica's worker is connected and Serve says RUNNING, or Serve
-        reports the replicas failing.
-
-        Serve's RUNNING is waited for too (read every 50 ms once the workers answer, about
-        0.1-0.3 s): a replica that dies before Serve counts it as started is taken for a
-        constructor failure, and with one constructor attempt the deployment would fail
-        with Serve's generic message instead of being replaced."""
-        scaling = options.get("autoscaling_config") or {}
-        want = int(options.get("num_replicas") or scaling.get("initial_replicas") or 1)
-        timeout = self.settings.replica_start_timeout_s
-        deadline = time.monotonic() + timeout
-        while True:
-            direct.changed.clear()
-            state = (await self.board.fresh()).get(name)
-            if state is not None:
-                if state.status == "RUNNING" and (direct.ready >= want or not direct.infos):
-                    return
-                if state.status == "DEPLOY_FAILED" or state.startup_failing:
-                    raise StartFailed(state.error or f"Serve could not start {name}")
-            if time.monotonic() >= deadline:
-                detail = f": {state.error}" if state is not None and state.error else ""
-                raise StartFailed(f"replicas were not ready within {timeout:g} s{detail}")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(READY_POLL_S if direct.ready >= want else START_POLL_S):
-                    await direct.changed.wait()
-
     async def remove(self, name: str) -> None:
         """Delete an application and forget it."""
         try:
@@ -344,7 +322,9 @@ class RayBackend(Backend):
             return
         deadline = time.monotonic() + DELETE_WAIT_S
         while time.monotonic() < deadline:
-            if name not in await self.board.fresh():
+            # the application's own status (Serve's full one costs ~15 ms of CPU a read,
+            # which a redeploy's new replica, starting meanwhile, would compete with)
+            if await self._blocking(self.session.app_status, name) == GONE:
                 return
             await asyncio.sleep(START_POLL_S)
         log.warning("the Serve application %s is still being deleted", name)

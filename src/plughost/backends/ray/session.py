@@ -205,6 +205,11 @@ class ServeSession:
 
         return self._serve(lambda: serve.get_app_handle(name))
 
+    def app_status(self, name: str) -> str:
+        """The status of one application alone (RUNNING, DEPLOYING, ...; NOT_STARTED when
+        Serve has none of that name): a small controller call, unlike :meth:`status`."""
+        return _enum_text(self._serve(lambda: ray_private.app_status(name)))
+
     def status(self) -> dict[str, AppState]:
         """Every Serve application and its state."""
         from ray import serve

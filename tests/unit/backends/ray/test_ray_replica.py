@@ -87,6 +87,46 @@ def test_constructor_failure_carries_the_plugins_message(plugin_cwd: Path) -> No
         PluginReplica({"fail": True}, ())
 
 
+@pytest.fixture
+def worker_mode(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """What the backend passes for a sandboxed worker; this test process is neither hardened
+    (its environment scrubbed) nor ended with the worker, as a Ray replica's would be."""
+    import functools
+
+    from plughost.backends.ray import replica as ray_replica
+    from plughost.backends.ray import worker as ray_worker
+    from plughost.backends.ray.node import WorkerConfig, sandbox_fields
+    from plughost.sandbox.policy import SandboxConfig
+
+    monkeypatch.setattr(ray_replica, "harden_worker_process", lambda force=False: None)
+    monkeypatch.setattr(
+        ray_worker, "WorkerHost", functools.partial(ray_worker.WorkerHost, exit_with_worker=False)
+    )
+    return dict(WorkerConfig(sandbox=sandbox_fields(SandboxConfig(mode="auto"))).__dict__)
+
+
+def test_the_worker_starts_beside_serves_steps_and_its_first_health_check_waits(
+    plugin_cwd: Path, worker_mode: dict[str, object]
+) -> None:
+    replica = PluginReplica({}, (), worker_mode)
+    try:
+        asyncio.run(replica.check_health())  # Serve's first check: waits for the start
+        ok = call(replica, b'{"inputs": {"text": "hi"}}')
+        assert ok[0] is True and orjson.loads(ok[1])["text"] == "HI"  # type: ignore[arg-type]
+    finally:
+        replica._release()
+
+
+def test_a_worker_that_cannot_start_fails_serves_first_health_check_with_its_message(
+    plugin_cwd: Path, worker_mode: dict[str, object]
+) -> None:
+    replica = PluginReplica({"fail": True}, (), worker_mode)  # returns: the start runs aside
+    with pytest.raises(PluginStartError, match="model weights missing"):
+        asyncio.run(replica.check_health())
+    with pytest.raises(PluginStartError, match="model weights missing"):
+        call(replica, b'{"inputs": {"text": "hi"}}')
+
+
 def test_missing_dependencies_fail_like_a_local_replica(plugin_cwd: Path) -> None:
     with pytest.raises(PluginStartError, match="missing dependencies .*no_such_dist_xyz"):
         PluginReplica({}, ("no_such_dist_xyz>=1",))

@@ -157,6 +157,36 @@ def test_probe_result_is_reused_per_node(tmp_path: Path, monkeypatch: pytest.Mon
     assert calls == [1, 1]  # another configuration probes again
 
 
+def test_the_servers_warm_up_probe_is_what_the_first_replica_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server probes its node when it connects to Ray (a real probe here); a replica
+    with the same sandbox fields then starts without probing again."""
+    from plughost.backends.ray import node as ray_node
+    from plughost.sandbox.policy import SandboxConfig
+
+    fields = ray_node.sandbox_fields(SandboxConfig(mode="auto"))
+    cache = tmp_path / "cache"
+    ray_node.warm_probe(fields, cache)
+    assert len(list(cache.glob("probe-*.json"))) == 1
+    measured = ray_node.create_sandbox(SandboxConfig(mode="auto"), tmp_path / "fresh")
+
+    def no_probe(config: SandboxConfig) -> None:
+        raise AssertionError("the replica probed again")
+
+    monkeypatch.setattr(ray_node, "probe_layers", no_probe)
+    replica = ray_node.create_sandbox(WorkerConfig(sandbox=fields).sandbox_config(), cache)
+    assert replica.layers == measured.layers
+
+
+def test_the_warm_up_probe_does_nothing_with_the_sandbox_off(tmp_path: Path) -> None:
+    from plughost.backends.ray import node as ray_node
+    from plughost.sandbox.policy import SandboxConfig
+
+    ray_node.warm_probe(ray_node.sandbox_fields(SandboxConfig(mode="off")), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_shared_cache_folder_is_refused(tmp_path: Path) -> None:
     from plughost.backends.ray import node as ray_node
 
