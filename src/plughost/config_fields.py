@@ -169,6 +169,8 @@ class CoreFields(BaseSettings):
         "what a replica holds (478 MiB for MiniLM); false: it holds only the worker (about "
         "23 MiB)",
     )
+    replica_pool: int = Field(default=2, ge=0, description="sandboxed replicas started before "
+        "any deploy, which loads its plugin into one (fewer when memory is short); 0: none")
     port_keep_s: float = Field(
         default=60.0,
         ge=0,

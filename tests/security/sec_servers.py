@@ -6,6 +6,7 @@ these from here (tests/security/conftest.py holds only the fixtures: a test modu
 from __future__ import annotations
 
 import hashlib
+import json
 import sysconfig
 import time
 import uuid
@@ -81,10 +82,23 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+def _recorded_socket(server: LiveServer, release_id: int) -> bytes | None:
+    """The socket of a replica of the release as the server's replica registry records it
+    (a replica claimed from the replica pool is named by its pool slot, not its release)."""
+    for path in (server.home / "replicas").glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("release_id") == release_id:
+            return str(record["socket_path"]).encode()
+    return None
+
+
 def _worker_of(server: LiveServer, release_id: int) -> tuple[int, str]:
     """Host pid (the Python worker, not bwrap) and socket path of a release's replica."""
     assert server.proc is not None
-    marker = f"/r{release_id}-".encode()
+    marker = _recorded_socket(server, release_id) or f"/r{release_id}-".encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -92,7 +106,8 @@ def _worker_of(server: LiveServer, release_id: int) -> tuple[int, str]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"plughost.replica" not in argv or "bwrap" in argv[0].decode(errors="replace"):
+        worker = b"plughost.replica" in argv or b"plughost.replica.spare" in argv  # pooled
+        if not worker or "bwrap" in argv[0].decode(errors="replace"):
             continue
         sock = argv[argv.index(b"--socket") + 1]
         if marker in sock and _descends_from(int(proc.name), server.proc.pid):

@@ -9,6 +9,7 @@ in responses, the server and a neighbour plugin still answering).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -289,16 +290,25 @@ def deploy_files(
     return plugin_id, wait_status(c, plugin_id, ns=ns)
 
 
-def release_processes(socket_dir: str, release_id: int) -> list[int]:
+def release_processes(
+    socket_dir: str, release_id: int, replicas_dir: Path | None = None
+) -> list[int]:
     """Host pids still running code of a release: bwrap, the worker, anything it forked (all
     carry the replica's socket path, ``<socket_dir>/r<release>-<n>.sock``, on their command
-    line)."""
-    needle = f"{socket_dir}/r{release_id}-".encode()
+    line). ``replicas_dir``: the server's replica registry, whose records (kept until their
+    replica exits) name the sockets of replicas claimed from the replica pool too."""
+    needles = [f"{socket_dir}/r{release_id}-".encode()]
+    for path in replicas_dir.glob("*.json") if replicas_dir is not None else ():
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(path.read_text())
+            if record.get("release_id") == release_id:
+                needles.append(str(record["socket_path"]).encode())
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if needle in (proc / "cmdline").read_bytes():
+            argv = (proc / "cmdline").read_bytes()
+            if any(needle in argv for needle in needles):
                 pids.append(int(proc.name))
     return pids

@@ -86,9 +86,10 @@ def assert_contained(target: Target, payload: Payload, outcome: Outcome, marker:
             assert outcome.result[key] <= limit, (key, outcome.result)
     if outcome.release_id is not None:  # deleted: nothing of it may keep running
         socket_dir = str(Path(neighbour.socket).parent)
-        assert wait_until(lambda: not release_processes(socket_dir, outcome.release_id), 10), (
-            release_processes(socket_dir, outcome.release_id)
-        )
+        replicas = target.server.home / "replicas"
+        assert wait_until(
+            lambda: not release_processes(socket_dir, outcome.release_id, replicas), 10
+        ), release_processes(socket_dir, outcome.release_id, replicas)
     expected = EXPECTED_STAGE.get(payload.id)
     if expected is not None and scanned:
         expected = expected | {"rejected"}

@@ -31,6 +31,7 @@ from plughost.control.launch import (
     PluginRuntimeInfo,
     error_text,
     replica_count,
+    together,
 )
 from plughost.control.restore import Restores
 from plughost.control.serving import Serving
@@ -296,17 +297,20 @@ class Controller:
         plugin_dir: Path | None = None
         try:
             if status is Status.QUEUED:
-                if not await self.store.move(
-                    rel.id,
-                    Status.QUEUED,
-                    Status.PENDING,
-                    "taken from the queue; preparing the plugin",
-                    started_at=utcnow(),
-                ):
+                # the unpack does not wait for the status write (both are I/O in threads)
+                moved, plugin_dir = await together(
+                    self.store.move(
+                        rel.id, Status.QUEUED, Status.PENDING,
+                        "taken from the queue; preparing the plugin", started_at=utcnow(),
+                    ),
+                    asyncio.to_thread(self._launcher.prepare, rel),
+                )
+                if not moved:
                     return
                 status = Status.PENDING
             if status is Status.PENDING:
-                plugin_dir = await asyncio.to_thread(self._launcher.prepare, rel)
+                if plugin_dir is None:
+                    plugin_dir = await asyncio.to_thread(self._launcher.prepare, rel)
                 await self._launcher.build_environment(rel, plugin_dir)
                 if not await self.store.move(
                     rel.id,
@@ -320,8 +324,11 @@ class Controller:
             self.groups[rel.id] = group
             self._switching.add((rel.namespace_id, rel.name))
             try:
-                await self._traffic.guard(rel, group, self.request_metrics)
-                await self._traffic.switch(rel, group, started, self._supersede)
+                old, _ = await asyncio.gather(
+                    self._traffic.deployed_of_plugin(rel),
+                    self._traffic.guard(rel, group, self.request_metrics),
+                )
+                await self._traffic.switch(rel, group, started, self._supersede, old)
             finally:
                 self._switching.discard((rel.namespace_id, rel.name))
         except asyncio.CancelledError:

@@ -9,10 +9,10 @@ does it, and stops what it started when a step fails.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -25,6 +25,8 @@ from plughost.domain.states import Status
 from plughost.envs import PluginEnvironments
 from plughost.envs.stage import dependencies_of
 from plughost.logs.capture import REPLICA_OUTPUT, Sink
+
+T = TypeVar("T")
 
 # longest failure text kept on a release row
 ERROR_TEXT_CHARS = 4000
@@ -54,6 +56,20 @@ def error_text(exc: BaseException) -> str:
     """A failure as a release row keeps it: the message (else the type), capped."""
     text = str(exc) or type(exc).__name__
     return text[:ERROR_TEXT_CHARS]
+
+
+async def together(move: Awaitable[bool], step: Awaitable[T]) -> tuple[bool, T | None]:
+    """A status move and a step (file work that undoes nothing) run concurrently, both
+    awaited: (moved, the step's result; None when it failed). The step's failure is raised
+    only when the move happened: else the release moved on, and the failure is moot."""
+    moved, outcome = await asyncio.gather(move, step, return_exceptions=True)
+    if isinstance(moved, BaseException):
+        raise moved
+    if isinstance(outcome, BaseException):
+        if moved:
+            raise outcome
+        return False, None
+    return bool(moved), outcome
 
 
 class Launcher:

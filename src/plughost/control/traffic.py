@@ -18,6 +18,7 @@ from plughost.backends.base import ReplicaGroup, StartFailed
 from plughost.control.guard import Guard
 from plughost.control.store import ReleaseStore
 from plughost.dataplane.routes import Route, RouteTable
+from plughost.domain.ids import deployment_name_for
 from plughost.domain.release import ReleaseView
 from plughost.domain.rollout import RolloutOptions
 from plughost.domain.states import Status
@@ -76,8 +77,10 @@ class Traffic:
         server serves it and it is another plugin id."""
         target = await self.store.alias(rel.namespace_id, rel.name)
         group = self.groups.get(target) if target is not None else None
-        prev = await self.store.get(target) if group is not None and target is not None else None
-        if prev is None or group is None or prev.plugin_id == rel.plugin_id:
+        if group is None or group.spec.deployment_name == deployment_name_for(rel.plugin_id):
+            return None  # a redeploy of the same plugin id: known without reading its row
+        prev = await self.store.get(target) if target is not None else None
+        if prev is None or prev.plugin_id == rel.plugin_id:
             return None
         return self.route(prev, group)
 
@@ -87,12 +90,18 @@ class Traffic:
         group: ReplicaGroup,
         started: float,
         superseded: Callable[[int], None],
+        old: list[ReleaseView] | None = None,
     ) -> None:
         """Switch traffic to the new group atomically and record the release deployed (its
         alias moves in the same transaction); then mark the plugin's previously deployed
         releases superseded, calling ``superseded(release_id)`` for each at once so the
-        controller drains its group. StartFailed when the release moved on meanwhile."""
-        old = await self.store.of_plugin(rel.namespace_id, rel.plugin_pk, {Status.DEPLOYED})
+        controller drains its group. StartFailed when the release moved on meanwhile.
+
+        ``old``: the plugin's deployed releases when the caller read them already (during
+        the guard: only this rollout can deploy one of the plugin's releases, so the list
+        can only have shrunk since, and superseding one that left meanwhile does nothing)."""
+        if old is None:
+            old = await self.deployed_of_plugin(rel)
         self.routes.publish(self.route(rel, group), alias=True)
         now = utcnow()
         moved = await self.store.move(
@@ -118,6 +127,10 @@ class Traffic:
                 finished_at=now,
             )
             superseded(prev.id)
+
+    async def deployed_of_plugin(self, rel: ReleaseView) -> list[ReleaseView]:
+        """The releases of ``rel``'s plugin deployed now."""
+        return await self.store.of_plugin(rel.namespace_id, rel.plugin_pk, {Status.DEPLOYED})
 
     async def restore_previous(self, rel: ReleaseView) -> None:
         """After a failed redeploy of ``rel``'s plugin: the release still deployed gets its

@@ -118,6 +118,11 @@ class Sandbox:
         return self.config.mode != "off"
 
     @property
+    def wraps(self) -> bool:
+        """Whether plugin processes run in bubblewrap here."""
+        return self.enabled and bool(self.layers.get("bwrap")) and self.bwrap_path is not None
+
+    @property
     def missing(self) -> list[str]:
         return [layer for layer in LAYERS if not self.layers.get(layer)]
 
@@ -203,6 +208,49 @@ class Sandbox:
         env = dict(SANDBOX_ENV) if prefix else {}
         env.update(self.models.env(namespace_id, wrapped=bool(prefix)))
         return SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
+
+    def pool_launch(self, slot: Path, detached: bool) -> SandboxLaunch | None:
+        """The wrapping of a replica pool member (plughost.backends.local.pool), before any
+        release: bubblewrap with ``slot/plugin`` at the plugin mount and ``slot/models`` at
+        the models mount (both empty until a claim fills them), no network, the default
+        memory limit, a leased uid (give it back with :meth:`release`). None when this
+        machine has no bubblewrap: a member could not be kept from the server's files."""
+        if not self.wraps or self.bwrap_path is None:
+            return None
+        plugin = slot / "plugin"
+        plan = MountPlan(
+            plugin_dir=plugin,
+            runtime_paths=runtime_paths([plughost_root()]),
+            hidden=self.config.hidden,
+            tmp_bytes=self.config.tmp_bytes,
+            share_net=self.share_net_only,
+            as_root=os.geteuid() == 0,
+            model_binds=tuple(self.models.slot_binds(slot / "models")),
+            die_with_parent=not detached,
+        )
+        prefix = bwrap_command(self.bwrap_path, plan)
+        uid = self.uids.acquire() if self.uids is not None else None
+        policy = self._policy(uid, self.config.memory_gb, allow_inet=False)
+        return SandboxLaunch(tuple(prefix), PLUGIN_MOUNT, policy.to_json(), dict(SANDBOX_ENV), uid)
+
+    def poolable(
+        self, namespace_id: str | None, serve_config: Mapping[str, Any], env_dir: Path | None
+    ) -> bool:
+        """Whether a replica of this release may be a claimed pool member: it would have
+        been wrapped exactly as a member is (no plugin environment, no egress, the default
+        memory limit)."""
+        return (
+            env_dir is None
+            and not self.egress_allowed(namespace_id)
+            and memory_gb_of(serve_config, self.config.memory_gb) == self.config.memory_gb
+        )
+
+    def claim_env(self, namespace_id: str | None) -> dict[str, str]:
+        """What a claimed pool member's environment gets from the sandbox (as
+        :meth:`replica_launch` gives a replica of the namespace in bubblewrap)."""
+        env = dict(SANDBOX_ENV)
+        env.update(self.models.env(namespace_id, wrapped=True))
+        return env
 
     def release(self, launch: SandboxLaunch | None) -> None:
         if launch is not None and self.uids is not None:

@@ -75,6 +75,21 @@ class ModelShare:
             args += ["--ro-bind", str(hf), HF_MOUNT]
         return args
 
+    def slot_binds(self, folder: Path) -> list[str]:
+        """bubblewrap arguments of a replica pool member (plughost.backends.local.pool):
+        ``folder`` (the slot's, empty until a claim fills it with a namespace's models) at
+        the models mount when this machine has namespace models, and the shared Hugging Face
+        cache, which every namespace sees alike."""
+        hf = self.hf_folder()
+        if self.models_root is None and hf is None:
+            return []
+        args = ["--perms", "0755", "--dir", MOUNT_PARENT]
+        if self.models_root is not None:
+            args += ["--ro-bind", str(folder), MODELS_MOUNT]
+        if hf is not None:
+            args += ["--ro-bind", str(hf), HF_MOUNT]
+        return args
+
     def env(self, namespace_id: str | None, wrapped: bool) -> dict[str, str]:
         """The variables naming the folders as the process sees them (``wrapped``: inside
         bubblewrap, at the mount points)."""

@@ -47,3 +47,27 @@ def test_another_archive_or_an_unfinished_folder_is_unpacked_afresh(tmp_path: Pa
     assert (ws.prepare(1, "b.zip") / "realtime.py").read_text() == "v = 2\n"
     ws.remove(1)
     assert not ws.folder(1).exists() and not (tmp_path / "work" / "r1.ready").exists()
+
+
+def test_a_new_release_of_the_same_archive_links_the_files_unpacked_before(
+    tmp_path: Path,
+) -> None:
+    ws = _workspace(tmp_path)
+    first = ws.prepare(1, "a.zip")
+    second = ws.prepare(2, "a.zip")
+    assert second != first
+    assert (second / "realtime.py").read_text() == "v = 1\n"
+    assert (second / "realtime.py").stat().st_ino == (first / "realtime.py").stat().st_ino
+    ws.remove(1)  # the first release's folder goes; the second keeps its files
+    assert (second / "realtime.py").read_text() == "v = 1\n"
+    third = ws.prepare(3, "b.zip")  # another archive: unpacked from it
+    assert (third / "realtime.py").read_text() == "v = 2\n"
+
+
+def test_a_release_folder_no_longer_complete_is_not_linked_from(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    first = ws.prepare(1, "a.zip")
+    (tmp_path / "work" / "r1.ready").unlink()  # e.g. being removed
+    second = ws.prepare(2, "a.zip")
+    assert (second / "realtime.py").stat().st_ino != (first / "realtime.py").stat().st_ino
+    assert (second / "realtime.py").read_text() == "v = 1\n"

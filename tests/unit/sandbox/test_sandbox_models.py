@@ -128,3 +128,33 @@ def test_in_bubblewrap_the_plugin_sees_its_models_read_only(tmp_path: Path) -> N
     assert json.loads(listing) == ["index.json", "m_1_0_0"]
     assert found == "False /plughost/models/m_1_0_0"
     assert written == "read-only"
+
+
+def test_a_pool_member_binds_its_empty_slot_and_no_namespace(tmp_path: Path) -> None:
+    config = SandboxConfig(mode="auto", models_root=tmp_path / "models" / "ns",
+                           hf_cache=tmp_path / "hf")
+    (tmp_path / "hf").mkdir()
+    sandbox = Sandbox(config, dict(LAYERS), bwrap_path=str(BWRAP))
+    slot = tmp_path / "pool" / "pool-1"
+    launch = sandbox.pool_launch(slot, detached=True)
+    assert launch is not None
+    prefix = list(launch.prefix)
+    plugin = prefix.index("/plugin")
+    assert prefix[plugin - 2 : plugin] == ["--ro-bind", str(slot / "plugin")]
+    models = prefix.index(MODELS_MOUNT)
+    assert prefix[models - 2 : models] == ["--ro-bind", str(slot / "models")]
+    assert prefix[prefix.index(HF_MOUNT) - 2] == "--ro-bind"  # shared by every namespace
+    assert not any(str(tmp_path / "models") in arg for arg in prefix)
+    assert "--unshare-net" in prefix and "--die-with-parent" not in prefix
+    assert "PLUGHOST_MODELS_DIR" not in launch.env  # the claim brings the namespace's env
+
+
+def test_the_pool_serves_only_releases_wrapped_as_its_members(tmp_path: Path) -> None:
+    config = SandboxConfig(mode="auto", memory_gb=2.0, egress_namespaces=frozenset({"ns_out"}))
+    sandbox = Sandbox(config, dict(LAYERS), bwrap_path=str(BWRAP))
+    assert sandbox.poolable("ns_a", {}, None)
+    assert sandbox.poolable("ns_a", {"memory_gb": 2}, None)
+    assert not sandbox.poolable("ns_a", {"memory_gb": 4}, None)
+    assert not sandbox.poolable("ns_out", {}, None)  # egress: another network
+    assert not sandbox.poolable("ns_a", {}, tmp_path)  # a plugin environment
+    assert Sandbox(config, {**LAYERS, "bwrap": False}).pool_launch(tmp_path, True) is None

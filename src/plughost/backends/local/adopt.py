@@ -37,6 +37,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plughost.backends.local.registry import (
     ReplicaRecord,
@@ -47,6 +48,10 @@ from plughost.backends.local.registry import (
     server_running,
     signal_recorded,
 )
+
+if TYPE_CHECKING:
+    from plughost.backends.base import GroupSpec
+    from plughost.backends.local.launch import ReplicaSpec
 
 log = logging.getLogger("plughost.backend.adopt")
 
@@ -153,6 +158,22 @@ class Adoption:
         if key not in self._hashes:
             self._hashes[key] = await asyncio.to_thread(code_hash, plugin_dir)
         return self._hashes[key]
+
+    async def recorder(
+        self, group: GroupSpec, replica_id: str, spec: ReplicaSpec
+    ) -> Callable[[int], None]:
+        """What records a replica of ``group`` started from ``spec``, given its pid."""
+        digest = await self.code_hash(group.release_id, group.plugin_dir)
+        uid = spec.sandbox.uid if spec.sandbox is not None else None
+
+        def record(pid: int) -> None:
+            self.record_started(started_record(
+                pid, replica_id, group.release_id, group.deployment_name, digest,
+                group.env_path, spec.socket_path, spec.secret or "",
+                spec.output_path or Path(), uid,
+            ))
+
+        return record
 
     def record_started(self, record: ReplicaRecord) -> None:
         self.registry.write(record)

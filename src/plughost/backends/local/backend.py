@@ -21,6 +21,7 @@ from pathlib import Path
 from plughost.backends.base import Backend, GroupSpec
 from plughost.backends.local.adopt import Adoption, LiveReleases
 from plughost.backends.local.group import LocalReplicaGroup
+from plughost.backends.local.pool import ReplicaPool
 from plughost.backends.local.registry import ReplicaRegistry, socket_folder
 from plughost.config import Settings
 from plughost.domain.container import ContainerCalls
@@ -58,6 +59,18 @@ class LocalBackend(Backend):
         else:
             self.socket_dir = Path(tempfile.mkdtemp(prefix="plughost-"))
         self.groups: weakref.WeakSet[LocalReplicaGroup] = weakref.WeakSet()
+        # pre-started sandboxed replicas a deploy claims (the server's backend only, and
+        # only in bubblewrap: a member must not see the server's files before its claim)
+        self.pool: ReplicaPool | None = None
+        wraps = sandbox is not None and sandbox.wraps
+        if self.adoption is not None and sandbox is not None and wraps and settings.replica_pool:
+            self.pool = ReplicaPool(
+                settings, sandbox, self.socket_dir, detached=True,
+                registry=self.adoption.registry,
+            )
+            with contextlib.suppress(RuntimeError):  # built on the server's loop: fill now
+                asyncio.get_running_loop()
+                self.pool.start()
 
     @property
     def keeps_replicas_on_stop(self) -> bool:
@@ -68,8 +81,11 @@ class LocalBackend(Backend):
         if self.adoption is not None:
             self.adoption.rescan()
             self.adoption.start_sweeper()
+        if self.pool is not None:
+            self.pool.start()  # the first fill, when the backend was built off the loop
         group = LocalReplicaGroup(
-            spec, self.settings, self.socket_dir, self.sandbox, self.adoption, self.container
+            spec, self.settings, self.socket_dir, self.sandbox, self.adoption, self.container,
+            self.pool,
         )
         self.groups.add(group)
         try:
@@ -80,6 +96,8 @@ class LocalBackend(Backend):
         return group
 
     async def shutdown(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
         groups = list(self.groups)
         if self.keeps_replicas_on_stop:
             for group in groups:
@@ -87,6 +105,8 @@ class LocalBackend(Backend):
             log.info("left %d replica group(s) running for the next server", len(groups))
         else:
             await asyncio.gather(*(g.stop(2.0) for g in groups), return_exceptions=True)
+        if self.pool is not None:
+            self.pool.drop_root()
         if self.adoption is None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.socket_dir)

@@ -21,7 +21,6 @@ from pathlib import Path
 import orjson
 
 from plughost.backends.base import (
-    BASE_ENV,
     CallFailed,
     CallTimedOut,
     GroupHealth,
@@ -31,7 +30,7 @@ from plughost.backends.base import (
     StartFailed,
     Unavailable,
 )
-from plughost.backends.local.adopt import Adoption, started_record
+from plughost.backends.local.adopt import Adoption
 from plughost.backends.local.autoscale import Autoscaler, start_autoscaler
 from plughost.backends.local.exit_reason import (
     describe_exit,
@@ -39,15 +38,15 @@ from plughost.backends.local.exit_reason import (
     explain_start,
     memory_limit_mib,
 )
+from plughost.backends.local.pool import Member, ReplicaPool, remove_slot
 from plughost.backends.local.registry import ReplicaRecord
 from plughost.backends.local.replica import ReplicaProcess, ReplicaSpec, ReplicaStartError
 from plughost.backends.local.spare import SPARE_HOLD_S
+from plughost.backends.local.specs import SpecMaker
 from plughost.backends.stream import CallStream
 from plughost.config import Settings
 from plughost.domain.container import ContainerCalls, ContainerScope
-from plughost.domain.serve_config import serving_option
-from plughost.replica.auth import new_secret
-from plughost.sandbox.host import Sandbox, models_of
+from plughost.sandbox.host import Sandbox
 
 log = logging.getLogger("plughost.backend.local")
 
@@ -76,8 +75,10 @@ class LocalReplicaGroup(ReplicaGroup):
         sandbox: Sandbox | None = None,
         adoption: Adoption | None = None,
         container: ContainerCalls | None = None,
+        pool: ReplicaPool | None = None,
     ) -> None:
         self.spec = spec
+        self.pool = pool  # the backend's pre-started replicas (.pool), claimed on launch
         # the plugin's container calls, answered for the release's namespace
         self.container = (
             None if container is None
@@ -108,44 +109,10 @@ class LocalReplicaGroup(ReplicaGroup):
             if sandbox is not None and sandbox.enabled and sandbox.layers.get("rlimits")
             else None
         )
+        self.specs = SpecMaker(spec, settings, socket_dir, sandbox, adoption, self.container)
 
     def _replica_spec(self, replica_id: str, with_sandbox: bool = True) -> ReplicaSpec:
-        env = {**BASE_ENV, "HOME": str(self.spec.plugin_dir), **self.spec.env}
-        # the namespace's models at their real paths; a bubblewrap launch names its mounts
-        models = self.sandbox.models if self.sandbox is not None else models_of(self.settings)
-        env.update(models.env(self.spec.namespace_id, wrapped=False))
-        detached = self.adoption is not None
-        launch = None
-        if self.sandbox is not None and with_sandbox:
-            launch = self.sandbox.replica_launch(
-                self.spec.plugin_dir,
-                self.spec.namespace_id,
-                self.spec.serve_config,
-                env_dir=self.spec.env_path,
-                detached=detached,
-            )
-        output = self.adoption.registry.output_path(replica_id) if self.adoption else None
-        return ReplicaSpec(
-            plugin_dir=self.spec.plugin_dir,
-            socket_path=self.socket_dir / f"{replica_id}.sock",
-            init_kwargs=dict(self.spec.init_kwargs),
-            env=env,
-            start_timeout_s=self.settings.replica_start_timeout_s,
-            call_timeout_s=self.settings.replica_call_timeout_s,
-            drain_timeout_s=self.settings.drain_timeout_s,
-            sandbox=launch,
-            # with an environment, its build already checked them (and the check costs the
-            # replica a scan of every installed distribution)
-            requirements=() if self.spec.env_path else self.spec.requirements,
-            env_path=self.spec.env_path,
-            kill_on_call_timeout=True,
-            serving=serving_option(self.spec.serve_config),
-            secret=new_secret(),
-            output_path=output,
-            detached=detached,
-            orphan_timeout_s=self.settings.replica_orphan_timeout_s,
-            container=self.container,
-        )
+        return self.specs.replica(replica_id, with_sandbox)
 
     def _release(self, spec: ReplicaSpec) -> None:
         if self.sandbox is not None:
@@ -154,34 +121,51 @@ class LocalReplicaGroup(ReplicaGroup):
     async def launch(self, hold_fd: int | None = None) -> ReplicaProcess:
         """Start one more replica of the release and route calls to it once ready (raises
         ReplicaStartError). ``hold_fd`` makes it a warm spare (:mod:`.local_spare`) that
-        loads the plugin only when a byte arrives on that descriptor."""
+        loads the plugin only when a byte arrives on that descriptor. Otherwise a member of
+        the backend's replica pool (:mod:`.pool`) is claimed when the release fits one."""
+        if hold_fd is None and self.pool is not None:
+            member = self.pool.take(
+                self.spec.namespace_id, self.spec.serve_config, self.spec.env_path
+            )
+            if member is not None:
+                return await self._claim(member)
         replica_id = f"r{self.spec.release_id}-{secrets.token_hex(4)}"
         spec = self._replica_spec(replica_id)
         if hold_fd is not None:  # a warm spare (local_spare): loads the plugin on its byte
             preload = self.preload if self.settings.spare_preload else None
             spec = replace(spec, hold_fd=hold_fd, start_timeout_s=SPARE_HOLD_S, preload=preload)
-        adoption = self.adoption
-        on_spawn = None
-        if adoption is not None:
-            digest = await adoption.code_hash(self.spec.release_id, self.spec.plugin_dir)
-            uid = spec.sandbox.uid if spec.sandbox is not None else None
-
-            def on_spawn(pid: int) -> None:
-                adoption.record_started(started_record(
-                    pid, replica_id, self.spec.release_id, self.spec.deployment_name, digest,
-                    self.spec.env_path, spec.socket_path, spec.secret or "",
-                    spec.output_path or Path(), uid,
-                ))
-
+        on_spawn = await self.adoption.recorder(self.spec, replica_id, spec) if self.adoption else None
         try:
             replica = await ReplicaProcess.start(spec, on_spawn)
         except BaseException:
             self._release(spec)
             self._forget(replica_id)
             raise
+        self._started(replica, replica_id)
+        return replica
+
+    def _started(self, replica: ReplicaProcess, replica_id: str) -> None:
         self._keep(replica, replica_id)
         if replica.preload is not None:
             self.preload = orjson.dumps(replica.preload).decode()
+
+    async def _claim(self, member: Member) -> ReplicaProcess:
+        """A replica of the release loaded into a pool member (:mod:`.pool`)."""
+        assert self.pool is not None and self.sandbox is not None
+        preload = self.preload if self.settings.spare_preload else None
+        claim = self.specs.claim(member, self.sandbox, preload)
+        try:
+            if self.adoption is not None:
+                record = await self.adoption.recorder(self.spec, member.replica_id, claim.spec)
+                record(member.process.pid)
+            replica = await self.pool.claim(member, claim)
+        except BaseException:
+            self._release(claim.spec)
+            self._forget(member.replica_id)
+            raise
+        slot = member.slot
+        replica.on_exit(lambda _r: remove_slot(slot))
+        self._started(replica, member.replica_id)
         return replica
 
     def _keep(self, replica: ReplicaProcess, replica_id: str) -> None:

@@ -78,6 +78,7 @@ class ReplicaSpec:
     hold_fd: int | None = None
     # ... and what it imports before that byte (plughost.replica.preload; JSON)
     preload: str | None = None
+    pooled: bool = False  # hold_fd is a pool member's claim descriptor (.pool)
     secret: str | None = field(default=None, repr=False)
     output_path: Path | None = None
     detached: bool = False
@@ -118,7 +119,7 @@ def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> li
     if listen_fd is not None:
         command += ["--listen-fd", str(listen_fd)]
     if spec.hold_fd is not None:
-        command += ["--hold-fd", str(spec.hold_fd)]
+        command += ["--claim-fd" if spec.pooled else "--hold-fd", str(spec.hold_fd)]
         if spec.preload is not None:
             command += ["--preload", spec.preload]
     if spec.sandbox is not None:

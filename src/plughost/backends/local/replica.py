@@ -31,6 +31,7 @@ from plughost.backends.errors import (
     ReplicaUnavailable,
 )
 from plughost.backends.local.adopted import AdoptedProcess
+from plughost.backends.local.handshake import HandshakeFailed, read_line, ready_event
 from plughost.backends.local.launch import (
     ChildProcess,
     ReplicaSpec,
@@ -49,7 +50,7 @@ from plughost.backends.local.signals import (
 )
 from plughost.backends.stream import CallStream
 from plughost.replica.preload import clean as clean_preload
-from plughost.replica.protocol import FrameError, ReplyHead, decode_object
+from plughost.replica.protocol import ReplyHead
 
 __all__ = [
     "ReplicaCallError", "ReplicaCallTimeout", "ReplicaError", "ReplicaProcess",
@@ -87,12 +88,10 @@ class ReplicaProcess:
     async def start(
         cls, spec: ReplicaSpec, on_spawn: Callable[[int], object] | None = None
     ) -> ReplicaProcess:
-        """Launch a replica and return it once it is ready and connected.
-
-        ``on_spawn(pid)`` runs as soon as the process exists (the registry records it).
-        Raises ReplicaStartError (with the plugin's error text) when it fails to load, exits,
-        or is not ready within ``spec.start_timeout_s``; the process group is killed then.
-        """
+        """Launch a replica and return it once it is ready and connected. ``on_spawn(pid)``
+        runs as soon as the process exists (the registry records it). Raises ReplicaStartError
+        (with the plugin's error text) when it fails to load, exits, or is not ready within
+        ``spec.start_timeout_s``; the process group is killed then."""
         process = await launch_replica(spec)
         try:
             replica = cls(spec, process)
@@ -100,43 +99,44 @@ class ReplicaProcess:
             os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             raise
+        await replica.until_ready(on_spawn=on_spawn)
+        return replica
+
+    async def until_ready(
+        self, spec: ReplicaSpec | None = None, on_spawn: Callable[[int], object] | None = None
+    ) -> None:
+        """A replica just launched: handshake, then connection (its process group killed on any
+        failure). ``spec``: what it serves from now on (a claimed pool member's release)."""
+        self._spec = spec or self._spec
         try:
             if on_spawn is not None:
-                on_spawn(process.pid)
-            await replica._await_handshake()
-            await replica._connect()
+                on_spawn(self.pid)
+            await self._await_handshake()
+            await self._connect()
         except BaseException:
-            try:
-                await kill_and_reap(process)
-            finally:
-                replica._output.close()  # no exit watcher runs yet, which would close it
+            await self.abandon()
             raise
-        return replica
+
+    async def abandon(self) -> None:
+        """Kill and reap a replica that never became ready."""
+        try:
+            await kill_and_reap(self._process)
+        finally:
+            self._output.close()  # no exit watcher runs yet, which would close it
 
     async def _await_handshake(self) -> None:
         """Wait for the replica's one-line start-up event; raise ReplicaStartError unless ready."""
         stdout = self._process.stdout
         if stdout is None:
             raise RuntimeError("replica pipe was not opened")
-        timeout = self._spec.start_timeout_s
         try:
-            async with asyncio.timeout(timeout):
-                line = await stdout.readline()
-        except TimeoutError:
-            raise self._start_error(f"replica did not become ready within {timeout:g} s") from None
-        except ValueError as exc:
-            raise self._start_error(f"unreadable start-up handshake: {exc}") from exc
-        if not line:
-            code = await returncode_within(self._process, REAP_TIMEOUT_S)
-            raise self._start_error(f"replica exited with code {code} before becoming ready")
-        try:
-            event = decode_object(line)
-        except FrameError as exc:
-            raise self._start_error(f"unreadable start-up handshake: {exc}") from exc
-        if event.get("event") == "failed":
-            raise self._start_error(str(event.get("error") or "replica failed to start"))
-        if event.get("event") != "ready":
-            raise self._start_error(f"unexpected start-up event {event!r}")
+            line = await read_line(stdout, self._spec.start_timeout_s)
+            if not line:
+                code = await returncode_within(self._process, REAP_TIMEOUT_S)
+                raise HandshakeFailed(f"replica exited with code {code} before becoming ready")
+            event = ready_event(line)
+        except HandshakeFailed as exc:
+            raise self._start_error(str(exc)) from exc
         self.preload = clean_preload(event.get("preload"))
 
     def _start_error(self, message: str) -> ReplicaStartError:
