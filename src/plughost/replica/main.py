@@ -27,7 +27,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -339,4 +339,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what the next warm spare of this release imports ahead of its byte (worker.preload)
     learned = learn(modules_before, env_before, (args.plugin_dir, RUNTIME_API_DIR),
                     (PLUGIN_PACKAGE,))
-    return asyncio.run(serve(plugin, args, handshake, parent_pid, secret, learned, link))
+    return run_loop(serve(plugin, args, handshake, parent_pid, secret, learned, link))
+
+
+def run_loop(main_coro: Coroutine[Any, Any, int]) -> int:
+    """Run the replica on uvloop when it is installed (with the server's uvicorn[standard];
+    a plugin environment's interpreter may lack it): a call's turn on the replica's loop
+    costs a third of the stdlib loop's (a Unix-socket ping-pong with the replica's framing:
+    25 against 8.6 us of CPU per round trip)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main_coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main_coro)
