@@ -1,5 +1,10 @@
 """Control-plane runs: deploy and redeploy times, redeploys under load, status under load, a
-queue of many deployments."""
+queue of many deployments.
+
+Alone: ``python -m bench.controlplane [--n 10]`` starts two local servers side by side, one
+with the replica pool (the default) and one without (``PLUGHOST_REPLICA_POOL=0``: every
+replica starts cold, as before the pool), and times deploy -> `deployed` of a fresh hash16
+plugin and its blue-green redeploy on each, interleaved (A B, A B), polling every 2 ms."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import logging
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from bench.load import BackgroundLoad, LoadSpec, run_load
@@ -16,6 +22,18 @@ from bench.settings import Profile
 from bench.systems import PLUGINS, Systems
 
 log = logging.getLogger("bench")
+
+POLL_S = 0.002  # the deploy goal is measured by a client polling the status this often
+
+
+def deploy_wait(server: PlughostServer, plugin_id: str, timeout: float = 180.0) -> float:
+    """Seconds from the deploy POST until the status says `deployed` (a new release),
+    polling every :data:`POLL_S`."""
+    before = server.status(plugin_id).get("release_id")
+    t0 = time.perf_counter()
+    server.deploy(plugin_id)
+    server.wait_deployed(plugin_id, after_release=before, timeout=timeout, poll=POLL_S)
+    return time.perf_counter() - t0
 
 
 def upload_many(server: PlughostServer, names: list[str], workers: int) -> list[str]:
@@ -51,7 +69,7 @@ def deploy_times(systems: Systems, profile: Profile) -> dict[str, Any]:
     out: dict[str, Any] = {"plughost": [], "ray_serve_run": [], "plughost_ray": [], "errors": []}
     for i in range(max(len(ids), profile.ray_deploy_n, len(ray_ids))):
         if i < len(ids):
-            out["plughost"].append(server.deploy_and_wait(ids[i]))
+            out["plughost"].append(deploy_wait(server, ids[i]))
         if ray_host is not None and i < profile.ray_deploy_n:
             app = f"deploytime{i}"
             try:
@@ -83,10 +101,7 @@ def _last(values: list[float]) -> str:
 
 def redeploy_times(server: PlughostServer, plugin_id: str, n: int) -> list[float]:
     """Blue-green redeploys of a deployed plugin, each until its new release is `deployed`."""
-    times = []
-    for _ in range(n):
-        times.append(server.deploy_and_wait(plugin_id))
-    return times
+    return [deploy_wait(server, plugin_id) for _ in range(n)]
 
 
 def redeploys_under_load(server: PlughostServer, n: int, concurrency: int) -> dict[str, Any]:
@@ -260,3 +275,74 @@ def env_deploy_times(server: PlughostServer, profile: Profile) -> dict[str, Any]
         )
     undeploy_many(server, ids)
     return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def side_by_side(n: int, work: Path) -> dict[str, Any]:
+    """Deploy and redeploy of hash16, pool on (A) and off (B), interleaved; medians."""
+    servers = {
+        "pool": PlughostServer(work / "pool"),
+        "cold": PlughostServer(work / "cold", extra_env={"PLUGHOST_REPLICA_POOL": "0"}),
+    }
+    archive = zip_plugin(PLUGINS["hash16"])
+    out: dict[str, Any] = {name: {"deploy": [], "redeploy": []} for name in servers}
+    try:
+        for server in servers.values():
+            server.start()
+        ids = {
+            name: [server.upload(f"bench_pool_{i}", archive) for i in range(n)]
+            for name, server in servers.items()
+        }
+        time.sleep(1.0)  # the pool fills
+        for i in range(n):
+            for name, server in servers.items():
+                out[name]["deploy"].append(deploy_wait(server, ids[name][i]))
+        for _ in range(n):
+            for name, server in servers.items():
+                out[name]["redeploy"].append(deploy_wait(server, ids[name][0]))
+        for name, server in servers.items():
+            route = server.client.post(
+                server.route_url(ids[name][0]).removeprefix(server.url),
+                json={"inputs": {"text": "hello"}, "parameters": {}},
+            )
+            out[name]["route_status"] = route.status_code
+    finally:
+        for server in servers.values():
+            server.stop()
+    for runs in out.values():
+        runs["deploy_median_s"] = _median(runs["deploy"])
+        runs["redeploy_median_s"] = _median(runs["redeploy"])
+    out["ratio_deploy"] = out["pool"]["deploy_median_s"] / out["cold"]["deploy_median_s"]
+    out["ratio_redeploy"] = out["pool"]["redeploy_median_s"] / out["cold"]["redeploy_median_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=10, help="deploys (and redeploys) per server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as work:
+        result = side_by_side(args.n, Path(work))
+    print(json.dumps(result, indent=1))
+    for name in ("pool", "cold"):
+        print(
+            f"{name}: deploy median {result[name]['deploy_median_s'] * 1000:.1f} ms, "
+            f"redeploy median {result[name]['redeploy_median_s'] * 1000:.1f} ms"
+        )
+    print(f"pool/cold: deploy {result['ratio_deploy']:.2f}, redeploy {result['ratio_redeploy']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

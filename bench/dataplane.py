@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -207,6 +208,11 @@ def plughost_replica(server: Any, plugin_id: str) -> dict[str, Any] | None:
     mine = [w for w in workers if release and pattern.search(procstat.cmdline(w))]
     if not mine and len(workers) == 1:
         mine = workers
+    if not mine and workers:
+        # a replica started from a pre-started interpreter of the pool keeps the pool's
+        # command line: the one that served (the most CPU) is the plugin's, idle members of
+        # the pool have done nothing since their start
+        mine = [max(workers, key=lambda w: max(map(procstat.own_cpu_seconds, procstat.tree([w]))))]
     if not mine:
         return None
     chain = procstat.tree(mine)
@@ -285,11 +291,12 @@ def _thread_split(
 def profile_plughost(
     systems: Systems, seconds: float, prefer_wrk: bool, out_dir: Path
 ) -> dict[str, Any]:
-    """Where plughost's time goes at c=32 on hash16.
+    """Where plughost's time goes on hash16, at c=32 and at c=1.
 
-    1. per-thread CPU from /proc (server and replica) over a plain load window: robust, no
-       sampling;
-    2. py-spy (nonblocking, --threads) on the server's event-loop thread over a second window.
+    1. per-thread CPU from /proc (server and replica) over a plain load window at each
+       concurrency: robust, no sampling;
+    2. py-spy (nonblocking, --threads) on the server and on the replica over a second window
+       at c=32.
     """
     ep = systems.endpoint("plughost", "hash16")
     server = systems.plughost
@@ -299,60 +306,88 @@ def profile_plughost(
         return {"skipped": "plughost hash16 endpoint not available"}
     replica = plughost_replica(server, systems.plugin_ids["hash16"])
     replica_pid = replica["pid"] if replica else None
-    pids = [server.pid] + ([replica_pid] if replica_pid else [])
-    spec = LoadSpec([ep.url], headers=ep.headers, concurrency=32, duration=seconds)
-    before = {p: procstat.thread_cpu_seconds(p) for p in pids}
-    load = run_load(spec, prefer_wrk=prefer_wrk)
-    after = {p: procstat.thread_cpu_seconds(p) for p in pids}
-    out: dict[str, Any] = {
-        "load": {k: load[k] for k in ("rps", "p50_us", "p99_us")},
-        "cpu_split_us_per_req": _thread_split(server.pid, replica_pid, load["ok"], before, after),
-    }
+    out: dict[str, Any] = {}
+    for concurrency, suffix in ((32, ""), (1, "_c1")):
+        load, split = thread_split(
+            server.pid, replica_pid, LoadSpec([ep.url], headers=ep.headers,
+                                              concurrency=concurrency, duration=seconds),
+            prefer_wrk,
+        )
+        out[f"load{suffix}"] = {k: load[k] for k in ("rps", "p50_us", "p99_us")}
+        out[f"cpu_split{suffix}_us_per_req"] = split
     spy = py_spy_path()
     if spy is None:
         out["py_spy"] = {"skipped": "py-spy not installed (pip install -e '.[bench]')"}
         return out
-    raw = out_dir / "profile-plughost.collapsed.tmp"  # *.tmp: not committed
+    targets = {"py_spy": server.pid}
+    if replica_pid is not None:
+        targets["py_spy_replica"] = replica_pid
+    found = record_py_spy(
+        spy, targets, LoadSpec([ep.url], headers=ep.headers, concurrency=32,
+                               duration=seconds + 1), seconds, prefer_wrk, out_dir,
+    )
+    out.update(found)
+    return out
+
+
+def thread_split(
+    server_pid: int, replica_pid: int | None, spec: LoadSpec, prefer_wrk: bool
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """One load run and the CPU µs per request of each thread group over it (see
+    :func:`_thread_split`)."""
+    pids = [server_pid] + ([replica_pid] if replica_pid else [])
+    before = {p: procstat.thread_cpu_seconds(p) for p in pids}
+    load = run_load(spec, prefer_wrk=prefer_wrk)
+    after = {p: procstat.thread_cpu_seconds(p) for p in pids}
+    return load, _thread_split(server_pid, replica_pid, load["ok"], before, after)
+
+
+def record_py_spy(
+    spy: str,
+    targets: dict[str, int],
+    spec: LoadSpec,
+    seconds: float,
+    prefer_wrk: bool,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """py-spy on each target process (name -> pid) at once over one load run: the summary of
+    each (:func:`summarize_collapsed`), raw stacks in ``profile-<name>.collapsed.tmp``."""
+    out: dict[str, Any] = {}
     err = ""
     for _attempt in range(3):  # attaching right after a fork sometimes fails: retry
-        raw.unlink(missing_ok=True)
-        spy_proc = subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(server.pid),
-                "--threads",
-                "--nonblocking",
-                "--duration",
-                str(max(1, int(seconds))),
-                "--rate",
-                "250",
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        raws = {
+            name: out_dir / ("profile-plughost.collapsed.tmp" if name == "py_spy"
+                             else f"profile-{name.replace('py_spy_', '')}.collapsed.tmp")
+            for name in targets
+        }  # *.tmp: not committed
+        spies = {}
+        for name, pid in targets.items():
+            raws[name].unlink(missing_ok=True)
+            spies[name] = subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--threads", "--nonblocking", "--duration",
+                 str(max(1, int(seconds))), "--rate", "250", "--format", "raw", "--output",
+                 str(raws[name])],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         time.sleep(0.3)
-        run_load(
-            LoadSpec([ep.url], headers=ep.headers, concurrency=32, duration=seconds + 1),
-            prefer_wrk=prefer_wrk,
-        )
-        try:
-            _, err = spy_proc.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            spy_proc.kill()
-            _, err = spy_proc.communicate()
-        if raw.exists() and raw.stat().st_size > 0:
-            out["py_spy"] = summarize_collapsed(raw.read_text())
-            out["py_spy"]["raw_file"] = raw.name
+        run_load(spec, prefer_wrk=prefer_wrk)
+        for name, proc in spies.items():
+            try:
+                _, err = proc.communicate(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            raw = raws[name]
+            if name not in out and raw.exists() and raw.stat().st_size > 0:
+                out[name] = summarize_collapsed(raw.read_text())
+                out[name]["raw_file"] = raw.name
+        if len(out) == len(targets):
             return out
     first = (err or "").strip().splitlines()[:1]
-    out["py_spy"] = {"skipped": f"py-spy could not sample the server: {first}"}
+    for name in targets:
+        out.setdefault(name, {"skipped": f"py-spy could not sample the process: {first}"})
     return out
 
 
@@ -442,3 +477,67 @@ def summarize_collapsed(text: str, top: int = 12) -> dict[str, Any]:
         "top_self": [(f, n / total) for f, n in self_time.most_common(top)],
         "top_inclusive": shown[: top + 8],
     }
+
+
+# -- the request path alone: python -m bench.dataplane ---------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """floor and plughost on hash16 only, closed loop at c=1 and c=32 in interleaved rounds,
+    then the profile (per-thread CPU at both, py-spy on server and replica): the issue 27
+    request-path figures in a few minutes, written to ``--out`` (JSON) and printed."""
+    import argparse
+    import json
+
+    from bench.plughost_sys import REPO
+    from bench.report import GOALS
+    from bench.settings import FULL
+    from bench.systems import new_work_dir, setup_floors, setup_plughost
+
+    parser = argparse.ArgumentParser(prog="python -m bench.dataplane", description=main.__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per run")
+    parser.add_argument("--profile-seconds", type=float, default=3.0, help="0: no profile")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "dataplane.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prefer_wrk = True
+    profile = dataclasses.replace(
+        FULL, points={"hash16": (1, 32)}, open_loop={}, duration_s=args.seconds,
+        rounds=args.rounds, warmup_s=1.0,
+    )
+    work = new_work_dir(None)
+    systems = Systems(work)
+    res: dict[str, Any] = {}
+    try:
+        setup_floors(systems, ["hash16"])
+        setup_plughost(systems, ["hash16"], ())
+        warm(systems.endpoints, profile.warmup_s, prefer_wrk)
+        res["runs"] = run_matrix(systems, profile, prefer_wrk)
+        res["summary"] = summarize(res["runs"])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        res["profile"] = profile_plughost(systems, args.profile_seconds, prefer_wrk,
+                                          args.out.parent)
+    finally:
+        systems.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.write_text(json.dumps(res, indent=1, default=str))
+    for row in GOALS:
+        if row.key in ("p50", "rps_hash", "cpu_req"):
+            goal = row.evaluate(res)
+            verdict = {True: "MET", False: "MISSED", None: "-"}[goal["met"]]
+            print(f"{goal['figure']}: {goal['measured']} (goal {goal['goal']}) {verdict}")
+    others = [r["other_cpu_cores"] for r in res["runs"] if "other_cpu_cores" in r]
+    if others:  # the rest of the machine: a busy one starves the floor and skews every ratio
+        other = statistics.median(others)
+        noisy = " (NOISY: more than 0.25 cores; do not trust the ratios)" if other > 0.25 else ""
+        print(f"other CPU during the runs: median {other:.2f} cores{noisy}")
+    prof = res.get("profile", {})
+    for name in ("cpu_split_c1_us_per_req", "cpu_split_us_per_req"):
+        split = prof.get(name) or {}
+        print(name, ", ".join(f"{k} {v:.0f}" for k, v in split.items()),
+              f"total {sum(split.values()):.0f}")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

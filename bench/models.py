@@ -31,7 +31,6 @@ import io
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import struct
@@ -46,6 +45,8 @@ from typing import Any
 
 from bench import procstat
 from bench.plughost_sys import NS, BenchError, PlughostServer
+from plughost.backends.local.registry import RECORD_SUFFIX, ReplicaRecord
+from plughost.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "models.json"
 MODEL_NAME = "bench_weights"
@@ -209,13 +210,12 @@ def replica_memory(server: PlughostServer, plugin_id: str) -> list[dict[str, int
     """RSS, PSS and anonymous RSS (KiB) of each replica of the plugin's live release (the
     biggest process of each sandbox chain)."""
     release = server.status(plugin_id).get("release_id")
-    pattern = re.compile(rf"/r{release}(-\d+\.sock|/|\s|$)")
-    roots = [
-        pid
-        for pid in procstat.find_descendants([server.pid], "plughost.replica")
-        if pattern.search(procstat.cmdline(pid))
-    ]
-    # a sandbox chain (bwrap -> bwrap -> python) matches once per process: keep its head
+    # the server's replica records (a replica claimed from the pool keeps the pool's
+    # command line, so its release id is not in it)
+    folder = Settings(home=server.home).replicas_dir
+    records = [ReplicaRecord.from_json(p.read_bytes()) for p in folder.glob(f"*{RECORD_SUFFIX}")]
+    roots = [r.pid for r in records if r.release_id == release]
+    # one record per replica: the head of its sandbox chain (bwrap -> bwrap -> python)
     procs = procstat.all_processes()
     heads = [pid for pid in roots if pid in procs and procs[pid].ppid not in roots]
     out = []

@@ -5,7 +5,8 @@
 A few minutes instead of ``make bench``'s ten: only the two Ray systems are started, and
 the same bench functions as the full run measure them (closed loop at c=1, 8, 32, 64,
 idle CPU, deploy -> deployed against ``serve.run`` of the same class on the tuned Serve,
-redeploys, and blue-green redeploys under load on plughost-ray). The JSON it writes has
+redeploys, blue-green redeploys under load on plughost-ray, and, once both are stopped, the
+first deploy in a fresh cluster on each side, ``bench.ray_first``). The JSON it writes has
 the shape of the full run's ``latest.json`` parts it fills, so ``bench.report`` reads it
 (``python -m bench.ray_compare --render FILE.json`` prints the Ray goal rows and table).
 """
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import controlplane, dataplane, ray_goals
+from bench import controlplane, dataplane, ray_first, ray_goals
 from bench.load import wrk_path
 from bench.settings import Profile
 from bench.systems import (
@@ -103,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deploys", type=int, default=5)
     parser.add_argument("--no-bluegreen", action="store_true")
+    parser.add_argument(
+        "--first-rounds",
+        type=int,
+        default=3,
+        help="rounds of the first deploy in a fresh cluster (bench.ray_first), after the rest",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/ray-compare.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         systems.stop_all()
+        if args.first_rounds:  # fresh clusters of their own, once the others are stopped
+            res.update(ray_first.run(systems.work / "ray_first", args.first_rounds))
         others = [r["other_cpu_cores"] for r in res.get("runs", []) if "other_cpu_cores" in r]
         res["meta"]["other_cpu_cores_median"] = statistics.median(others) if others else 0.0
         res["meta"]["wall_s"] = time.perf_counter() - t0
@@ -173,6 +182,11 @@ def render(res: dict[str, Any]) -> str:
     for key in ("ray_serve_run", "plughost_ray", "plughost_ray_redeploy"):
         if dep.get(key):
             lines.append(f"{key}: median {statistics.median(dep[key]):.3f} s of {dep[key]}")
+    first = res.get("ray_first", {})
+    for key in ("serve_run", "plughost_ray"):
+        if first.get(key):
+            values = [round(r["first_deploy_s"], 3) for r in first[key]]
+            lines.append(f"first deploy in a fresh cluster, {key}: {values}")
     lines += ["", "| goal (issue 15) | measured | verdict |", "|---|---|---|"]
     for row in ray_goals.ROWS:
         measured, met = row[1](res)

@@ -77,6 +77,32 @@ def ray_redeploy(res: dict[str, Any]) -> tuple[str, bool | None]:
     return f"{ph:.3f} s vs serve.run {ray:.3f} s", ph <= ray
 
 
+def ray_first_deploy(res: dict[str, Any]) -> tuple[str, bool | None]:
+    """The first deploy in a fresh cluster (``bench.ray_first``): both sides started fresh,
+    Ray's own start apart; medians of the interleaved rounds."""
+    first = res.get("ray_first", {})
+    if first.get("skipped"):
+        return f"not measured ({first['skipped']})", None
+    ph, ray = first.get("plughost_ray_median_s"), first.get("serve_run_median_s")
+    if ph is None or ray is None:
+        return f"not measured ({'; '.join(first.get('errors') or []) or 'no run'})", None
+    starts = [r["start_s"] for r in first.get("serve_run", [])]
+    ph_starts = [r["start_s"] for r in first.get("plughost_ray", [])]
+    text = (
+        f"{ph:.3f} s vs serve.run {ray:.3f} s ({ray / ph:.2f}x, N={len(first['plughost_ray'])}"
+        f"/{len(first['serve_run'])}); not counted: ray.init + serve.start "
+        f"{statistics.median(starts):.2f} s, plughost serve + its Ray "
+        f"{statistics.median(ph_starts):.2f} s"
+    )
+    ph_next, ray_next = (
+        first.get("plughost_ray_next_median_s"),
+        first.get("serve_run_next_median_s"),
+    )
+    if ph_next is not None and ray_next is not None:
+        text += f"; the next deploy there: redeploy {ph_next:.3f} s vs serve.run {ray_next:.3f} s"
+    return text, ph <= ray
+
+
 def ray_bluegreen(res: dict[str, Any]) -> tuple[str, bool | None]:
     bg = res.get("bluegreen_ray", {})
     if "failed" not in bg:
@@ -92,6 +118,7 @@ ROWS = (
     ("idle CPU <= Ray Serve tuned", ray_idle),
     ("deploy <= serve.run", ray_deploy),
     ("redeploy <= serve.run", ray_redeploy),
+    ("first deploy in a fresh cluster <= serve.run", ray_first_deploy),
     ("0 failed during blue-green redeploys under load", ray_bluegreen),
 )
 
@@ -100,6 +127,10 @@ CAUSE = {
     "(same node) or the authenticated TCP relay; a gap at low concurrency is the sandboxed "
     "worker's extra process hop, at high concurrency the server's event loop.",
     "ray_deploy": "deploy on Ray = Serve starting a replica actor (a new Ray worker process "
-    "with the release's runtime_env) + the sandboxed worker's start inside it; Serve's "
-    "RUNNING status is not waited for (the worker's registration is).",
+    "importing Serve's replica code, the same start serve.run waits for) + the sandboxed "
+    "worker's start inside it + Serve's RUNNING (its control loop, 0.1 s ticks); the server "
+    "log's `up in` line splits a start into these steps.",
+    "ray_first_deploy": "as ray_deploy, in a cluster that has run nothing yet: the sandbox "
+    "probe is run on the server's node when it connects to Ray, ahead of the first replica; "
+    "see the `up in` line of the server log.",
 }

@@ -26,8 +26,10 @@ from bench import (
     elastic,
     models,
     multiserver,
+    ray_first,
     restart,
     rollouts,
+    startup,
     upload_stall,
     workers,
 )
@@ -213,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
                 ray_rounds=0 if args.no_ray else 10 if full else 1,
             )
         )
+        # issue 27: the first deploy in a fresh Ray cluster, plughost-ray against serve.run
+        res.update(
+            {"ray_first": {"skipped": "disabled with --no-ray"}}
+            if args.no_ray
+            else ray_first.run(work / "ray_first", rounds=3 if full else 1)
+        )
         res.update(rollouts.run(work / "rollouts"))
         # realtime latency while a 400-module archive uploads by each route (its own server)
         res.update(
@@ -234,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         res.update(
             models.run(work / "models", rounds=5 if full else 1, size_mb=100 if full else 20)
         )
+        # issue 27: start-up to /healthz and memory at rest, beside the floor (own servers)
+        res.update(startup.run(work / "startup", rounds=5 if full else 1))
         # issue 26: micro-batching, batched against unbatched at c=16 (its own server)
         res.update(
             batching.run(
