@@ -37,6 +37,8 @@ def serve(
     # light modules only until the migration's child is started: the server's own modules
     # are imported while it runs
     from plughost.persistence.db import begin_migration
+    from plughost.sandbox.host import config_from_settings
+    from plughost.sandbox.probe import begin_probe
     from plughost.server import port_keeper as keeper
     from plughost.server import takeover
     from plughost.server.handover import ask_predecessor
@@ -66,8 +68,10 @@ def serve(
             listener = kept[0]
         else:
             listener = takeover.bind_listener(host, port)
-        # a new schema is migrated by a child while this process imports the server
+        # a new schema is migrated by a child, and the sandbox's self-test runs, while this
+        # process imports the server
         begin_migration(settings.resolved_database_url)
+        begin_probe(config_from_settings(settings))
     except RuntimeError as exc:
         if handoff is not None:
             handoff.abandon()

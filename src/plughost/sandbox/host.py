@@ -26,7 +26,7 @@ from plughost.sandbox.bwrap import (
 )
 from plughost.sandbox.models import ModelShare
 from plughost.sandbox.policy import MIB, RunnerPolicy, SandboxConfig, SandboxLaunch, rlimits_for
-from plughost.sandbox.probe import ProbeResult, probe_layers
+from plughost.sandbox.probe import ProbeResult, take_probe
 from plughost.sandbox.uids import UidPool
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Sandbox:
                 "privileges, network and file system. Run only plugins you trust."
             )
             return cls(config, dict.fromkeys(LAYERS, False))
-        return cls.from_probe(config, probe_layers(config))
+        return cls.from_probe(config, take_probe(config))
 
     @classmethod
     def from_probe(cls, config: SandboxConfig, result: ProbeResult) -> Sandbox:

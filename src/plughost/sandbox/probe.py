@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,34 @@ def _run(prefix: list[str], policy: RunnerPolicy, config: SandboxConfig, cwd: Pa
     except (IndexError, ValueError, UnicodeDecodeError):
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
         return f"exit code {done.returncode}: {tail[0] if tail else 'no output'}"
+
+
+_EARLY: dict[SandboxConfig, Future[ProbeResult]] = {}
+
+
+def begin_probe(config: SandboxConfig) -> None:
+    """Start :func:`probe_layers` for ``config`` in a thread now: ``plughost serve`` calls
+    this before it imports the server, so that the self-test's processes run meanwhile;
+    :func:`take_probe` hands the result over. Nothing with the sandbox off."""
+    if config.mode == "off" or config in _EARLY:
+        return
+    future: Future[ProbeResult] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(probe_layers(config))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by take_probe
+            future.set_exception(exc)
+
+    _EARLY[config] = future
+    threading.Thread(target=run, name="plughost-sandbox-probe", daemon=True).start()
+
+
+def take_probe(config: SandboxConfig) -> ProbeResult:
+    """The result :func:`begin_probe` started for this config (waited for), else a probe
+    run now."""
+    early = _EARLY.pop(config, None)
+    return early.result() if early is not None else probe_layers(config)
 
 
 def probe_layers(config: SandboxConfig) -> ProbeResult:
