@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -19,6 +18,7 @@ import httpx
 
 from bench import procstat
 from bench.load import BODY, LoadSpec, run_load
+from bench.plughost_sys import release_replica_pids
 from bench.settings import Profile
 from bench.systems import PLUGINS, SYSTEM_ORDER, Endpoint, Systems
 
@@ -199,20 +199,11 @@ def bare_python_rss(plugin: str) -> dict[str, int]:
 
 
 def plughost_replica(server: Any, plugin_id: str) -> dict[str, Any] | None:
-    """RSS of the replica of a plugin's live release, found by its release id (in the release
-    folder or socket name). A sandbox may wrap the interpreter (bwrap -> bwrap -> python): the
+    """RSS of the replica of a plugin's live release, found by its release id in the server's
+    replica records. A sandbox may wrap the interpreter (bwrap -> bwrap -> python): the
     biggest process of the chain is the replica, the rest are reported as wrappers."""
     release = server.status(plugin_id).get("release_id")
-    workers = procstat.find_descendants([server.pid], "plughost.replica")
-    pattern = re.compile(rf"/r{release}(-\d+\.sock|/|\s|$)")
-    mine = [w for w in workers if release and pattern.search(procstat.cmdline(w))]
-    if not mine and len(workers) == 1:
-        mine = workers
-    if not mine and workers:
-        # a replica started from a pre-started interpreter of the pool keeps the pool's
-        # command line: the one that served (the most CPU) is the plugin's, idle members of
-        # the pool have done nothing since their start
-        mine = [max(workers, key=lambda w: max(map(procstat.own_cpu_seconds, procstat.tree([w]))))]
+    mine = release_replica_pids(server.home, release)[:1]
     if not mine:
         return None
     chain = procstat.tree(mine)

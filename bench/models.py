@@ -44,9 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procstat
-from bench.plughost_sys import NS, BenchError, PlughostServer
-from plughost.backends.local.registry import RECORD_SUFFIX, ReplicaRecord
-from plughost.config import Settings
+from bench.plughost_sys import NS, BenchError, PlughostServer, release_replica_pids
 
 RESULTS = Path(__file__).resolve().parent / "results" / "models.json"
 MODEL_NAME = "bench_weights"
@@ -212,9 +210,7 @@ def replica_memory(server: PlughostServer, plugin_id: str) -> list[dict[str, int
     release = server.status(plugin_id).get("release_id")
     # the server's replica records (a replica claimed from the pool keeps the pool's
     # command line, so its release id is not in it)
-    folder = Settings(home=server.home).replicas_dir
-    records = [ReplicaRecord.from_json(p.read_bytes()) for p in folder.glob(f"*{RECORD_SUFFIX}")]
-    roots = [r.pid for r in records if r.release_id == release]
+    roots = release_replica_pids(server.home, release)
     # one record per replica: the head of its sandbox chain (bwrap -> bwrap -> python)
     procs = procstat.all_processes()
     heads = [pid for pid in roots if pid in procs and procs[pid].ppid not in roots]

@@ -201,3 +201,22 @@ class PlughostServer:
 
     def status_url(self, plugin_id: str) -> str:
         return f"{self.url}/v1/namespaces/{NS}/plugins/{plugin_id}/status"
+
+
+def release_replica_pids(home: Path, release_id: int | None) -> list[int]:
+    """The head process (the sandbox wrapper, or the interpreter without one) of each replica
+    of a release, from the server's replica records: a replica claimed from the replica pool
+    keeps the pool's command line, so its release id is not in it."""
+    from plughost.backends.local.registry import RECORD_SUFFIX, ReplicaRecord
+    from plughost.config import Settings
+
+    folder = Settings(home=home).replicas_dir
+    pids = []
+    for path in folder.glob(f"*{RECORD_SUFFIX}"):
+        try:
+            record = ReplicaRecord.from_json(path.read_bytes())
+        except (OSError, ValueError, TypeError):  # one being replaced right now
+            continue
+        if record.release_id == release_id:
+            pids.append(record.pid)
+    return pids
