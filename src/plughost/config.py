@@ -20,10 +20,22 @@ from plughost.config_fields import (
     SandboxFields,
     model_map,
 )
+from plughost.config_cgroup_fields import CgroupFields
+from plughost.config_egress_fields import EgressFields
+from plughost.config_input_fields import InputFields
 from plughost.config_model_fields import ModelFields
+from plughost.config_quota_fields import QuotaFields
+from plughost.config_supply_fields import SupplyFields
+from plughost.config_surface_fields import SurfaceFields
 
 
 class Settings(
+    SupplyFields,
+    SurfaceFields,
+    InputFields,
+    EgressFields,
+    QuotaFields,
+    CgroupFields,
     ModelFields,
     ObservationFields,
     BatchFields,
