@@ -56,6 +56,7 @@ async def infer_by_name(
     body = check_call_body(b"".join([c async for c in limited_stream(request, MAX_BODY_BYTES)]))
     namespace_id = x_namespace or await run_in_threadpool(rt.accounts.only_namespace, principal)
     await check_namespace(rt.accounts, principal, namespace_id, flights)
+    rt.inference.admit(namespace_id, principal.key_id)  # the namespace's quotas (429)
     feature_uri = _opt_str(body, "feature_uri")
     if feature_uri is not None:
         parse_feature_uri(feature_uri)  # checked even when inference_name decides

@@ -12,6 +12,7 @@ from rich.table import Table
 from plughost.cli.author import register as register_author_commands
 from plughost.cli.batch import batch_app
 from plughost.cli.models import models_app
+from plughost.cli.policies import policy_app
 from plughost.cli.secrets import secrets_app
 from plughost.cli.serve import serve
 from plughost.config import Settings
@@ -24,6 +25,7 @@ namespaces_app = typer.Typer(help="Manage namespaces.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 app.add_typer(namespaces_app, name="namespaces")
+namespaces_app.add_typer(policy_app, name="policy")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(batch_app, name="batch")

@@ -121,7 +121,8 @@ class FastPath:
                     content_type = value.decode("latin-1")
             elif key == b"x-request-timeout" and timeout_header is None:
                 timeout_header = value.decode("latin-1")
-        rt, _ = await _authorized(self.state, authorization, namespace_id, self.flights)
+        rt, principal = await _authorized(self.state, authorization, namespace_id, self.flights)
+        rt.inference.admit(namespace_id, principal.key_id)  # the namespace's quotas (429)
         check_content_type(content_type)
         timeout = header_timeout(timeout_header)
         body = await read_capped(receive)

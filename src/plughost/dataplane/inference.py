@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from plughost.config import Settings
 from plughost.control.restore import Restores
 from plughost.dataplane.routes import Route, RouteTable
 from plughost.domain.ids import deployment_name_for, parse_feature_uri, plugin_id_for
+from plughost.domain.quotas import RateGate
 from plughost.domain.scope import PluginScope
 from plughost.errors import (
     BadRequestError,
@@ -48,6 +49,7 @@ class Inference:
         lookup: PluginLookup,
         *,
         clock: Callable[[], float] = perf_counter,
+        rate_gates: Mapping[str, RateGate] | None = None,
     ) -> None:
         self.settings = settings
         self.routes = routes
@@ -55,6 +57,16 @@ class Inference:
         self.request_metrics = request_metrics  # counted per call
         self.lookup = lookup  # realtime_test names a plugin, not a route
         self.clock = clock  # times each call for the latency figures
+        # namespace -> its request rates (plughost.services.policies); only those with one
+        self.rate_gates: Mapping[str, RateGate] = rate_gates if rate_gates is not None else {}
+
+    def admit(self, namespace_id: str, key_id: str | None) -> None:
+        """Before a realtime call: 429 QuotaExceededError (Retry-After) past the namespace's
+        ``requests_per_second`` or the key's ``key_requests_per_second``. One dict probe
+        when the namespace has no rate."""
+        gate = self.rate_gates.get(namespace_id)
+        if gate is not None:
+            gate.admit(key_id)
 
     async def infer_json(
         self,
@@ -163,6 +175,7 @@ class Inference:
         """One call to a deployed plugin, answered as a report (a plugin's exception is a
         ``status: error`` body, not an error response)."""
         assert scope.namespace_id is not None
+        self.admit(scope.namespace_id, None)  # the namespace's rate (the key's: by its caller)
         ref, _ = await asyncio.to_thread(self.lookup.load, scope, plugin_id)
         dname = deployment_name_for(ref.plugin_id)
         if self.routes.lookup(scope.namespace_id, dname) is None:

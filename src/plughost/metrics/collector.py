@@ -88,6 +88,7 @@ class PlughostCollector(Collector):
         self.release_counts = release_counts
         self.durations = durations
         self.validation = validation
+        self.extra: list[Collector] = []  # more families (per namespace: metrics.namespaces)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests(list(self.requests.by_plugin.values()))
@@ -100,6 +101,8 @@ class PlughostCollector(Collector):
             failures.add_metric([namespace], count)
         yield failures
         yield from self.model_loads.collect()
+        for more in self.extra:
+            yield from more.collect()
 
     @staticmethod
     def _requests(all_stats: list[RequestStats]) -> Iterator[Metric]:

@@ -276,3 +276,20 @@ class Lease(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(512))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NamespacePolicyRow(Base):
+    """A namespace's quotas and egress allowlist (plughost.services.policies); null = no
+    limit (no allowlist: no network). No row: no limit at all."""
+
+    __tablename__ = "namespace_policies"
+    namespace_id: Mapped[str] = mapped_column(
+        ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    max_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_batch_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requests_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
+    key_requests_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
+    egress_allow: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,19 +1,33 @@
 """Deployment commands: deploy, undeploy, rollback, and the registry's hooks (take a plugin
-down, is it serving). Each command records desired state; the controller reconciles it."""
+down, is it serving). Each command records desired state; the controller reconciles it.
+
+A deploy is refused (409 QuotaExceededError) when it would take the namespace past its
+``max_replicas`` or ``max_memory_mb`` (plughost.services.policies). Counted: every other
+plugin of the namespace with a live release (queued, starting or deployed), each at its
+serve_config's starting replicas (``num_replicas``, else ``min_replicas``, else 1; a release
+that scales to zero reserves one) times its ``memory_gb`` (else the server's default). A new
+release of the same plugin replaces the one it supersedes, so it is counted instead of it,
+not beside it: a namespace at its quota can still roll out a plugin's next build, and runs
+both groups only while the old one drains. Deployed versions of one name are different
+plugins and count apart (both keep their replicas for a rollback). The local autoscaler
+clamps its scale-ups to the same quotas (plughost.backends.local.autoscale)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 from plughost.config import Settings
 from plughost.control.controller import Controller
+from plughost.control.launch import replica_count
 from plughost.domain.ids import (
     alias_route_for,
     deployment_name_for,
     normalize_version,
     route_prefix_for,
 )
+from plughost.domain.quotas import Demand, capacity_error, demand_of
 from plughost.domain.rollout import RolloutOptions
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import ROLLING, Status
@@ -23,6 +37,11 @@ from plughost.persistence.tables import Plugin
 from plughost.services.lookup import PluginLookup
 from plughost.services.plugins import DeployState
 from plughost.services.status import DeploymentStatus
+
+if TYPE_CHECKING:
+    from plughost.services.policies import PolicyBook
+
+LIVE = frozenset({Status.QUEUED, *ROLLING, Status.DEPLOYED})
 
 
 class DeployCommands:
@@ -35,6 +54,7 @@ class DeployCommands:
         controller: Controller,
         lookup: PluginLookup,
         status: DeploymentStatus,
+        policies: PolicyBook | None = None,
     ) -> None:
         self.settings = settings
         self.releases = releases
@@ -42,6 +62,9 @@ class DeployCommands:
         self.lookup = lookup
         self.status = status  # the ETA and queue position a deploy answers with
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
+        self.policies = policies  # namespace quotas (None: none)
+        self._quota_lock = threading.Lock()  # a check and its enqueue, one deploy at a time
+        self._demands: dict[int, Demand | None] = {}  # plugin pk -> its demand (immutable)
 
     # -- deploy -------------------------------------------------------------------------------
     def deploy(
@@ -77,7 +100,9 @@ class DeployCommands:
                 else "Plugin is queued for deployment."
             )
             stored = rollout.to_json() if rollout is not None else None
-            rel = self.releases.enqueue(scope.namespace_id, plugin, message, stored)
+            with self._quota_lock:
+                self._check_capacity(scope.namespace_id, plugin)
+                rel = self.releases.enqueue(scope.namespace_id, plugin, message, stored)
             self._wake()
         dname = deployment_name_for(ref.plugin_id)
         return {
@@ -94,6 +119,45 @@ class DeployCommands:
             "deployment_method": RolloutOptions.from_json(rel.rollout).strategy,
             "status_endpoint": f"/v1/namespaces/{scope.namespace_id}/plugins/{ref.plugin_id}/status",
         }
+
+    def _check_capacity(self, namespace_id: str, plugin: Plugin) -> None:
+        """QuotaExceededError (409) when deploying ``plugin`` passes the namespace's replicas
+        or memory quota (see the module docstring for what is counted)."""
+        if self.policies is None:
+            return
+        policy = self.policies.policy(namespace_id)
+        if policy.max_replicas is None and policy.max_memory_mb is None:
+            return
+        others: dict[int, Demand] = {}
+        for rel in self.releases.with_status(LIVE):
+            if rel.namespace_id == namespace_id and rel.plugin_pk != plugin.id:
+                demand = self._demand(rel.plugin_pk)
+                if demand is not None:
+                    others[rel.plugin_pk] = demand
+        adding = self._demand(plugin.id, dict(plugin.manifest or {}))
+        assert adding is not None
+        error = capacity_error(policy, list(others.values()), adding)
+        if error is not None:
+            self.policies.refused_deploy(namespace_id, str((error.details or {})["quota"]))
+            raise error
+
+    def _demand(self, plugin_pk: int, manifest: dict[str, Any] | None = None) -> Demand | None:
+        """The replicas and memory a release of the plugin starts with (None: deleted)."""
+        if plugin_pk in self._demands:
+            return self._demands[plugin_pk]
+        if manifest is None:
+            info = self.lookup.info(plugin_pk)
+            manifest = info.manifest if info is not None else None
+        if manifest is None:
+            return None
+        serve_config = manifest.get("serve_config") or {}
+        if not isinstance(serve_config, dict):
+            serve_config = {}
+        demand = demand_of(
+            replica_count(serve_config), serve_config, self.settings.sandbox_memory_gb
+        )
+        self._demands[plugin_pk] = demand
+        return demand
 
     def _wake(self) -> None:
         if self.loop is not None:

@@ -7,7 +7,9 @@ demand has lasted ``upscale_delay_s`` (default 0: at once; at most 3 s) or at on
 demand is 2x what is ready (the burst rule), and down by one replica once fewer were wanted
 for ``downscale_delay_s`` (default 60 s). It never starts a replica the machine's memory
 cannot hold (MemAvailable against the replica's ``memory_gb`` limit, else 512 MB) and says
-so in :attr:`Autoscaler.note`. A retired replica leaves routing first, then drains."""
+so in :attr:`Autoscaler.note`, nor one past its namespace's quotas (``max_replicas``,
+``max_memory_mb``: :data:`CEILING`, counted over the groups of this process). A retired
+replica leaves routing first, then drains."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import contextlib
 import logging
 import math
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,6 +93,64 @@ class ScaledGroup(Protocol):
     async def launch(self, hold_fd: int | None = None) -> Any:
         """Start one replica (a warm spare with ``hold_fd``) and add it to ``replicas``."""
         ...
+
+
+class NamespaceCeiling:
+    """The namespace quotas the autoscalers of this process respect: every local group is
+    registered under its namespace (:func:`start_autoscaler`), and ``limits`` (set by
+    :func:`plughost.services.policies.build_policy_book`) gives a namespace's policy. A
+    group's replicas count as they run (live and starting); a group scaled to zero counts
+    none (its deploy reserved one, see plughost.services.deploy)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, weakref.WeakSet[Any]] = {}
+        self.limits: Callable[[str], Any] | None = None
+
+    def register(self, group: ScaledGroup) -> None:
+        ns = getattr(group.spec, "namespace_id", None)
+        if ns is not None:
+            self.groups.setdefault(ns, weakref.WeakSet()).add(group)
+
+    def headroom(self, group: ScaledGroup) -> tuple[int | None, str | None]:
+        """How many more replicas of ``group`` its namespace's quotas allow (None: no
+        limit), and the note that says which quota holds."""
+        ns = getattr(group.spec, "namespace_id", None)
+        policy = self.limits(ns) if self.limits is not None and ns is not None else None
+        if policy is None or (policy.max_replicas is None and policy.max_memory_mb is None):
+            return None, None
+        replicas, memory_mb = 0, 0.0
+        for other in list(self.groups.get(ns, ())):  # type: ignore[arg-type]
+            scaler = getattr(other, "autoscaler", None)
+            count = len(other.replicas) + (scaler.starting if scaler is not None else 0)
+            replicas += count
+            memory_mb += count * replica_memory_mb(other)
+        room: int | None = None
+        note = None
+        if policy.max_replicas is not None:
+            room = max(0, policy.max_replicas - replicas)
+            note = f"namespace quota max_replicas={policy.max_replicas} holds ({replicas} running)"
+        if policy.max_memory_mb is not None:
+            need_mb = replica_memory_mb(group)
+            by_memory = max(0, int((policy.max_memory_mb - memory_mb) // need_mb))
+            if room is None or by_memory < room:
+                room = by_memory
+                note = (
+                    f"namespace quota max_memory_mb={policy.max_memory_mb} holds "
+                    f"({memory_mb:.0f} MB in use)"
+                )
+        return room, note
+
+
+CEILING = NamespaceCeiling()
+
+
+def replica_memory_mb(group: ScaledGroup) -> float:
+    """The memory limit of one replica of ``group``: serve_config.memory_gb, else the
+    server's default (PLUGHOST_SANDBOX_MEMORY_GB)."""
+    raw = group.spec.serve_config.get("memory_gb")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
+        return float(raw) * 1024
+    return float(group.settings.sandbox_memory_gb) * 1024
 
 
 class WakeUnavailable(Unavailable):
@@ -259,6 +321,13 @@ class Autoscaler:
         self.target = max(wanted, len(self.group.replicas) + self.starting)
 
     async def _scale_up(self, count: int) -> None:
+        room, why = CEILING.headroom(self.group)
+        quota_note = None
+        if room is not None and room < count:
+            count, quota_note = room, f"{why}; not starting more replicas"
+            if count <= 0:
+                self.note = quota_note
+                return
         need_mb = float(self.group.spec.serve_config.get("memory_gb") or 0) * 1024
         need_mb = need_mb or REPLICA_MEMORY_GUESS_MB
         free = available_memory_mb()
@@ -271,7 +340,7 @@ class Autoscaler:
             if count <= 0:
                 return
         else:
-            self.note = None
+            self.note = quota_note
         self.starting += count
         results = await asyncio.gather(
             *(self.group.launch() for _ in range(count)), return_exceptions=True
@@ -292,7 +361,9 @@ class Autoscaler:
 
 
 def start_autoscaler(group: ScaledGroup) -> Autoscaler | None:
-    """An autoscaler for ``group`` when its serve_config asks for one (else None)."""
+    """An autoscaler for ``group`` when its serve_config asks for one (else None); every
+    group counts towards its namespace's quotas (:data:`CEILING`)."""
+    CEILING.register(group)
     policy = ScalePolicy.of(group.spec.serve_config)
     if policy is None:
         return None
