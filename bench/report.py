@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import batching as batching_goals
+from bench import cgroups as cgroups_cost
 from bench import models as models_goals
 from bench import multiserver as multiserver_goals
 from bench import ray_goals
@@ -502,6 +503,14 @@ GOALS: tuple[GoalRow, ...] = (
         lambda r: "plughost serve -> /healthz 200 on a fresh home (polled every 5 ms)",
         startup_goals.judge_healthz,
     ),
+    # issue 28: the cost of the cgroup layer, on against off (bench/cgroups.py)
+    GoalRow(
+        "cgroup_cost",
+        "reported (ratio cgroup / rlimit)",
+        lambda r: "hash16 replica start (deploy -> deployed) and p50 at c=1, each replica in "
+        "its cgroup vs the address-space rlimit only",
+        cgroups_cost.judge,
+    ),
     # issue 15: plughost on Ray against Ray Serve tuned, same run (bench/ray_goals.py)
     GoalRow(
         "ray_rps",
@@ -825,6 +834,7 @@ def render_markdown(res: dict[str, Any], goals: list[Goal]) -> str:
 
     lines += batching_goals.markdown(res)
     lines += startup_goals.markdown(res)
+    lines += cgroups_cost.markdown(res)
     lines += cpu_table(summary, res.get("idle_cpu"))
     lines += profile_section(res.get("profile", {}))
     return "\n".join(lines) + "\n"

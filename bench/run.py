@@ -21,6 +21,7 @@ from typing import Any
 
 from bench import (
     batching,
+    cgroups,
     controlplane,
     dataplane,
     elastic,
@@ -244,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         # issue 27: start-up to /healthz and memory at rest, beside the floor (own servers)
         res.update(startup.run(work / "startup", rounds=5 if full else 1))
+        # issue 28: replica start and p50 latency, cgroup layer on against off (own servers)
+        res.update(
+            cgroups.run(work / "cgroups", rounds=5 if full else 1, calls=300 if full else 50)
+        )
         # issue 26: micro-batching, batched against unbatched at c=16 (its own server)
         res.update(
             batching.run(

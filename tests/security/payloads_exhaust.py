@@ -34,6 +34,9 @@ import mmap
 
 def attack(ctx):
     m = mmap.mmap(-1, 12 * 1024 ** 3)
+    # reserving address space is allowed under a cgroup (issue 28); using it is not
+    for i in range(0, len(m), 4096):
+        m[i] = 1
     return {"escaped": True, "size": len(m)}
 '''),
     Payload("memory_at_import", C, '''

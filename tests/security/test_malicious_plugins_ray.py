@@ -181,3 +181,17 @@ def test_payload_is_contained_on_ray(
     expected = EXPECTED_STAGE.get(payload.id)
     if expected is not None:
         assert outcome.stage in expected, (outcome.stage, texts[:2000])
+
+
+def test_ray_workers_run_in_a_cgroup_where_cgroups_are_writable(on_ray: Target) -> None:
+    """Issue 28: the sandboxed worker of a Ray replica enters a cgroup of its node too."""
+    from plughost.sandbox.cgroups import start_cgroups
+
+    probe = start_cgroups("auto", "rayprobe", pids_max=8, cpu_weight=100)
+    if probe is None:
+        pytest.skip("no writable cgroups on this machine: the rlimit is the memory layer")
+    probe.close()
+    nodes = httpx.get(f"{on_ray.server.url}/healthz", timeout=10).json()["sandbox"]["ray_nodes"]
+    assert nodes, "no Ray node reported its sandbox"
+    for node in nodes.values():
+        assert node["memory_limit"] == probe.label, node

@@ -66,7 +66,7 @@ class WorkerSpec:
     env_path: Path | None = None  # the plugin environment (plughost.envs), appended to sys.path
 
     def argv(self) -> list[str]:
-        prefix = list(self.sandbox.prefix) if self.sandbox else []
+        prefix = list(self.sandbox.argv_prefix) if self.sandbox else []
         seen = self.sandbox.plugin_dir if self.sandbox else str(self.plugin_dir)
         argv = [*prefix, self.python, "-I", "-m", "plughost.batch.worker", "--plugin-dir", seen]
         if self.sandbox is not None:

@@ -34,17 +34,28 @@ class SandboxConfig:
     # (plughost.sandbox.models); each bound read-only when set
     models_root: Path | None = None
     hf_cache: Path | None = None
+    # cgroup limits (plughost.sandbox.cgroups): "auto" or "off", pids.max, CPU weight, the
+    # namespace cap by default (MiB, 0: none) and the tag of this server's cgroups (home hash)
+    cgroups: str = "off"
+    cgroup_pids_max: int = 512
+    cgroup_cpu_weight: int = 100
+    cgroup_namespace_memory_mb: int = 0
+    cgroup_tag: str = "plughost"
 
 
-def rlimits_for(config: SandboxConfig, memory_gb: float, own_uid: bool) -> dict[str, int]:
+def rlimits_for(
+    config: SandboxConfig, memory_gb: float, own_uid: bool, address_space: bool = True
+) -> dict[str, int]:
     """The rlimits of one plugin process. NPROC is counted per real uid, so it is set only
-    when the process runs under a uid of its own (``own_uid``)."""
+    when the process runs under a uid of its own (``own_uid``). ``address_space``: set
+    RLIMIT_AS (not when a cgroup bounds the process's resident memory instead)."""
     rlimits = {
-        "AS": int(memory_gb * GIB),
         "NOFILE": config.max_open_files,
         "FSIZE": config.max_file_bytes,
         "CORE": 0,
     }
+    if address_space:
+        rlimits["AS"] = int(memory_gb * GIB)
     if own_uid:
         rlimits["NPROC"] = config.max_processes
     return rlimits
@@ -103,6 +114,20 @@ def _optional_int(value: object) -> int | None:
     return value
 
 
+@dataclass(eq=False)
+class CgroupLease:
+    """The cgroup of one plugin process (plughost.sandbox.cgroups): its folder per
+    controller (one on cgroup v2), its memory limit and its namespace's cap (MiB).
+    ``ended``: set when the cgroup is removed, in words, if the kernel killed a process of
+    it for memory."""
+
+    version: str
+    dirs: tuple[str, ...]
+    memory_mb: int
+    namespace_mb: int | None = None
+    ended: str | None = None
+
+
 @dataclass(frozen=True)
 class SandboxLaunch:
     """How to start one sandboxed plugin process (built by the server, used by the backend).
@@ -111,6 +136,7 @@ class SandboxLaunch:
     bubblewrap is not used. ``plugin_dir``: the plugin folder as the process sees it.
     ``policy_json``: the :class:`RunnerPolicy` for the runner. ``env``: variables to add to
     the process environment. ``uid``: the leased uid, if any (returned when the process ends).
+    Launchers start :attr:`argv_prefix`, which puts the cgroup entry first.
     """
 
     prefix: tuple[str, ...]
@@ -118,3 +144,12 @@ class SandboxLaunch:
     policy_json: str
     env: dict[str, str] = field(default_factory=dict)
     uid: int | None = None
+    # the cgroup the process enters before anything runs (``enter``: the argv that puts it
+    # there and execs the rest; plughost.sandbox.cgroups), if any
+    enter: tuple[str, ...] = ()
+    cgroup: CgroupLease | None = field(default=None, compare=False)
+
+    @property
+    def argv_prefix(self) -> tuple[str, ...]:
+        """What goes before the interpreter: the cgroup entry, then the wrapper."""
+        return (*self.enter, *self.prefix)

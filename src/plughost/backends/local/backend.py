@@ -107,6 +107,8 @@ class LocalBackend(Backend):
             await asyncio.gather(*(g.stop(2.0) for g in groups), return_exceptions=True)
         if self.pool is not None:
             self.pool.drop_root()
+        if self.sandbox is not None:
+            self.sandbox.close_cgroups()  # only what is empty: kept replicas keep theirs
         if self.adoption is None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.socket_dir)

@@ -1,7 +1,9 @@
 """Plain words for a local replica that ran out of memory or died.
 
-A local replica runs under an address-space limit (``RLIMIT_AS``: ``serve_config.memory_gb``,
-else ``PLUGHOST_SANDBOX_MEMORY_GB``). Past it, an allocation fails: Python raises
+A local replica runs in a cgroup whose memory limit is ``serve_config.memory_gb`` (else
+``PLUGHOST_SANDBOX_MEMORY_GB``; :mod:`plughost.sandbox.cgroups`): past it the kernel kills
+it, and :func:`cgroup_kill` has the words. Without writable cgroups it runs under an
+address-space limit (``RLIMIT_AS``) of that size instead. Past it, an allocation fails: Python raises
 ``MemoryError`` (at load: the start fails with ``MemoryError:`` and nothing more; in a call:
 the plugin's error), C++ code aborts (``std::bad_alloc``), and a machine out of memory has the
 kernel SIGKILL the process. A bare exception name or ``code -9`` tells the author nothing;
@@ -67,10 +69,53 @@ def explain_call(exc: CallFailed, limit_mib: int | None) -> CallFailed:
     return error
 
 
-def describe_exit(returncode: int | None, limit_mib: int | None, tail: Iterable[str] = ()) -> str:
-    """How a replica ended, in words: its memory limit when its output shows an allocation
-    failure, the signal's name when it was killed (SIGKILL: what the kernel's out-of-memory
-    killer sends), else its exit code."""
+def cgroup_kill(launch: object) -> str | None:
+    """The words :mod:`plughost.sandbox.cgroups` left when the kernel killed a process of
+    this launch's cgroup for memory (read as its cgroup was removed), else None."""
+    lease = getattr(launch, "cgroup", None)
+    return getattr(lease, "ended", None)
+
+
+def replica_kill(replica: object) -> str | None:
+    """:func:`cgroup_kill` of a replica's launch (its ``spec.sandbox``)."""
+    return cgroup_kill(getattr(getattr(replica, "spec", None), "sandbox", None))
+
+
+def killed_call(replica: object) -> CallFailed | None:
+    """The error of a call whose replica the kernel OOM-killed in its cgroup under it (its
+    cgroup still holds the count), None when it was not: the caller reports it instead of
+    handing the call to another replica, which it would kill too."""
+    lease = getattr(getattr(getattr(replica, "spec", None), "sandbox", None), "cgroup", None)
+    if lease is None:
+        return None
+    from plughost.sandbox.cgroups import kill_note  # only where a cgroup exists
+
+    killed = lease.ended or kill_note(lease)
+    if killed is None:
+        return None
+    return CallFailed("MemoryError", f"the replica was {killed} during this call ({HINT})")
+
+
+def note_cgroup_kill(exc: BaseException, launch: object) -> None:
+    """A failed start whose cgroup saw an OOM kill: its message says so (in place)."""
+    killed = cgroup_kill(launch)
+    if killed is not None and isinstance(exc, StartFailed):
+        text = str(exc).strip().rstrip(":")
+        exc.args = (f"the replica was {killed} while starting ({text}; {HINT})",)
+
+
+def describe_exit(
+    returncode: int | None,
+    limit_mib: int | None,
+    tail: Iterable[str] = (),
+    killed: str | None = None,
+) -> str:
+    """How a replica ended, in words: ``killed`` (:func:`cgroup_kill`: the kernel killed it
+    in its cgroup) first, its memory limit when its output shows an allocation failure, the
+    signal's name when it was killed (SIGKILL: what the kernel's out-of-memory killer
+    sends), else its exit code."""
+    if killed is not None:
+        return f"the replica was {killed} ({HINT})"
     if shows_memory(tail):
         return f"{limit_words(limit_mib)} ({HINT})"
     if returncode is not None and returncode < 0:

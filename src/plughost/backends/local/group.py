@@ -36,7 +36,10 @@ from plughost.backends.local.exit_reason import (
     describe_exit,
     explain_call,
     explain_start,
+    killed_call,
     memory_limit_mib,
+    note_cgroup_kill,
+    replica_kill,
 )
 from plughost.backends.local.pool import Member, ReplicaPool, remove_slot
 from plughost.backends.local.registry import ReplicaRecord
@@ -46,6 +49,7 @@ from plughost.backends.local.specs import SpecMaker
 from plughost.backends.stream import CallStream
 from plughost.config import Settings
 from plughost.domain.container import ContainerCalls, ContainerScope
+from plughost.egress.binding import egress_release_gone
 from plughost.sandbox.host import Sandbox
 
 log = logging.getLogger("plughost.backend.local")
@@ -137,8 +141,9 @@ class LocalReplicaGroup(ReplicaGroup):
         on_spawn = await self.adoption.recorder(self.spec, replica_id, spec) if self.adoption else None
         try:
             replica = await ReplicaProcess.start(spec, on_spawn)
-        except BaseException:
+        except BaseException as exc:
             self._release(spec)
+            note_cgroup_kill(exc, spec.sandbox)  # killed in its cgroup: say so
             self._forget(replica_id)
             raise
         self._started(replica, replica_id)
@@ -158,7 +163,7 @@ class LocalReplicaGroup(ReplicaGroup):
             if self.adoption is not None:
                 record = await self.adoption.recorder(self.spec, member.replica_id, claim.spec)
                 record(member.process.pid)
-            replica = await self.pool.claim(member, claim)
+            replica = await self.pool.claim(member, claim, self.spec.namespace_id)
         except BaseException:
             self._release(claim.spec)
             self._forget(member.replica_id)
@@ -241,7 +246,7 @@ class LocalReplicaGroup(ReplicaGroup):
         if time.monotonic() - started < CRASH_WINDOW_S:
             self._crashes += 1
         self.restarts += 1
-        how = describe_exit(replica.returncode, self.memory_limit_mib)
+        how = describe_exit(replica.returncode, self.memory_limit_mib, killed=replica_kill(replica))
         self.last_exit = (time.time(), f"replica {replica.pid}: {how}")
         log.warning(
             "replica %s of %s ended: %s; replacing it", replica.pid, self.spec.deployment_name, how
@@ -302,6 +307,8 @@ class LocalReplicaGroup(ReplicaGroup):
         except CallTimedOut:
             raise  # this request hung its replica: never hand it to another one
         except Unavailable:
+            if (killed := killed_call(replica)) is not None:  # OOM-killed in its cgroup
+                raise killed from None
             if replica.alive:
                 raise  # the plugin may still be running the call
             return await self._pick(avoid=replica).call_raw(body, checked=True, deadline_s=deadline_s)
@@ -361,6 +368,7 @@ class LocalReplicaGroup(ReplicaGroup):
         replicas, self.replicas = list(self.replicas), []
         # a stopped replica runs its exit callbacks itself (its record goes) before it returns
         await asyncio.gather(*(r.stop(drain_timeout_s) for r in replicas), return_exceptions=True)
+        egress_release_gone(self.sandbox, self.spec.namespace_id, self.spec.plugin_dir)
 
     def stop_following_output(self) -> int:
         """Stop reading the replicas' output files where this server is (a takeover: the

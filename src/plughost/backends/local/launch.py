@@ -99,7 +99,7 @@ def build_replica_command(spec: ReplicaSpec, listen_fd: int | None = None) -> li
     ``listen_fd``: an inherited listening socket the worker serves on instead of binding
     ``spec.socket_path`` itself.
     """
-    prefix = list(spec.sandbox.prefix) if spec.sandbox else []
+    prefix = list(spec.sandbox.argv_prefix) if spec.sandbox else []
     plugin_dir = spec.sandbox.plugin_dir if spec.sandbox else str(spec.plugin_dir)
     command = [
         *prefix,

@@ -303,13 +303,18 @@ class ReplicaPool:
         self._refill_later()
         return None
 
-    async def claim(self, member: Member, claim: Claim) -> ReplicaProcess:
-        """Fill the member's slot, send it the release and wait until it is ready (raises
-        as a replica start does, the member killed). From :meth:`take` on, the member's uid
-        and output are the caller's to give back; its slot is removed here on failure."""
+    async def claim(
+        self, member: Member, claim: Claim, namespace_id: str | None = None
+    ) -> ReplicaProcess:
+        """Fill the member's slot, move it into a cgroup of ``namespace_id`` (while it waits
+        on its claim pipe, before any plugin code), send it the release and wait until it is
+        ready (raises as a replica start does, the member killed). From :meth:`take` on, the
+        member's uid and output are the caller's to give back; its slot is removed here on
+        failure."""
         try:
             try:
                 await asyncio.to_thread(fill_slot, member.slot, claim.plugin_dir, claim.models)
+                self.sandbox.claim_cgroup(claim.spec.sandbox, namespace_id)
                 fd, member.claim_fd = member.claim_fd, -1
                 _write_all(fd, claim.message())
                 replica = ReplicaProcess(claim.spec, member.process)

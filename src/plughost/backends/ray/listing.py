@@ -122,5 +122,6 @@ class ReplicaListing:
                     "mode": info.get("sandbox_mode"),
                     "layers": info.get("layers", {}),
                     "missing": info.get("missing_layers", []),
+                    "memory_limit": info.get("memory_limit"),  # cgroup-v1/-v2 or rlimit
                 }
         return nodes

@@ -71,6 +71,12 @@ def sandbox_fields(config: SandboxConfig) -> dict[str, Any]:
         # (plughost.sandbox.models)
         "models_root": str(config.models_root) if config.models_root else None,
         "hf_cache": str(config.hf_cache) if config.hf_cache else None,
+        # the worker's cgroup on its node (plughost.sandbox.cgroups)
+        "cgroups": config.cgroups,
+        "cgroup_pids_max": config.cgroup_pids_max,
+        "cgroup_cpu_weight": config.cgroup_cpu_weight,
+        "cgroup_namespace_memory_mb": config.cgroup_namespace_memory_mb,
+        "cgroup_tag": config.cgroup_tag,
     }
 
 
@@ -112,7 +118,9 @@ def create_sandbox(config: SandboxConfig, cache: Path | None = None) -> Sandbox:
             tmp = _own_folder(cache) / f".probe-{key}-{os.getpid()}"
             tmp.write_text(json.dumps(result.__dict__))
             tmp.rename(path)
-    return Sandbox.from_probe(config, result)  # SandboxUnavailable in strict mode
+    sandbox = Sandbox.from_probe(config, result)  # SandboxUnavailable in strict mode
+    sandbox.start_cgroups()  # the worker's cgroup when this node's cgroups are writable
+    return sandbox
 
 
 def warm_probe(fields: dict[str, Any], cache: Path | None = None) -> None:

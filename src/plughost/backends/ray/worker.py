@@ -274,6 +274,7 @@ def worker_info(host: WorkerHost) -> dict[str, Any]:
         "sandbox_mode": sandbox.mode if sandbox is not None else "off",
         "layers": sandbox.status()["layers"] if sandbox is not None else {},
         "missing_layers": host.missing_layers,
+        "memory_limit": sandbox.memory_layer if sandbox is not None else "none",
         "start_s": host.timings,
     }
 
