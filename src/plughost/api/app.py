@@ -21,6 +21,7 @@ from plughost.api import (
     routes_namespace,
     routes_observe,
     routes_org,
+    routes_policies,
     routes_secrets,
     routes_store,
     ui,
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastPath:
         loop_task = asyncio.create_task(runtime.controller.run(), name="plughost-controller")
         runtime.batches.start()
         runtime.observation.start()
+        if runtime.policies is not None:  # other servers' and the CLI's policy changes
+            runtime.policies.start()
         # FastAPI builds an included router's routes (their pydantic models) on the first
         # request that reaches them, 100 ms or more on the loop: the document builds them now
         app.openapi()
@@ -75,8 +78,11 @@ def create_app(settings: Settings | None = None) -> FastPath:
             if cluster is not None:  # hand the lease over before stopping replicas
                 await cluster.stop()
             await runtime.controller.shutdown()
+            runtime.stop_egress()
             await runtime.container.aclose()  # after the replicas: no container call is left
             await runtime.observation.stop()
+            if runtime.policies is not None:
+                await runtime.policies.stop()
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
@@ -117,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastPath:
     app.include_router(routes_inference.router)
     app.include_router(routes_org.router)
     app.include_router(routes_secrets.router)
+    app.include_router(routes_policies.router)
     app.include_router(routes_models.router)
     app.include_router(routes_extractors.router)
     app.include_router(routes_store.router)

@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from plughost.sandbox.runner import enter as enter_sandbox
 
             enter_sandbox(RunnerPolicy.from_json(args.sandbox))
+            from plughost.egress.relay import start_from_env
+
+            start_from_env()  # an allowlisted namespace's way to the egress proxy
         if args.env_path and args.env_path not in sys.path:  # a spare appended it already
             sys.path.append(args.env_path)
         check_requirements(args.requirements, args.plugin_dir)

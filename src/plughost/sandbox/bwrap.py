@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plughost.egress import EGRESS_MOUNT  # the egress proxy's socket folder
+
 PLUGIN_MOUNT = "/plugin"
 ENV_MOUNT = "/plugin-env"  # the plugin environment (plughost.envs), read-only
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -67,6 +69,9 @@ class MountPlan:
     # False for a replica that outlives the server (the next one adopts it): it leads its own session and
     # ends on its own once no server has connected for a while (plughost.replica)
     die_with_parent: bool = True
+    # the egress proxy's folder of this sandbox (plughost.egress.proxy), bound read-only at
+    # EGRESS_MOUNT: the namespace keeps --unshare-net, its only way out is that socket
+    egress_dir: Path | None = None
 
 
 def runtime_paths(extra: Iterable[Path] = ()) -> tuple[Path, ...]:
@@ -176,6 +181,8 @@ def bwrap_command(bwrap: str, plan: MountPlan) -> list[str]:
     if plan.env_dir is not None:
         args += ["--ro-bind", str(plan.env_dir), ENV_MOUNT]
     args += plan.model_binds
+    if plan.egress_dir is not None:
+        args += ["--ro-bind", str(plan.egress_dir), EGRESS_MOUNT]
     args += [
         "--ro-bind", str(plan.plugin_dir), PLUGIN_MOUNT,
         "--chdir", PLUGIN_MOUNT,

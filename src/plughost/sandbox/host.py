@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plughost.egress.binding import egress_binding, egress_env, egress_listed, egress_unbind
 from plughost.sandbox import LAYERS
 from plughost.sandbox.bwrap import (
     PLUGIN_MOUNT,
@@ -24,6 +25,8 @@ from plughost.sandbox.bwrap import (
     plughost_root,
     runtime_paths,
 )
+from plughost.sandbox.cgroups import CgroupTree
+from plughost.sandbox.host_cgroups import SandboxCgroups, cgroup_config
 from plughost.sandbox.models import ModelShare
 from plughost.sandbox.policy import MIB, RunnerPolicy, SandboxConfig, SandboxLaunch, rlimits_for
 from plughost.sandbox.probe import ProbeResult, take_probe
@@ -31,6 +34,7 @@ from plughost.sandbox.uids import UidPool
 
 if TYPE_CHECKING:
     from plughost.config import Settings
+    from plughost.egress.proxy import EgressProxy
 
 log = logging.getLogger("plughost.sandbox")
 
@@ -51,7 +55,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 @dataclass
-class Sandbox:
+class Sandbox(SandboxCgroups):
     """Layers measured on this machine and the wrapping every plugin process gets."""
 
     config: SandboxConfig
@@ -60,6 +64,10 @@ class Sandbox:
     share_net_only: bool = False
     uids: UidPool | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # the server's egress proxy (plughost.egress), set by the wiring; None: no allowlists
+    egress_proxy: EgressProxy | None = None
+    # the replicas' and batch workers' cgroups (plughost.sandbox.cgroups); None: rlimit
+    cgroups: CgroupTree | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -73,7 +81,9 @@ class Sandbox:
                 "privileges, network and file system. Run only plugins you trust."
             )
             return cls(config, dict.fromkeys(LAYERS, False))
-        return cls.from_probe(config, take_probe(config))
+        sandbox = cls.from_probe(config, take_probe(config))
+        sandbox.start_cgroups()
+        return sandbox
 
     @classmethod
     def from_probe(cls, config: SandboxConfig, result: ProbeResult) -> Sandbox:
@@ -133,6 +143,8 @@ class Sandbox:
             "mode": self.mode,
             "layers": {layer: bool(self.layers.get(layer)) for layer in LAYERS},
             "egress_namespaces": sorted(self.config.egress_namespaces),
+            "egress_allowlists": self.egress_proxy.allowlisted() if self.egress_proxy else [],
+            "memory_limit": self.memory_layer,
         }
         return status
 
@@ -145,8 +157,13 @@ class Sandbox:
         return namespace_id is not None and namespace_id in self.config.egress_namespaces
 
     # -- wrapping ----------------------------------------------------------------------------
-    def _policy(self, uid: int | None, memory_gb: float, allow_inet: bool) -> RunnerPolicy:
-        rlimits = rlimits_for(self.config, memory_gb, own_uid=uid is not None)
+    def _policy(
+        self, uid: int | None, memory_gb: float, allow_inet: bool, cgroup: bool = False
+    ) -> RunnerPolicy:
+        # a cgroup bounds resident memory: no address-space rlimit (it refuses mmaps)
+        rlimits = rlimits_for(
+            self.config, memory_gb, own_uid=uid is not None, address_space=not cgroup
+        )
         strict = self.mode == "strict"
         return RunnerPolicy(
             uid=uid,
@@ -164,6 +181,7 @@ class Sandbox:
         env_dir: Path | None = None,
         detached: bool = False,
         namespace_id: str | None = None,
+        egress_dir: Path | None = None,
     ) -> tuple[list[str], str]:
         """The bwrap argv prefix and the plugin folder as the process will see it (the
         plugin environment ``env_dir``, if any, is seen at ``bwrap.ENV_MOUNT``, the
@@ -182,6 +200,7 @@ class Sandbox:
             env_dir=env_dir,
             model_binds=tuple(self.models.binds(namespace_id)),
             die_with_parent=not detached,
+            egress_dir=egress_dir,
         )
         return bwrap_command(self.bwrap_path, plan), PLUGIN_MOUNT
 
@@ -199,15 +218,22 @@ class Sandbox:
         if not self.enabled:
             return None
         egress = self.egress_allowed(namespace_id)
+        proxy_dir = egress_binding(self, namespace_id, plugin_dir)  # plughost.egress
         uid = self.uids.acquire() if self.uids is not None else None
         prefix, seen_dir = self._prefix(
             plugin_dir, share_net=egress, env_dir=env_dir, detached=detached,
-            namespace_id=namespace_id,
+            namespace_id=namespace_id, egress_dir=proxy_dir,
         )
-        policy = self._policy(uid, memory_gb_of(serve_config, self.config.memory_gb), egress)
+        # inet sockets for the relay to the proxy: that network namespace has only loopback
+        egress = egress or (proxy_dir is not None and bool(prefix))
+        memory_gb = memory_gb_of(serve_config, self.config.memory_gb)
+        lease = self._cgroup_lease(namespace_id, memory_gb)
+        policy = self._policy(uid, memory_gb, egress, cgroup=lease is not None)
         env = dict(SANDBOX_ENV) if prefix else {}
         env.update(self.models.env(namespace_id, wrapped=bool(prefix)))
-        return SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
+        env.update(egress_env(proxy_dir if prefix else None))
+        launch = SandboxLaunch(tuple(prefix), seen_dir, policy.to_json(), env, uid)
+        return self._in_cgroup(launch, lease)
 
     def pool_launch(self, slot: Path, detached: bool) -> SandboxLaunch | None:
         """The wrapping of a replica pool member (plughost.backends.local.pool), before any
@@ -230,8 +256,11 @@ class Sandbox:
         )
         prefix = bwrap_command(self.bwrap_path, plan)
         uid = self.uids.acquire() if self.uids is not None else None
-        policy = self._policy(uid, self.config.memory_gb, allow_inet=False)
-        return SandboxLaunch(tuple(prefix), PLUGIN_MOUNT, policy.to_json(), dict(SANDBOX_ENV), uid)
+        lease = self._cgroup_lease(None, self.config.memory_gb, pool=True, name=slot.name)
+        policy = self._policy(uid, self.config.memory_gb, False, cgroup=lease is not None)
+        env = dict(SANDBOX_ENV)
+        launch = SandboxLaunch(tuple(prefix), PLUGIN_MOUNT, policy.to_json(), env, uid)
+        return self._in_cgroup(launch, lease)
 
     def poolable(
         self, namespace_id: str | None, serve_config: Mapping[str, Any], env_dir: Path | None
@@ -242,6 +271,7 @@ class Sandbox:
         return (
             env_dir is None
             and not self.egress_allowed(namespace_id)
+            and not egress_listed(self, namespace_id)
             and memory_gb_of(serve_config, self.config.memory_gb) == self.config.memory_gb
         )
 
@@ -255,6 +285,8 @@ class Sandbox:
     def release(self, launch: SandboxLaunch | None) -> None:
         if launch is not None and self.uids is not None:
             self.uids.release(launch.uid)
+        self._release_cgroup(launch)
+        egress_unbind(self, launch)  # a batch job's egress socket closes with its last worker
 
     def claim_uid(self, uid: int | None) -> None:
         """Mark the uid of an adopted replica (started by an earlier server) as leased, so no
@@ -332,4 +364,5 @@ def config_from_settings(settings: Settings) -> SandboxConfig:
         hf_cache=Path(settings.hf_cache_dir).expanduser().resolve()
         if settings.hf_cache_dir
         else None,
+        **cgroup_config(settings),
     )

@@ -26,6 +26,7 @@ from plughost.dataplane.routes import RouteTable
 from plughost.domain.container import ContainerCalls
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import Status
+from plughost.egress.setup import add_allowlist, build_egress
 from plughost.logs.masking import SecretMask
 from plughost.metrics.collector import ValidationFailures
 from plughost.metrics.requests import RequestMetrics
@@ -42,6 +43,7 @@ from plughost.services.lookup import PluginLookup
 from plughost.services.model_files import ModelFiles
 from plughost.services.models import NamespaceModels
 from plughost.services.plugins import Plugins
+from plughost.services.policies import PolicyBook, attach_policies, build_policy_book
 from plughost.services.secret_box import open_secret_box
 from plughost.services.secrets import Secrets, load_mask_table
 from plughost.services.status import DeploymentStatus
@@ -75,6 +77,7 @@ class Runtime:
     models: NamespaceModels  # namespace models: their rows, archives and local files
     cluster: Cluster | None = None  # several servers on one database
     sandbox: Sandbox | None = None
+    policies: PolicyBook | None = None  # namespace quotas and egress allowlists
 
     def download_url(self, scope: PluginScope, plugin_id: str, base_url: str) -> str:
         """A signed GET URL of the plugin's archive, valid for an hour (the store's own
@@ -95,6 +98,11 @@ class Runtime:
             return "skipped"
         result = self.deployments.deploy(scope, plugin_id, None)
         return "deployed" if result.get("deployment_type") == "batch_only" else "pending"
+
+    def stop_egress(self) -> None:
+        """Close the egress proxy (after the replicas)."""
+        if self.sandbox is not None and self.sandbox.egress_proxy is not None:
+            self.sandbox.egress_proxy.stop()
 
     def sandbox_status(self) -> dict[str, Any]:
         """What ``GET /healthz`` reports of the sandbox: its layers on this machine and, for a
@@ -182,6 +190,7 @@ def build_runtime(settings: Settings) -> Runtime:
     # this one; the sandbox's self-test runs meanwhile
     migration = db.start_migration()
     sandbox = build_sandbox(settings)
+    sandbox.egress_proxy = build_egress(settings, sandbox)  # allowlisted namespaces' way out
     if migration is not None:
         migration.wait()
     accounts = Accounts(db)
@@ -215,6 +224,9 @@ def build_runtime(settings: Settings) -> Runtime:
             lambda: make_backend(settings, sandbox, releases, owner, container),
         )
     lookup = PluginLookup(db)
+    policies = build_policy_book(settings, db)  # before those who enforce its quotas
+    sandbox.cap_namespaces(policies.max_memory_mb)  # each namespace's parent cgroup
+    add_allowlist(sandbox.egress_proxy, policies.egress_allow, policies.egress_namespaces)
     elector = build_elector(settings, db)
     controller = Controller(
         settings, releases, backend, routes, workspace, lookup.info,
@@ -227,8 +239,10 @@ def build_runtime(settings: Settings) -> Runtime:
     deploy_status = DeploymentStatus(
         settings, releases, controller, routes, lookup, request_metrics, recent
     )
-    deployments = DeployCommands(settings, releases, controller, lookup, deploy_status)
-    inference = Inference(settings, routes, controller.restores, request_metrics, lookup)
+    deployments = DeployCommands(settings, releases, controller, lookup, deploy_status, policies)
+    inference = Inference(
+        settings, routes, controller.restores, request_metrics, lookup, rate_gates=policies.gates
+    )
     plugins = Plugins(db, store, deployments)
     observation = build_observation(
         db, logs, validation, deploy_status, request_metrics, recent, container.model_loads
@@ -242,10 +256,11 @@ def build_runtime(settings: Settings) -> Runtime:
         settings, db, store, signer, uploads, sandbox, controller, cluster, container,
         mask.mask_org,
     )
+    attach_policies(policies, batches.service, observation.collector, request_metrics)
     return Runtime(
         settings, db, accounts, store, signer, uploads, plugins, deployments, deploy_status,
         inference, controller, batches, observation, secrets, container, models, cluster,
-        sandbox,
+        sandbox, policies=policies,
     )
 
 

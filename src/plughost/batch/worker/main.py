@@ -179,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from plughost.sandbox.runner import enter as enter_sandbox
 
             enter_sandbox(RunnerPolicy.from_json(args.sandbox))
+            from plughost.egress.relay import start_from_env
+
+            start_from_env()  # an allowlisted namespace's way to the egress proxy
     except Exception as exc:  # noqa: BLE001 - reported to the server as the start error
         write_frame(out, {"type": "fatal", "message": f"sandbox: {_describe(exc)}"})
         return 1

@@ -7,8 +7,10 @@ URLs understood:
   input values: decoded into a temporary file;
 - ``http(s)://`` URLs, plughost's own signed store URLs among them: downloaded. That needs the
   network, which a sandboxed plugin has only when its namespace is listed in
-  ``PLUGHOST_SANDBOX_EGRESS_NAMESPACES``; without it the download fails with an AssetError
-  saying so.
+  ``PLUGHOST_SANDBOX_EGRESS_NAMESPACES`` or has an egress allowlist (``PLUGHOST_EGRESS_ALLOW``:
+  then through the server's egress proxy, which ``HTTPS_PROXY``/``HTTP_PROXY`` name and
+  urllib honours); without it, or for a host the allowlist refuses, the download fails with
+  an AssetError saying so.
 
 ``s3://`` URLs and other schemes are refused with an AssetError (a ValueError). Temporary
 files land in the temporary directory, which inside the sandbox is a small private tmpfs.
@@ -29,8 +31,9 @@ HTTP_TIMEOUT_S = 60.0
 _CHUNK = 1024 * 1024
 _EGRESS_HINT = (
     "a sandboxed plugin has no network unless its namespace is listed in "
-    "PLUGHOST_SANDBOX_EGRESS_NAMESPACES"
+    "PLUGHOST_SANDBOX_EGRESS_NAMESPACES or has an egress allowlist"
 )
+_REFUSED_HEADER = "X-Plughost-Egress"
 
 
 class AssetError(ValueError):
@@ -192,10 +195,16 @@ def _fetch(url: str, out: BinaryIO) -> None:
     try:
         response = urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
+        if exc.headers is not None and exc.headers.get(_REFUSED_HEADER) == "refused":
+            # the egress proxy's answer (http://), its reason in the status line
+            raise AssetError(f"cannot download {_shown(url)}: {exc.reason}") from exc
         raise AssetError(f"cannot download {_shown(url)}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+        if "egress policy" in reason or "Tunnel connection failed" in reason:
+            # the egress proxy refused the CONNECT of an https:// URL
+            raise AssetError(f"cannot download {_shown(url)}: {reason}") from exc
         # no route, no name resolution: in the sandbox, almost always the missing network
-        reason = getattr(exc, "reason", exc)
         raise AssetError(f"cannot download {_shown(url)}: {reason} ({_EGRESS_HINT})") from exc
     with response:
         shutil.copyfileobj(response, out, _CHUNK)
