@@ -17,6 +17,8 @@ _EXTENSIONS = {
     ".pq": "parquet",
 }
 SNIFF_BYTES = 4096
+# UTF-32 LE starts like UTF-16 LE: either is refused the same way
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 class InputFormatError(ValidationError):
@@ -41,6 +43,12 @@ def detect_format(head: bytes, name: str | None = None) -> str:
         return "parquet"
     if by_name == "parquet":
         raise InputFormatError(f"{name!r} is not a Parquet file (it does not start with PAR1)")
+    if head.startswith(_UTF16_32_BOMS):
+        raise InputFormatError(
+            "the input is UTF-16 or UTF-32 text (it starts with a byte order mark): save it as "
+            "UTF-8 (JSONL, CSV) or Parquet",
+            {"offset": 0},
+        )
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not text:
         raise InputFormatError("the input is empty")
@@ -51,9 +59,14 @@ def detect_format(head: bytes, name: str | None = None) -> str:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # a character cut by the sniff window is fine
+        # a character cut by the end of a full sniff window is fine
+        cut = exc.reason == "unexpected end of data" and len(head) >= SNIFF_BYTES
+        if not cut:
+            line = head.count(b"\n", 0, exc.start) + 1
             raise InputFormatError(
-                f"the input is not UTF-8 text (byte {exc.start}): expected JSONL, CSV or Parquet"
+                f"the input is not UTF-8 text (line {line}, byte {exc.start}): expected JSONL, "
+                "CSV or Parquet",
+                {"line": line, "offset": exc.start},
             ) from exc
     if by_name in ("jsonl", "csv"):
         return by_name

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plughost.batch.launcher import ContainerHandler, WorkerSpec
     from plughost.batch.parts import ChunkRecord, PartStore
+    from plughost.batch.reader_limits import InputLimits
 
 MAX_ERRORS = 1000  # error ranges kept per job (a status read returns them all)
 
@@ -73,3 +74,5 @@ class JobPlan:
     container: ContainerHandler | None = None
     # the workers' output lines as kept (the organization's secret values masked)
     mask_line: Callable[[str], str] | None = None
+    # what the reader takes from the input (line size, nesting, rows); None: the defaults
+    input_limits: InputLimits | None = None

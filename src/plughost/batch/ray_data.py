@@ -118,7 +118,7 @@ class RayDataJobs:
         options = await asyncio.to_thread(_actor_options, manifest, plan.workers)
         options["batch_rows"] = plan.chunk_rows  # one chunk per call, as a local worker gets
         feed = ChunkFeed(
-            iter_tables(plan.input_path, plan.input_format, plan.chunk_rows),
+            iter_tables(plan.input_path, plan.input_format, plan.chunk_rows, plan.input_limits),
             plan.chunk_rows,
             set(done),
         )

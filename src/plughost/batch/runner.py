@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from plughost.batch.formats import InputFormatError
 from plughost.batch.job import Counters, JobFailed, JobPlan
 from plughost.batch.launcher import BatchWorker, WorkerFailed, WorkerSpec
 from plughost.batch.parts import ChunkRecord
@@ -161,13 +162,13 @@ class LocalJobRun:
             self.counters.add(record, this_run=False)
             self.limit = _min(self.limit, record.limit)
         self._fail_on(list(self.counters.errors))
-        chunks = iter_tables(plan.input_path, plan.input_format, plan.chunk_rows)
+        chunks = iter_tables(plan.input_path, plan.input_format, plan.chunk_rows, plan.input_limits)
         feed = ChunkFeed(chunks, plan.chunk_rows, set(done), self.counters.rows_total)
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(plan.workers):
                     group.create_task(self._drive(feed))
-        except* JobFailed as failures:
+        except* (JobFailed, InputFormatError) as failures:  # a malformed input fails the job
             raise failures.exceptions[0] from None
         finally:
             await self.stop_workers()

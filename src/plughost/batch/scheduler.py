@@ -252,6 +252,7 @@ class BatchScheduler:
             max_concurrency_of,
         )
         from plughost.batch.reader import scan
+        from plughost.batch.reader_limits import InputLimits
 
         facts = self._plugin_facts(view.plugin_pk)
         input_path = self.store.local_path(view.input_key)
@@ -259,7 +260,8 @@ class BatchScheduler:
             raise JobFailed("the job's input is gone from the store")
         # no column check: input_mappings and input_schema are metadata, as in Mixpeek; a
         # step reading a column the rows lack fails with its own KeyError, naming it
-        rows_total = view.rows_total or scan(input_path, view.input_format)
+        limits = InputLimits.of(self.settings)
+        rows_total = view.rows_total or scan(input_path, view.input_format, limits)
         counters.rows_total = rows_total
         work = self._work_dir(view.id)
         plugin_dir = self._unpack(facts.storage_key, work / "plugin")
@@ -318,6 +320,7 @@ class BatchScheduler:
                 )
             ),
             mask_line=None if self.mask is None else partial(self.mask, view.organization_id),
+            input_limits=limits,
         )
 
     # -- endings ------------------------------------------------------------------------------

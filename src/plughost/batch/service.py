@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,12 @@ class BatchService:
         self.batches = Batches(db)
         self.bell = bell if bell is not None else JobBell()
         self.live: dict[str, Any] = {}  # batch id -> Counters of running jobs
+        # the namespace's max_batch_jobs quota, raising 429 (plughost.services.policies)
+        self.quota: Callable[[str | None], None] = lambda _namespace_id: None
 
     # -- submit ---------------------------------------------------------------------------
     def _plugin(self, scope: PluginScope, plugin_id: str) -> tuple[int, str]:
+        self.quota(scope.namespace_id)  # before the input is stored
         with self.db.session() as s:
             plugin = find_plugin(s, scope, plugin_id)
             if plugin.validation_status != "passed":
