@@ -22,8 +22,19 @@ GET /v1/namespaces/{ns}/plugins/{plugin_id}/logs?since=&limit=&follow=&release_i
     so a restarted replica has a new name);
     `plughost` marks lines the server writes itself (e.g. "... lines dropped: cap").
     follow=true: `text/event-stream`; first the lines the same query would answer, then new
-    ones as they are written, one event per line: `data: {line object}\\n\\n`. A comment
-    line `: keepalive` every 15 s; the stream runs until the client closes it.
+    ones as they are written, one event per line: `data: {line object}\\n\\n` (the first
+    window sends at most 256 KiB of lines; a `plughost` line says how many it left out). A comment
+    line `: keepalive` every 15 s (PLUGHOST_STREAM_KEEPALIVE_S); the stream runs until the
+    client closes it or PLUGHOST_STREAM_MAX_LIFETIME_S passed (it then ends with the comment
+    `: end of stream: lifetime reached, reconnect`; reconnect with `since` = the last time).
+    A line's terminal control characters (ESC, CR, BS, DEL, C1, bidi controls; not tab) come
+    escaped as visible text: `\\x1b` for ESC, `\\x0d` for CR, `\\u202e` for a bidi override
+    (plughost.logs.terminal); lines are cut to PLUGHOST_LOG_LINE_MAX_BYTES with a marker
+    `[... N bytes cut]`.
+
+Event streams (logs follow, status watch) are bounded (plughost.api.stream_bounds): past
+PLUGHOST_STREAMS_MAX_PER_NAMESPACE open in the namespace a new one is refused with 429, past
+PLUGHOST_STREAMS_MAX_OPEN in all with 503, both with `Retry-After`.
 
 GET /v1/namespaces/{ns}/plugins/{plugin_id}/deployments?limit=
     The plugin id's releases, newest first (limit 1..200, default 50), with their events,
@@ -51,7 +62,8 @@ GET /v1/namespaces/{ns}/plugins/{plugin_id}/status?watch=true
     of the status body (status, message, error, release, deployed...; ETA ticks alone are not
     changes), each exactly the JSON the plain status endpoint answers. The stream ends after
     the event carrying a final status: `deployed`, `failed` or `not_deployed`, and also
-    once the current state is final when the watch starts. Keepalive comments every 15 s.
+    once the current state is final when the watch starts. Keepalive comments every 15 s;
+    the lifetime bound ends it cleanly too (clients then read the status again).
     Without watch (or watch=false) the route answers the usual JSON.
 
 GET /v1/namespaces/{ns}/plugins/{plugin_id}/metrics
@@ -77,10 +89,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from plughost.api.deps import NamespaceScope, PrincipalDep, RuntimeDep
 from plughost.api.responses import OrjsonResponse
+from plughost.api.stream_bounds import bounded, slots_of
 from plughost.domain.scope import PluginScope
 from plughost.errors import ForbiddenError, ServiceUnavailableError
 from plughost.logs import query
@@ -94,7 +108,8 @@ from plughost.services.observe import PluginKey
 router = APIRouter(prefix="/v1/namespaces", tags=["observation"])
 metrics_router = APIRouter(tags=["observation"])
 
-KEEPALIVE_S = 15.0
+# a follow's first window is kept to this much text (the newest lines without `since`)
+FIRST_WINDOW_MAX_BYTES = 256 * 1024
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -142,9 +157,20 @@ async def logs(
     key = await run_in_threadpool(obs.observe.plugin, scope, plugin_id)
     after = query.parse_since(since)
     query.check_limit(limit)
-    return StreamingResponse(
-        _follow(obs, key, after, limit, release_id), media_type="text/event-stream",
-        headers=SSE_HEADERS)
+    return _bounded_response(rt, scope, _follow(obs, key, after, limit, release_id))
+
+
+def _bounded_response(
+    rt: Runtime, scope: PluginScope, events: AsyncIterator[bytes]
+) -> StreamingResponse:
+    """An event stream within the server's bounds (:mod:`plughost.api.stream_bounds`)."""
+    settings = rt.settings
+    # refused: ``events`` never ran, so it holds nothing (it follows once iterated)
+    slot = slots_of(rt, settings).acquire(scope.namespace_id or "")
+    body = bounded(events, slot, settings.stream_keepalive_s, settings.stream_max_lifetime_s)
+    # the slot is given back by the stream's end, or here if the body never ran
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS,
+                             background=BackgroundTask(slot.release))
 
 
 async def _follow(
@@ -167,28 +193,34 @@ async def _follow(
     plugin_key = (key.namespace_id, key.plugin_id)
     obs.logs.follow(plugin_key, token, push)
     try:
-        first, _ = await asyncio.to_thread(obs.observe.log_lines, key, since, limit, release_id)
+        window, _ = await asyncio.to_thread(obs.observe.log_lines, key, since, limit, release_id)
+        first, left_out = query.cap_window(window, FIRST_WINDOW_MAX_BYTES, since is None)
+        del window
         last = first[-1].time if first else (since or 0.0)
-        for entry in first:
-            yield _event(query.wire(entry))
-        while True:
-            try:
-                async with asyncio.timeout(KEEPALIVE_S):
-                    entry = await queue.get()
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
+        if left_out:
+            yield _event(_note(first[0] if since is None else first[-1], (
+                f"[plughost] {left_out} {'older' if since is None else 'later'} lines of "
+                "this window not sent on the stream: page them with GET .../logs")))
+        first.reverse()
+        while first:  # each line let go once sent
+            yield _event(query.wire(first.pop()))
+        while True:  # keepalives and the lifetime: plughost.api.stream_bounds.bounded
+            entry = await queue.get()
             if missed:
-                yield _event({"time": query.iso_time(entry.time), "release_id": entry.release_id,
-                              "replica": "plughost", "stream": "log",
-                              "line": f"[plughost] {missed} lines not sent: the client read "
-                              "too slowly"})
+                yield _event(_note(entry, f"[plughost] {missed} lines not sent: the client "
+                                   "read too slowly"))
                 missed = 0
             if entry.time > last:  # already sent with the first window otherwise
                 last = entry.time
                 yield _event(query.wire(entry))
     finally:
         obs.logs.unfollow(plugin_key, token)
+
+
+def _note(entry: LogLine, text: str) -> dict[str, Any]:
+    """A line of the server's own on a stream, at ``entry``'s time and release."""
+    return {"time": query.iso_time(entry.time), "release_id": entry.release_id,
+            "replica": "plughost", "stream": "log", "line": text}
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -234,12 +266,13 @@ def status_stream(rt: Runtime, scope: PluginScope, plugin_id: str) -> StreamingR
         stream = obs.watches.watch(scope, key.plugin_id, key.pk)
         try:
             async for body in stream:
-                yield b": keepalive\n\n" if body is None else _event(body)
+                if body is not None:  # None: the watch's own keepalive tick, sent by bounded
+                    yield _event(body)
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return _bounded_response(rt, scope, events())
 
 
 @metrics_router.get("/metrics", response_class=Response)

@@ -30,6 +30,9 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings(host=host, port=port)
+    from plughost.server.fdlimit import raise_open_file_limit
+
+    raise_open_file_limit(settings.streams_max_open)  # each event stream holds a socket
     if settings.fd_check:  # before the server's modules: uvloop binds os.close at its import
         from plughost.server import fdcheck
 

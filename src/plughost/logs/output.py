@@ -8,6 +8,10 @@ lines over the limit are counted and dropped, and a marker line says how many. A
 costs the server little CPU, never blocks the replica (its pipe keeps being drained), and
 never slows another plugin. The server's own log gets at most ``echo_lines`` lines per
 release per ``echo_window_s``, each cut to ``echo_chars``; the rest is only in the store.
+
+Both backends' lines come through here (a Ray replica's over its relay, into the same sink):
+each line has its terminal control characters escaped and is cut to ``max_line_bytes``
+(:mod:`plughost.logs.terminal`) before the store, a follower or the server's log sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 from plughost.logs.store import SERVER_REPLICA, LogLine, LogStore
 from plughost.logs.tags import split_tag
+from plughost.logs.terminal import bounded_line
 
 echo_log = logging.getLogger("plughost.replica.excerpt")
 
@@ -29,7 +34,7 @@ Mask = Callable[[str, str], str]  # (namespace_id, line) -> the line, secret val
 
 @dataclass(frozen=True)
 class OutputLimits:
-    max_line_chars: int = 8192
+    max_line_bytes: int = 16384  # UTF-8 bytes of a kept line, after escaping
     rate_bytes_per_s: float = 1024 * 1024
     burst_bytes: float = 4 * 1024 * 1024
     echo_lines: int = 5
@@ -90,9 +95,7 @@ class ReplicaLogs:
         if self._mask is not None:  # before the cut, which could leave part of a value
             text = self._mask(key[0], text)
         limits = self.limits
-        if len(text) > limits.max_line_chars:
-            cut = len(text) - limits.max_line_chars
-            text = f"{text[:limits.max_line_chars]} [... {cut} characters cut]"
+        text = bounded_line(text, limits.max_line_bytes)  # escaped, then cut
         state = self._state(release_id)
         size = len(text) + 1
         now = self._clock()

@@ -10,6 +10,7 @@ from typing import Any
 
 from plughost.errors import BadRequestError
 from plughost.logs.store import LogLine
+from plughost.logs.terminal import escape_controls
 
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 200
@@ -61,6 +62,25 @@ def window(lines: Sequence[LogLine], since: float | None, limit: int) -> tuple[l
     return chosen, len(after) > limit or any(e.dropped for e in chosen)
 
 
+def cap_window(
+    lines: Sequence[LogLine], max_bytes: int, keep_newest: bool
+) -> tuple[list[LogLine], int]:
+    """(the lines of ``lines`` whose text fits in ``max_bytes``, how many were left out): the
+    newest ones, or the oldest ones. A stream's first window is kept to this, so an open
+    stream that its client does not read holds little of the server's memory."""
+    order = reversed(lines) if keep_newest else iter(lines)
+    kept: list[LogLine] = []
+    size = 0
+    for entry in order:
+        size += len(entry.line) + 64
+        if size > max_bytes and kept:
+            break
+        kept.append(entry)
+    if keep_newest:
+        kept.reverse()
+    return kept, len(lines) - len(kept)
+
+
 def iso_time(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).isoformat(timespec="microseconds").replace(
         "+00:00", "Z")
@@ -72,5 +92,6 @@ def wire(entry: LogLine) -> dict[str, Any]:
         "release_id": entry.release_id,
         "replica": entry.replica,
         "stream": entry.stream,
-        "line": entry.line,
+        # escaped when captured; again here for lines kept before that (idempotent)
+        "line": escape_controls(entry.line),
     }

@@ -71,7 +71,8 @@ def build_logs(settings: Settings, mask: Mask | None = None) -> ReplicaLogs:
         total_cap_bytes=int(settings.logs_total_cap_mb * MIB),
     ))
     rate = settings.logs_rate_kb_s * 1024
-    limits = OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB))
+    limits = OutputLimits(rate_bytes_per_s=rate, burst_bytes=max(rate * 4, MIB),
+                          max_line_bytes=settings.log_line_max_bytes)
     return ReplicaLogs(store, limits, mask=mask)
 
 

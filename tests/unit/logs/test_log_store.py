@@ -101,12 +101,12 @@ def test_output_is_rate_limited_per_release_and_a_marker_counts_the_drop(tmp_pat
 
 
 def test_long_lines_are_cut_and_streams_come_from_tags(tmp_path: Path) -> None:
-    logs = ReplicaLogs(LogStore(tmp_path), OutputLimits(max_line_chars=10, echo_lines=0))
+    logs = ReplicaLogs(LogStore(tmp_path), OutputLimits(max_line_bytes=10, echo_lines=0))
     logs.emit(("ns", "p"), 1, "r1-1", STDOUT_TAG + "0123456789abcdef")
     logs.emit(("ns", "p"), 1, "r1-1", LOG_TAG + "INFO x: hi")
     logs.emit(("ns", "p"), 1, "r1-1", "raw")
     a, b, c = logs.store.read([1])
-    assert (a.stream, a.line) == ("stdout", "0123456789 [... 6 characters cut]")
+    assert (a.stream, a.line) == ("stdout", "0123456789 [... 6 bytes cut]")
     assert (b.stream, b.line) == ("log", "INFO x: hi")
     assert (c.stream, c.line) == ("stderr", "raw")
 

@@ -24,6 +24,7 @@ from collections import deque
 from pathlib import Path
 
 from plughost.logs.tags import split_tag
+from plughost.logs.terminal import escape_controls
 
 output_logger = logging.getLogger("plughost.replica.output")
 
@@ -57,7 +58,9 @@ class LineSplitter:
 
     def _emit(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip()
-        self.tail.append(split_tag(line)[1])  # the stream tag stays on the logged line
+        # the stream tag stays on the logged line; the tail (start errors) is escaped as the
+        # log store's lines are (plughost.logs.terminal)
+        self.tail.append(escape_controls(split_tag(line)[1][:4096]))
         output_logger.info("replica %d: %s", self.pid, line)
 
 

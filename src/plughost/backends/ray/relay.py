@@ -20,6 +20,8 @@ from collections import deque
 from pathlib import Path
 from typing import Protocol
 
+from plughost.logs.terminal import bounded_tagged_line
+
 log = logging.getLogger("plughost.ray.worker")
 
 MAGIC = b"PHR1"
@@ -48,6 +50,10 @@ class RelayHost(Protocol):
 
 BACKLOG_LINES = 1000  # lines kept while no server follows the output
 MAX_FOLLOWER_BUFFER = 4 << 20  # bytes queued to a slow follower before lines are dropped
+# a line is escaped and cut to this before it is queued or sent: its JSON stays under the
+# server's read limit (plughost.backends.ray.direct.MAX_LOG_LINE_BYTES, 64 KiB), whatever
+# the plugin printed (the server cuts again to PLUGHOST_LOG_LINE_MAX_BYTES)
+WIRE_LINE_BYTES = 16 * 1024
 _capture_installed = False
 
 
@@ -67,7 +73,7 @@ class OutputFeed:
         self.dropped = 0
 
     def add(self, pid: int, line: str) -> None:
-        data = json.dumps([pid, line]).encode() + b"\n"
+        data = json.dumps([pid, bounded_tagged_line(line, WIRE_LINE_BYTES)]).encode() + b"\n"
         live = [t for t in self._followers if not t.is_closing()]
         if not live:
             self._unsent.append(data)

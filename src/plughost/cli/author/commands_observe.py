@@ -1,5 +1,11 @@
 """The author's observation commands: ``history`` (releases, events, alias moves) and
-``logs`` (the replicas' output, optionally followed live)."""
+``logs`` (the replicas' output, optionally followed live).
+
+``logs`` never prints terminal control: the server sends control characters escaped
+(``\\x1b``), and whatever reaches this command raw anyway (an older server) is stripped,
+sequences whole (:func:`plughost.logs.terminal.strip_controls`). ``--json`` prints JSON,
+whose strings escape them. A followed stream the server ends (its lifetime bound) is opened
+again from the last line printed."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from plughost.cli.author.options import (
 )
 from plughost.cli.author.output import console, emit_json, say
 from plughost.cli.author.session import connected, format_log_line, resolve
+from plughost.logs.terminal import strip_controls
 
 FOLLOW_POLL_S = 1.0
 
@@ -103,26 +110,32 @@ def _print_lines(lines: list[Any], as_json: bool) -> None:
         if as_json:
             emit_json(line)
         else:
-            console.print(escape(format_log_line(line)), soft_wrap=True)
+            console.print(escape(strip_controls(format_log_line(line))), soft_wrap=True)
     console.file.flush()  # --follow: each line as it comes, even into a pipe
 
 
 def _follow(
     client: AuthorClient, plugin_id: str, since: str | None, limit: int, as_json: bool
 ) -> None:
-    """Print lines as they come: the server's event stream, or polling with next_since."""
-    params: dict[str, Any] = {"follow": "true", "limit": limit}
-    if since:
-        params["since"] = since
-    with client.stream(client.plugin_path(plugin_id, "/logs"), params) as response:
-        if response.headers.get("content-type", "").startswith(SSE_TYPE):
+    """Print lines as they come: the server's event stream (opened again from the last line
+    when the server ends it), or polling with next_since."""
+    cursor = since
+    while True:
+        params: dict[str, Any] = {"follow": "true", "limit": limit}
+        if cursor:
+            params["since"] = cursor
+        with client.stream(client.plugin_path(plugin_id, "/logs"), params) as response:
+            if not response.headers.get("content-type", "").startswith(SSE_TYPE):
+                response.read()
+                first = decode_event(response.text) or {}
+                break
             for data in sse_events(response.iter_lines()):
                 event = decode_event(data)
                 if event is not None:
                     _print_lines([event], as_json)
-            return
-        response.read()
-        first = decode_event(response.text) or {}
+                    cursor = str(event.get("time") or "") or cursor
+        # the server ended the stream (its lifetime bound): lines after the cursor only
+        time.sleep(FOLLOW_POLL_S)
     _print_lines(list(first.get("lines") or []), as_json)
     cursor = first.get("next_since") or since
     while True:

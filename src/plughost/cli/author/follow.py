@@ -36,6 +36,11 @@ PHASES = ("queued", "pending", "in_progress", "deployed")
 StatusHook = Callable[[dict[str, Any]], None]
 
 
+class StreamEnded(Exception):
+    """The server ended the watch stream before a final status (its lifetime bound): the
+    stream is opened again."""
+
+
 class EtaColumn(ProgressColumn):
     """Seconds left by the server's last estimate, counting down between updates."""
 
@@ -61,7 +66,7 @@ def status_stream(
     client: AuthorClient, plugin_id: str, on_status: StatusHook, deadline: float
 ) -> dict[str, Any] | None:
     """Feed ``on_status`` from the watch stream until a final status (returned). None when
-    the server gave no stream or the stream ended early: the caller polls then."""
+    the server gave no stream (the caller polls then); StreamEnded when it ended early."""
     path = client.plugin_path(plugin_id, "/status")
     read_s = max(1.0, min(STREAM_READ_S, deadline - time.monotonic()))
     with client.stream(path, {"watch": "true"}, read_timeout_s=read_s) as response:
@@ -78,7 +83,7 @@ def status_stream(
             on_status(event)
             if is_final(event):
                 return event
-    return None
+    raise StreamEnded
 
 
 def follow_status(
@@ -93,6 +98,9 @@ def follow_status(
                 final = status_stream(client, plugin_id, on_status, deadline)
             except httpx.ReadTimeout:
                 final = None  # a quiet stream: check once, then open it again
+            except StreamEnded:
+                final = None  # ended by the server: the same, not at once
+                time.sleep(POLL_S)
             else:
                 use_stream = final is not None
             if final is not None:

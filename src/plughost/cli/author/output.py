@@ -1,5 +1,7 @@
 """Printing for the author's commands: people get rich text on the terminal, scripts get
-one JSON document on stdout (``--json``); failures exit with code 1 either way."""
+one JSON document on stdout (``--json``); failures exit with code 1 either way. Text for
+people never carries terminal control (a plugin's error or message may hold some): it is
+stripped before printing (:func:`plughost.logs.terminal.strip_controls`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from plughost.cli.author.errors import CliError
+from plughost.logs.terminal import strip_controls
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -25,9 +28,10 @@ def emit_json(value: Any) -> None:
 
 def fail(exc: CliError, as_json: bool) -> NoReturn:
     """Report ``exc`` (message and detail lines on stderr; JSON on stdout too) and exit 1."""
-    err_console.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)
+    message = strip_controls(exc.message, newlines=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     for line in exc.details:
-        err_console.print(f"  {escape(line)}", soft_wrap=True)
+        err_console.print(f"  {escape(strip_controls(line, newlines=True))}", soft_wrap=True)
     if as_json:
         emit_json(
             exc.payload
@@ -51,7 +55,7 @@ def reporting(as_json: bool) -> Iterator[None]:
 
 def say(text: str) -> None:
     """A line for people (rich markup allowed; callers escape what they did not write)."""
-    console.print(text, soft_wrap=True)
+    console.print(strip_controls(text, newlines=True), soft_wrap=True)
 
 
 def compact(value: Any, limit: int = 2000) -> str:
