@@ -34,6 +34,7 @@ from plughost.persistence.tables import Plugin, Upload
 from plughost.services.intake_gate import IntakeGate
 from plughost.storage.base import ArchiveStore
 from plughost.storage.signing import UrlSigner
+from plughost.storage.staging import staging_key
 from plughost.timeutil import as_utc, iso, utcnow
 
 UPLOAD_PUT_PATH = "/v1/_store/uploads/{upload_id}"
@@ -146,11 +147,14 @@ class Uploads:
         signature: str | None,
         chunks: AsyncIterator[bytes],
     ) -> str:
-        """Store the PUT body of a presigned upload; returns the quoted MD5 ETag."""
+        """Store the PUT body of a presigned upload in the key's staging file (never the
+        key: only confirm's checked copy writes it); returns the quoted MD5 ETag. A PUT that
+        ends after its upload was confirmed is refused and its bytes dropped."""
         self.signer.verify("PUT", UPLOAD_PUT_PATH.format(upload_id=upload_id), expires, signature)
         key = await asyncio.to_thread(self._open_upload_key, upload_id)
-        stored = await self.store.put_stream(key, chunks, self.settings.max_archive_bytes)
-        await asyncio.to_thread(self._mark_uploaded, upload_id, stored.size, stored.etag)
+        limit = self.settings.max_archive_bytes
+        stored = await self.store.put_stream(staging_key(key), chunks, limit)
+        await asyncio.to_thread(self._mark_uploaded, upload_id, key, stored.size, stored.etag)
         return f'"{stored.etag}"'
 
     def _open_upload_key(self, upload_id: str) -> str:
@@ -162,11 +166,15 @@ class Uploads:
                 raise ConflictError(f"upload {upload_id!r} was already confirmed")
             return upload.storage_key
 
-    def _mark_uploaded(self, upload_id: str, size: int, etag: str) -> None:
+    def _mark_uploaded(self, upload_id: str, key: str, size: int, etag: str) -> None:
         with self.db.session() as s:
             upload = s.get(Upload, upload_id)
-            if upload is not None:
+            completed = upload is not None and upload.status == "completed"
+            if upload is not None and not completed:
                 upload.status, upload.size_bytes, upload.etag = "uploaded", size, etag
+        if completed:  # confirmed while these bytes streamed in: they are never used
+            self.store.discard_staged(key)
+            raise ConflictError(f"upload {upload_id!r} was already confirmed")
 
     async def confirm(
         self, scope: PluginScope, upload_id: str, etag: str | None, file_size_bytes: int | None
@@ -212,6 +220,8 @@ class Uploads:
             upload = s.get(Upload, upload_id)
             if upload is not None:
                 upload.status = "completed" if result["success"] else "pending"
+                # what was checked and copied: the record of the bytes registered
+                upload.size_bytes, upload.etag = stored.size, stored.etag
         return {"upload_id": upload_id, **result}
 
     @staticmethod
@@ -278,6 +288,14 @@ class Uploads:
                 {"plugin_id": plugin_id_for(name, version)},
             )
 
+    def _delete_unless_registered(self, key: str) -> None:
+        """Drop an archive nothing registered: a confirm replayed alongside the one that
+        registered this key loses the race, and must not delete the winner's archive."""
+        with self.db.session() as s:
+            used = s.scalars(select(Plugin.id).where(Plugin.storage_key == key)).first()
+        if used is None:
+            self.store.delete(key)
+
     def run_intake(self, archive: Path) -> IntakeResult:
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="intake-", dir=self.settings.work_dir))
@@ -304,7 +322,7 @@ class Uploads:
             "deployment_status": "not_deployed",
         }
         if not result.passed:
-            self.store.delete(key)
+            self._delete_unless_registered(key)
             if self.on_validation_failed is not None:
                 self.on_validation_failed(scope.namespace_id or "")
             return {
@@ -341,7 +359,7 @@ class Uploads:
                     )
                 )
         except (ConflictError, IntegrityError) as exc:
-            self.store.delete(key)
+            self._delete_unless_registered(key)
             if isinstance(exc, ConflictError):
                 raise
             raise ConflictError(f"plugin {name}@{version} already exists") from exc

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from plughost.errors import ValidationError
 from plughost.storage.base import StoredObject
 from plughost.storage.spool import spool
+from plughost.storage.staging import commit_copy, staging_key
 
 
 class LocalArchiveStore:
@@ -53,8 +54,9 @@ class LocalArchiveStore:
     def local_path(self, key: str) -> Path:
         return self._path(key)
 
-    # Uploads reach this store through the server's signed route, straight to the key, and
-    # that route refuses a PUT once the upload is confirmed: nothing to stage or commit.
+    # Uploads reach this store through the server's signed route, which writes to the key's
+    # staging file (staging_key): only commit, the copy of the bytes confirm checked, writes
+    # the key itself, so a PUT racing or replaying a confirm never changes a registered archive.
     def presign_put(self, key: str, expires_s: int) -> str | None:
         return None
 
@@ -62,13 +64,13 @@ class LocalArchiveStore:
         return None
 
     def staged(self, key: str) -> StoredObject | None:
-        return self.stat(key)
+        return self.stat(staging_key(key))
 
     def commit(self, key: str, etag: str) -> None:
-        return None
+        commit_copy(self._path(staging_key(key)), self._path(key), etag)
 
     def discard_staged(self, key: str) -> None:
-        return None
+        self.delete(staging_key(key))
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -28,6 +28,7 @@ from plughost.services.plugins import NoDeployments, Plugins
 from plughost.services.uploads import Uploads
 from plughost.storage.local import LocalArchiveStore
 from plughost.storage.signing import UrlSigner
+from plughost.storage.staging import staging_key
 from plughost.timeutil import utcnow
 
 from .conftest import NS_A, NS_B, ORG_LEVEL, OTHER_TENANT, add_plugin, plugin_zip
@@ -152,7 +153,9 @@ def test_the_put_stores_the_archive_and_answers_its_md5_etag(
     created = create(uploads)
     data = plugin_zip()
     assert put(uploads, created, data) == f'"{hashlib.md5(data).hexdigest()}"'
-    assert store.local_path(created["s3_key"]).read_bytes() == data
+    # staged: only confirm's checked copy writes the archive's key
+    assert store.local_path(staging_key(created["s3_key"])).read_bytes() == data
+    assert not store.local_path(created["s3_key"]).exists()
     assert upload_status(db, created["upload_id"]) == "uploaded"
 
 

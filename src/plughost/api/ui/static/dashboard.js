@@ -1,4 +1,6 @@
 // plughost dashboard: calls the JSON API with the key kept in sessionStorage.
+// Text from the API (plugin descriptions, messages, errors, log lines) is set with
+// textContent or appended as text nodes, never parsed as HTML.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -119,6 +121,7 @@
     const plugin = state.plugins.find((p) => p.plugin_id === pluginId);
     $("detail").hidden = false;
     $("d-title").textContent = `${plugin.name} ${plugin.version}`;
+    $("d-description").textContent = plugin.description || "";
     $("d-action").textContent = "";
     renderStatus(state.statuses[pluginId] || { status: "?" });
     renderRollbackChoices(plugin);
@@ -276,7 +279,7 @@
     $("btn-rollback").addEventListener("click", () => act("rollback", async () => {
       const plugin = state.plugins.find((p) => p.plugin_id === state.selected);
       const version = $("rollback-version").value;
-      const body = await api(nsPath(`/plugins/by-name/${plugin.name}/rollback`), {
+      const body = await api(nsPath(`/plugins/by-name/${encodeURIComponent(plugin.name)}/rollback`), {
         method: "POST", body: JSON.stringify({ version }) });
       refreshDetail();
       return body.message;
