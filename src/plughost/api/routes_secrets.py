@@ -68,7 +68,7 @@ def create_secret(
 
 @router.get("")
 def list_secrets(principal: PrincipalDep, rt: RuntimeDep) -> SecretsListResponse:
-    """The names of the organization's secrets (any key of the organization)."""
+    """The names of the organization's secrets (403 for a key limited to namespaces)."""
     return SecretsListResponse(**rt.secrets.listing(principal))
 
 

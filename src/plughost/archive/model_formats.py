@@ -5,7 +5,8 @@ unpickles anything:
 
 * ``safetensors``: every ``*.safetensors`` file (at least one) starts with an 8-byte
   little-endian header length, then that many bytes of a JSON object whose tensors each have
-  a ``dtype``, a ``shape`` and ``data_offsets`` inside the data that follows the header;
+  a ``dtype``, a ``shape`` and ``data_offsets`` inside the data that follows the header,
+  spanning exactly the bytes the dtype and shape need, no two tensors overlapping;
 * ``onnx``: every ``*.onnx`` file (at least one) parses, at its top level, as protobuf
   fields of a ``ModelProto``: field 1 (``ir_version``) a varint from 1 to 1000, field 7
   (``graph``) a length-delimited field, and every field's length inside the file (nested
@@ -22,7 +23,9 @@ The pickles of a PyTorch file are loaded only inside the sandbox, with
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import struct
 import zipfile
 from collections.abc import Callable, Iterator
@@ -38,6 +41,12 @@ PYTORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 # 0x1950a86a20f9469cfc6c (little-endian)
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 ZIP_MAGIC = b"PK\x03\x04"
+# bytes per element of the safetensors dtypes whose size is whole bytes (others go unchecked)
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
 _ONNX_IR_VERSION, _ONNX_GRAPH = 1, 7
 
 
@@ -93,6 +102,7 @@ def safetensors_problem(stream: BinaryIO, size: int) -> str | None:
     if not isinstance(header, dict):
         return "header is not a JSON object"
     data_bytes = size - 8 - length
+    spans: list[tuple[int, int, str]] = []
     for name, info in header.items():
         if name == "__metadata__":
             if not isinstance(info, dict):
@@ -101,6 +111,18 @@ def safetensors_problem(stream: BinaryIO, size: int) -> str | None:
         problem = _tensor_problem(info, data_bytes)
         if problem:
             return f"tensor {name!r}: {problem}"
+        begin, end = info["data_offsets"]
+        spans.append((begin, end, name))
+    return _overlap_problem(spans)
+
+
+def _overlap_problem(spans: list[tuple[int, int, str]]) -> str | None:
+    """Two tensors whose data overlap (each byte belongs to at most one tensor, as the
+    safetensors library requires)."""
+    spans.sort()
+    for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
+        if begin < end:
+            return f"tensors {first!r} and {second!r} overlap in the data"
     return None
 
 
@@ -121,6 +143,12 @@ def _tensor_problem(info: object, data_bytes: int) -> str | None:
     begin, end = offsets
     if not 0 <= begin <= end <= data_bytes:
         return f"data_offsets {offsets} lie outside the {data_bytes} data bytes"
+    width = DTYPE_BYTES.get(dtype)
+    if width is not None and end - begin != math.prod(shape) * width:
+        return (
+            f"data_offsets {offsets} hold {end - begin} bytes, but a {dtype} tensor of shape "
+            f"{shape} needs {math.prod(shape) * width}"
+        )
     return None
 
 

@@ -10,8 +10,10 @@ Two uv steps, both given the base set as constraints (so versions agree with wha
 runs): ``uv pip compile`` resolves the whole set (metadata only), then ``uv pip install
 --target --no-deps`` installs the resolved packages the base set does not already have. A
 package depending on numpy therefore uses the server's numpy and never downloads one.
-Source distributions are refused unless ``plugin_build_sdists`` is on: building one runs its
-code on the server.
+Source distributions are refused while ``plugin_only_binary`` is on (the default): building
+one runs its code. With it off they are built, every uv step running in bubblewrap
+(:mod:`.sdists`). Dependencies that are URLs, paths or installer options are refused before
+anything runs, and look-alikes of popular names are warned about (:mod:`.policy`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from plughost.envs.keying import (
     normalise_requirements,
     requirement_name,
 )
+from plughost.envs.policy import check_dependencies
+from plughost.envs.sdists import PRIVATE_CACHE, inside, only_binary_message, sandbox_prefix
 from plughost.sandbox.requirements import missing_requirements
 
 log = logging.getLogger("plughost.envs")
@@ -89,6 +93,7 @@ class EnvBuilder:
     enabled: bool = True
     uv: str = ""
     python: str = sys.executable
+    bwrap: str = "bwrap"
     _base: dict[str, str] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _per_package_s: list[float] | None = None
@@ -99,7 +104,8 @@ class EnvBuilder:
             root=settings.envs_dir,
             cache_dir=settings.uv_cache_dir,
             index_url=settings.plugin_index_url,
-            build_sdists=settings.plugin_build_sdists,
+            build_sdists=settings.plugin_build_sdists or not settings.plugin_only_binary,
+            bwrap=settings.sandbox_bwrap,
             timeout_s=settings.plugin_build_timeout_s,
             enabled=settings.plugin_install,
         )
@@ -113,7 +119,9 @@ class EnvBuilder:
     def plan(self, entries: tuple[str, ...], plugin_dir: Path | None = None) -> EnvPlan | None:
         """The environment for the manifest ``entries`` the base set lacks; None when the
         base set has them all or installation is off (the replica then names what is missing).
-        Raises BadRequirement for an entry that is not a requirement string."""
+        Raises BadRequirement for an entry that is not a requirement string, or one the
+        policy refuses (a URL, a path, an option line: :mod:`.policy`), installation on or off."""
+        check_dependencies(entries)
         if not self.enabled:
             return None
         missing = missing_requirements(list(entries), plugin_dir, installed=self.base())
@@ -171,23 +179,33 @@ class EnvBuilder:
         (scratch / "base.txt").write_text(constraints_text(self.base()))
         out = await self._uv(
             "compile",
-            str(scratch / "requirements.in"),
+            self._path(scratch / "requirements.in", scratch),
             "--constraints",
-            str(scratch / "base.txt"),
+            self._path(scratch / "base.txt", scratch),
             "--no-header",
             "--no-annotate",
             requirements=plan.requirements,
+            scratch=scratch,
         )
         return [line.strip() for line in out.splitlines() if line.strip() and line[0] != "#"]
 
     async def _install(self, pins: list[str], site: Path) -> None:
         site.mkdir()
         if pins:
-            await self._uv("install", "--target", str(site), "--no-deps", *pins, requirements=pins)
+            target = self._path(site, site.parent)
+            await self._uv(
+                "install", "--target", target, "--no-deps", *pins, requirements=pins,
+                scratch=site.parent,
+            )  # fmt: skip
 
-    def _uv_argv(self, command: str, args: tuple[str, ...]) -> list[str]:
+    def _path(self, path: Path, scratch: Path) -> str:
+        """``path`` as uv sees it: in the sandbox of sdist builds, the scratch is /build."""
+        return inside(path, scratch) if self.build_sdists else str(path)
+
+    def _uv_argv(self, command: str, args: tuple[str, ...], cache: str = "") -> list[str]:
         argv = [self.uv or _find_uv(), "pip", command, *args]
-        argv += ["--python", self.python, "--cache-dir", str(self.cache_dir), "--no-config"]
+        argv += ["--python", self.python, "--cache-dir", cache or str(self.cache_dir)]
+        argv += ["--no-config"]
         argv += ["--quiet"] if command == "compile" else []
         if self.index_url:
             argv += ["--index-url", self.index_url]
@@ -195,10 +213,34 @@ class EnvBuilder:
             argv.append("--no-build")
         return argv
 
-    async def _uv(self, command: str, *args: str, requirements: tuple[str, ...] | list[str]) -> str:
-        """Run one ``uv pip`` command; its stdout. Raises EnvBuildFailed with uv's message."""
+    def _sandboxed(self, command: str, args: tuple[str, ...], scratch: Path) -> list[str]:
+        """The argv of a uv step that may build sdists: inside bubblewrap (:mod:`.sdists`),
+        with a cache of its own in the scratch folder."""
+        prefix = sandbox_prefix(self.bwrap, scratch, self.index_url, (self.root.parent,))
+        if prefix is None:
+            raise EnvBuildFailed(
+                "building source distributions (PLUGHOST_PLUGIN_ONLY_BINARY off) needs "
+                f"bubblewrap, and {self.bwrap!r} is not installed"
+            )
+        (scratch / ".tmp").mkdir(exist_ok=True)
+        cache = inside(scratch / PRIVATE_CACHE, scratch)
+        return [*prefix, *self._uv_argv(command, args, cache)]
+
+    async def _uv(
+        self,
+        command: str,
+        *args: str,
+        requirements: tuple[str, ...] | list[str],
+        scratch: Path | None = None,
+    ) -> str:
+        """Run one ``uv pip`` command; its stdout. Raises EnvBuildFailed with uv's message
+        (the plain refusal when only wheels are allowed and a dependency has none)."""
+        if self.build_sdists and scratch is not None:
+            argv = self._sandboxed(command, args, scratch)
+        else:
+            argv = self._uv_argv(command, args)
         proc = await asyncio.create_subprocess_exec(
-            *self._uv_argv(command, args),
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -217,9 +259,11 @@ class EnvBuilder:
                 ) from None
             raise
         if proc.returncode != 0:
+            text = uv_message(err.decode("utf-8", "replace"))
+            refused = None if self.build_sdists else only_binary_message(text, requirements)
             raise EnvBuildFailed(
                 f"could not install the plugin's dependencies ({', '.join(requirements)}): "
-                + uv_message(err.decode("utf-8", "replace"))
+                + (refused or text)
             )
         return out.decode("utf-8", "replace")
 
@@ -253,6 +297,8 @@ def _write_meta(
     (scratch / META).write_text(json.dumps(meta, indent=1))
     for leftover in ("requirements.in", "base.txt", f"{SITE}/.lock"):
         (scratch / leftover).unlink(missing_ok=True)
+    for folder in (PRIVATE_CACHE, ".tmp"):  # of sandboxed sdist builds
+        shutil.rmtree(scratch / folder, ignore_errors=True)
 
 
 def _publish(scratch: Path, folder: Path) -> None:

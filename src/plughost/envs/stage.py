@@ -5,6 +5,7 @@ tell the status endpoint how long the build should still take."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 from plughost.config import Settings
 from plughost.envs.builder import EnvBuilder, EnvPlan
+from plughost.envs.policy import typo_warnings
+
+log = logging.getLogger("plughost.envs")
 
 Note = Callable[[str], Awaitable[object]]
 
@@ -36,10 +40,15 @@ class PluginEnvironments:
     ) -> Path | None:
         """The import folder release ``release_id`` runs with (built now if need be), or None
         when the base set has every dependency or installation is off. ``note`` receives the
-        status message ("building ..." / "reusing ..."). Raises EnvBuildFailed or
+        status message ("building ..." / "reusing ...", and a warning for each dependency
+        named like a popular package: those stay in the release's events). Raises EnvBuildFailed or
         BadRequirement; cancelling stops the build."""
         if not dependencies:
             return None
+        for warning in typo_warnings(dependencies):  # visible, never blocking (.policy)
+            log.warning("release %s: %s", release_id, warning)
+            if note is not None:
+                await note(warning)
         plan = await asyncio.to_thread(self.builder.plan, dependencies, plugin_dir)
         if plan is None:
             return None

@@ -119,7 +119,7 @@ class ContainerService:
                     org = await self._organization(scope)
                     if target in (PLUGIN_HAS, PLUGIN_CALL):
                         return await self._plugin(target, scope.namespace_id or "", args)
-                    return ok_reply(await self._dispatch(target, args, org))
+                    return ok_reply(await self._dispatch(target, args, org, scope))
         except TimeoutError:
             return error_reply(
                 TIMED_OUT,
@@ -162,13 +162,15 @@ class ContainerService:
             raise _Failure(UNAVAILABLE, "the plugin's namespace belongs to no organization")
         return org
 
-    async def _dispatch(self, target: str, args: dict[str, Any], org: str) -> Any:
+    async def _dispatch(
+        self, target: str, args: dict[str, Any], org: str, scope: ContainerScope
+    ) -> Any:
         if target == SECRETS_GET:
             return await self._secret(org, _secret_name(args.get("name")))
         if target == SECRETS_LIST:
             return sorted(await asyncio.to_thread(self._source().names, org))
         if target == LLM_GENERATE:
-            return await self._generate(args, org)
+            return await self._generate(args, org, scope.namespace_id or "")
         raise _Failure(BAD_REQUEST, f"unknown target {target!r}")  # check_request let it pass
 
     def _source(self) -> SecretSource:
@@ -179,12 +181,12 @@ class ContainerService:
     async def _secret(self, org: str, name: str) -> str | None:
         return await asyncio.to_thread(self._source().get, org, name)
 
-    async def _generate(self, args: dict[str, Any], org: str) -> dict[str, Any]:
+    async def _generate(self, args: dict[str, Any], org: str, namespace: str) -> dict[str, Any]:
         llm = self.llm
         org_key = None
         if llm.configured and not llm.has_key and self.secrets is not None:
             org_key = await self._secret(org, LLM_KEY_SECRET)
-        return await llm.generate(args, org_key)
+        return await llm.generate(args, org_key, namespace)
 
     async def aclose(self) -> None:
         await self.llm.aclose()

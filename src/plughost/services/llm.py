@@ -6,12 +6,21 @@ user message (the instruction, then the text; image URLs as ``image_url`` parts)
 becomes ``response_format: {"type": "json_schema", ...}`` and the model name goes through
 ``PLUGHOST_LLM_MODEL_MAP``. The answer is ``{"data", "text", "model", "provider", "usage"}``:
 ``data`` is the parsed JSON when a schema was given, else the text.
+
+Bounds, both checked before anything is sent: the request's ``messages`` may hold at most
+``PLUGHOST_LLM_MAX_PROMPT_BYTES`` of JSON (``LLMRequestTooLarge``), and one namespace's
+plugins at most ``PLUGHOST_LLM_REQUESTS_PER_MINUTE`` calls in any 60 s (``LLMRateLimited``,
+with the seconds to wait).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from plughost.config import Settings
@@ -25,6 +34,9 @@ OPTION_KEYS = frozenset(
     {"temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"}
 )
 MAX_ERROR_BODY = 500
+TOO_LARGE = "LLMRequestTooLarge"
+RATE_LIMITED = "LLMRateLimited"
+WINDOW_S = 60.0
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
@@ -122,6 +134,45 @@ def parse_answer(answer: Any, with_schema: bool, provider: Any) -> dict[str, Any
     }
 
 
+def check_prompt_size(body: dict[str, Any], limit: int) -> None:
+    """LlmFailure when the body's ``messages`` (as JSON) exceed ``limit`` bytes."""
+    size = len(json.dumps(body["messages"], ensure_ascii=False).encode())
+    if size > limit:
+        raise LlmFailure(
+            TOO_LARGE,
+            f"the prompt is {size} bytes, above the server's limit of {limit} "
+            "(PLUGHOST_LLM_MAX_PROMPT_BYTES); it was not sent",
+        )
+
+
+class RateWindow:
+    """At most ``per_minute`` calls per key in any 60 s (0: no bound); a sliding window of
+    the call times, so each key keeps at most ``per_minute`` of them."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._calls: dict[str, deque[float]] = {}
+
+    def take(self, key: str) -> None:
+        """Count one call of ``key``; LlmFailure (nothing counted) when it is over the bound."""
+        if self.per_minute <= 0:
+            return
+        now = self._clock()
+        calls = self._calls.setdefault(key, deque())
+        while calls and calls[0] <= now - WINDOW_S:
+            calls.popleft()
+        if len(calls) >= self.per_minute:
+            wait = max(1, math.ceil(calls[0] + WINDOW_S - now))
+            raise LlmFailure(
+                RATE_LIMITED,
+                f"this namespace made {len(calls)} container.llm requests in the last "
+                f"{WINDOW_S:g} s, the server's bound (PLUGHOST_LLM_REQUESTS_PER_MINUTE); "
+                f"retry in {wait} s",
+            )
+        calls.append(now)
+
+
 class LlmClient:
     """Requests to the configured endpoint; one connection pool for the server's life."""
 
@@ -131,6 +182,8 @@ class LlmClient:
         self._key = settings.llm_api_key
         self._models = settings.llm_models
         self._timeout_s = settings.llm_timeout_s
+        self._max_prompt = settings.llm_max_prompt_bytes
+        self._rate = RateWindow(settings.llm_requests_per_minute)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
@@ -152,11 +205,17 @@ class LlmClient:
         """Whether PLUGHOST_LLM_API_KEY is set (else the organization's secret is asked)."""
         return bool(self._key)
 
-    async def generate(self, args: dict[str, Any], org_key: str | None = None) -> dict[str, Any]:
-        """One call; LlmFailure with the reason when it cannot be made or answered."""
+    async def generate(
+        self, args: dict[str, Any], org_key: str | None = None, namespace: str = ""
+    ) -> dict[str, Any]:
+        """One call; LlmFailure with the reason when it cannot be made or answered. A prompt
+        past PLUGHOST_LLM_MAX_PROMPT_BYTES, or a call past ``namespace``'s requests per
+        minute, is refused before anything is sent."""
         if not self._base:
             raise not_configured()
         body = build_body(args, self._models)
+        check_prompt_size(body, self._max_prompt)
+        self._rate.take(namespace)
         key = self._key or org_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = f"{self._base}/chat/completions"

@@ -3,9 +3,10 @@
 Values are sealed by a :class:`~plughost.services.secret_box.SecretBox` before they reach
 the database and opened only for :meth:`Secrets.get` and :meth:`Secrets.values` (the
 container's reads and the log mask); no answer of the API carries one. Every operation is
-scoped to one organization. A key limited to some namespaces may list its organization's
-secret names (and its plugins may read values through the container), but only a key of the
-whole organization may create, change or delete a secret (403 otherwise).
+scoped to one organization. Only a key of the whole organization may list, create, change or
+delete its secrets: a key limited to some namespaces gets 403 for every one of them, names
+included (its plugins still read values through the container, as every plugin of the
+organization does).
 
 All methods block (database, decryption): call them from a worker thread.
 """
@@ -69,12 +70,12 @@ class Secrets:
     # -- the wire's use cases (OrganizationSecretsApi) -------------------------------------
     def create(self, principal: Principal, name: str, value: str) -> dict[str, Any]:
         """Store a new secret; 409 when the organization has one of that name."""
-        self.put(_writer(principal), name, value, replace=False)
+        self.put(_org_wide(principal), name, value, replace=False)
         return {"secret_name": name, "created": True}
 
     def update(self, principal: Principal, name: str, value: str) -> dict[str, Any]:
         """Replace a secret's value; 404 when there is none of that name."""
-        org_id = _writer(principal)
+        org_id = _org_wide(principal)
         check_name(name)
         check_value(value)
         with self.db.session() as s:
@@ -88,12 +89,13 @@ class Secrets:
 
     def delete(self, principal: Principal, name: str) -> dict[str, Any]:
         """Delete a secret; 404 when there is none of that name."""
-        self.remove(_writer(principal), name)
+        self.remove(_org_wide(principal), name)
         return {"secret_name": name, "deleted": True}
 
     def listing(self, principal: Principal) -> dict[str, Any]:
-        """The organization's secret names (never values) and their count."""
-        names = self.names(principal.organization_id)
+        """The organization's secret names (never values) and their count; 403 for a key
+        limited to some namespaces."""
+        names = self.names(_org_wide(principal))
         return {"secrets": names, "count": len(names)}
 
     # -- the admin CLI's -------------------------------------------------------------------
@@ -206,12 +208,12 @@ def load_mask_table(db: Database, box: SecretBox) -> MaskTable:
     return MaskTable.build(orgs, ((org, v) for org, v in opened if v is not None))
 
 
-def _writer(principal: Principal) -> str:
-    """The principal's organization when it may change secrets, else 403."""
+def _org_wide(principal: Principal) -> str:
+    """The principal's organization when its key is organization-wide, else 403."""
     if principal.namespaces is not None:
         raise ForbiddenError(
-            "this API key is limited to some namespaces: it may list and use the "
-            "organization's secrets, but only a key of the whole organization may change them"
+            "this API key is limited to some namespaces: only a key of the whole "
+            "organization may list or change the organization's secrets"
         )
     return principal.organization_id
 

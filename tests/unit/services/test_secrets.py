@@ -116,10 +116,10 @@ def test_another_organization_neither_sees_nor_changes_them(secrets: Secrets) ->
     assert secrets.get(OTHER_ORG, "shared_name") == "b's own"
 
 
-def test_a_namespace_limited_key_reads_names_but_cannot_write(secrets: Secrets) -> None:
+def test_a_namespace_limited_key_neither_lists_nor_writes(secrets: Secrets) -> None:
     secrets.create(ADMIN_A, "k", VALUE)
-    assert secrets.listing(LIMITED_A)["secrets"] == ["k"]
     for change in (
+        lambda: secrets.listing(LIMITED_A),
         lambda: secrets.create(LIMITED_A, "new", VALUE),
         lambda: secrets.update(LIMITED_A, "k", "x1234"),
         lambda: secrets.delete(LIMITED_A, "k"),
