@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
+from plughost.config_cgroup_fields import CgroupFields
+from plughost.config_egress_fields import EgressFields
 from plughost.config_fields import (
     BatchFields,
     ContainerFields,
@@ -20,8 +22,6 @@ from plughost.config_fields import (
     SandboxFields,
     model_map,
 )
-from plughost.config_cgroup_fields import CgroupFields
-from plughost.config_egress_fields import EgressFields
 from plughost.config_input_fields import InputFields
 from plughost.config_model_fields import ModelFields
 from plughost.config_quota_fields import QuotaFields

@@ -250,8 +250,8 @@ class EnvironmentFields(BaseSettings):
     )
     plugin_build_sdists: bool = Field(
         default=False,
-        description="let uv build source distributions (runs their build code on the server); "
-        "wheels only otherwise",
+        description="the older name of `PLUGHOST_PLUGIN_ONLY_BINARY=false`: true lets uv build "
+        "source distributions (inside bubblewrap, see that setting)",
     )
     plugin_build_timeout_s: float = Field(
         default=600.0, gt=0, description="limit of each uv step of an environment's build"
@@ -320,8 +320,8 @@ class SandboxFields(BaseSettings):
     sandbox_memory_gb: float = Field(
         default=2.0,
         gt=0,
-        description="address-space limit (RLIMIT_AS) of a replica whose serve_config names no "
-        "memory_gb",
+        description="memory limit of a replica whose serve_config names no memory_gb: resident "
+        "memory in its cgroup, or its address space (RLIMIT_AS) where cgroups are not writable",
     )
     sandbox_max_open_files: int = Field(
         default=1024, gt=0, description="RLIMIT_NOFILE of a plugin process"
