@@ -196,6 +196,18 @@ def demand_of(replicas: int, serve_config: Mapping[str, Any], default_memory_gb:
     return Demand(replicas, replicas * memory_gb * 1024)
 
 
+def unclamped_ceiling(serve_config: Mapping[str, Any], starting: int) -> int:
+    """The replicas a release may reach when no plughost autoscaler clamps it to the quota
+    (Ray Serve's own autoscaler): ``max_replicas`` of an autoscaling serve_config (one
+    without ``num_replicas``), else ``starting``."""
+    if serve_config.get("num_replicas") is not None:
+        return starting
+    raw = serve_config.get("max_replicas")
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw >= 1:
+        return starting
+    return max(starting, int(min(raw, MAX_INT)))
+
+
 def capacity_error(
     policy: NamespacePolicy, others: list[Demand], adding: Demand
 ) -> QuotaExceededError | None:

@@ -10,7 +10,9 @@ release of the same plugin replaces the one it supersedes, so it is counted inst
 not beside it: a namespace at its quota can still roll out a plugin's next build, and runs
 both groups only while the old one drains. Deployed versions of one name are different
 plugins and count apart (both keep their replicas for a rollback). The local autoscaler
-clamps its scale-ups to the same quotas (plughost.backends.local.autoscale)."""
+clamps its scale-ups to the same quotas (plughost.backends.local.autoscale); Ray Serve's
+autoscaler knows no quota, so on the Ray backend an autoscaling release counts at its
+``max_replicas``."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from plughost.domain.ids import (
     normalize_version,
     route_prefix_for,
 )
-from plughost.domain.quotas import Demand, capacity_error, demand_of
+from plughost.domain.quotas import Demand, capacity_error, demand_of, unclamped_ceiling
 from plughost.domain.rollout import RolloutOptions
 from plughost.domain.scope import PluginScope
 from plughost.domain.states import ROLLING, Status
@@ -153,9 +155,10 @@ class DeployCommands:
         serve_config = manifest.get("serve_config") or {}
         if not isinstance(serve_config, dict):
             serve_config = {}
-        demand = demand_of(
-            replica_count(serve_config), serve_config, self.settings.sandbox_memory_gb
-        )
+        count = replica_count(serve_config)
+        if self.settings.backend == "ray":  # Serve's autoscaler may reach max_replicas
+            count = unclamped_ceiling(serve_config, count)
+        demand = demand_of(count, serve_config, self.settings.sandbox_memory_gb)
         self._demands[plugin_pk] = demand
         return demand
 

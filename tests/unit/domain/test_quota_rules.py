@@ -168,3 +168,13 @@ def test_a_deploy_past_the_replicas_or_memory_quota_is_a_409_naming_it() -> None
     by_memory = capacity_error(policy, others, Demand(1, 4097.0))
     assert by_memory is not None and (by_memory.details or {})["quota"] == "max_memory_mb"
     assert capacity_error(NamespacePolicy("ns_q"), others * 50, Demand(16, 1e9)) is None
+
+
+def test_the_unclamped_ceiling_is_max_replicas_of_an_autoscaling_config() -> None:
+    from plughost.domain.quotas import unclamped_ceiling
+
+    assert unclamped_ceiling({"min_replicas": 1, "max_replicas": 5}, 1) == 5
+    assert unclamped_ceiling({"num_replicas": 2, "max_replicas": 5}, 2) == 2
+    assert unclamped_ceiling({}, 1) == 1
+    assert unclamped_ceiling({"max_replicas": True}, 1) == 1
+    assert unclamped_ceiling({"min_replicas": 3, "max_replicas": 2}, 3) == 3

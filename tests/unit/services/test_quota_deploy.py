@@ -91,3 +91,19 @@ def test_without_a_policy_nothing_is_counted(
     for name in ("aaa", "bbb", "ccc"):
         serving(db, name, {"num_replicas": 16, "memory_gb": 64})
         assert deploy_side.commands.deploy(NS_A, f"{name}_1_0_0", None)["status"] == "queued"
+
+
+def test_on_ray_an_autoscaling_release_counts_at_its_max_replicas(
+    deploy_side: DeploySide, db: Database, book: PolicyBook
+) -> None:
+    # Ray Serve's autoscaler knows no quota: what it may reach is what the deploy counts
+    serving(db, "elastic", {"min_replicas": 1, "max_replicas": 4})
+    book.put("ns_a", {"max_replicas": 3})
+    deploy_side.commands.settings.backend = "ray"
+    with pytest.raises(QuotaExceededError, match="max_replicas=3") as caught:
+        deploy_side.commands.deploy(NS_A, "elastic_1_0_0", None)
+    assert (caught.value.details or {})["requested"] == 4
+    # the local backend clamps its autoscaler instead, so such a release counts at 1
+    serving(db, "elastic_local", {"min_replicas": 1, "max_replicas": 4})
+    deploy_side.commands.settings.backend = "local"
+    assert deploy_side.commands.deploy(NS_A, "elastic_local_1_0_0", None)["status"] == "queued"
