@@ -32,10 +32,12 @@ from plughost.batch.protocol import (
     encode_frame,
 )
 from plughost.domain.container import UNAVAILABLE, error_reply
+from plughost.logs.terminal import bounded_line
 from plughost.sandbox.bwrap import ENV_MOUNT
 from plughost.sandbox.policy import SandboxLaunch
 
 log = logging.getLogger("plughost.batch.worker")
+STDERR_LINE_MAX_BYTES = 16384  # a worker's output line kept (PLUGHOST_LOG_LINE_MAX_BYTES' default)
 
 # A batch worker starts from every replica's environment, plus: one thread per math library
 # (the job's workers already fill the cores) and Arrow on the system allocator (jemalloc and
@@ -144,10 +146,18 @@ class BatchWorker:
     async def _read_stderr(self) -> None:
         stream = self.proc.stderr
         assert stream is not None
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # past the reader's limit: asyncio dropped it, the pump goes on
+                line = b"[... a line longer than 64 KiB cut]"
+            if not line:
+                break
             text = line.decode("utf-8", "replace").rstrip()
-            if self.mask_line is not None:
+            if self.mask_line is not None:  # before the cut, which could halve a secret
                 text = self.mask_line(text)
+            # a plugin's terminal control made visible, the line cut (as replicas' lines are)
+            text = bounded_line(text, STDERR_LINE_MAX_BYTES)
             self.tail.append(text)
             if self.on_line is not None:
                 self.on_line(self.proc.pid, text)
