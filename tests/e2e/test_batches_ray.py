@@ -173,12 +173,20 @@ def test_ray_cancel_stops_the_ray_work_and_keeps_no_output(
     endpoint, batch_id = r.json()["status_endpoint"], r.json()["batch_id"]
     running = wait_batch(ray_server, endpoint, timeout=120, until=("running",))
     deadline = time.monotonic() + 180
-    while not (_ray_job_pids(ray_server) and _batch_workers(ray_server)):
+
+    def wrapped() -> list[list[bytes]]:
+        # a worker seen before its entry shell (which puts it in its cgroups) exec'd bubblewrap
+        # has /bin/sh as argv[0]: only the wrappers that run count
+        return [argv for _, argv in _batch_workers(ray_server) if b"bwrap" in argv[0]]
+
+    while not (_ray_job_pids(ray_server) and wrapped()):
         assert time.monotonic() < deadline, f"no Ray job process seen\n{ray_server.logs()[-3000:]}"
         time.sleep(0.2)
     # the steps run in batch workers under bubblewrap, not in Ray's own processes
-    wrapped = [argv for _, argv in _batch_workers(ray_server) if b"bwrap" in argv[0]]
-    assert wrapped and all(b"--unshare-net" in argv for argv in wrapped), wrapped
+    running_wrapped = wrapped()
+    assert running_wrapped and all(b"--unshare-net" in argv for argv in running_wrapped), (
+        running_wrapped
+    )
     with ray_server.client() as c:
         cancelled = c.delete(endpoint)
         again = c.delete(endpoint)
